@@ -1,0 +1,33 @@
+"""The ``collector`` command: a thin shell over the library.
+
+Each sub-command builds ``Settings`` once, calls one library function, and turns a domain
+error into one clear line and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from collector.settings import Settings
+
+app = typer.Typer(
+    help="collector: ODK forms to Central, submissions to tables, an API.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold passwords and tokens
+)
+
+
+def settings_from_env() -> Settings:
+    """Build the one Settings object at the edge."""
+    return Settings()
+
+
+# Sub-command groups register here, one module each.
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The one Settings object.
+
+It is built once at an edge (the CLI, the API's app factory, the scheduler's start) and
+passed down; nothing deeper reads the environment. Every variable has the prefix
+``COLLECTOR_`` (``COLLECTOR_CENTRAL_URL``, ``COLLECTOR_DATABASE_URL``, ...). Secrets are
+``SecretStr`` so that a stray ``print(settings)`` or log line shows ``**********``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COLLECTOR_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- ODK Central -------------------------------------------------------------------
+    central_url: str = Field(
+        default="http://127.0.0.1:8383", description="Base URL of ODK Central, without /v1."
+    )
+    central_email: str = Field(default="admin@example.org", description="Central web user.")
+    central_password: SecretStr = Field(default=SecretStr(""), description="Its password.")
+    central_timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP call.")
+    central_retries: int = Field(default=5, ge=0, description="Retries on 5xx/429/drops.")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("data"), description="Token cache, attachments, SQLite file, locks."
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means an SQLite file in data_dir.",
+    )
+    forms_dir: Path = Field(default=Path("forms"), description="XLSForms and their manifest.")
+
+    # --- sync ----------------------------------------------------------------------------
+    sync_page_size: int = Field(default=1000, ge=1, le=100_000)
+    sync_overlap_seconds: int = Field(
+        default=300, ge=0, description="Re-read this much before the watermark (central#1615)."
+    )
+
+    # --- API ----------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_max_page_size: int = Field(default=500, ge=1)
+    api_rate_limit_per_minute: int = Field(default=600, ge=1)
+    suppression_threshold: int = Field(
+        default=5, ge=1, description="Indicator cells below this are hidden from non-managers."
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the default SQLite file inside data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'collector.db').resolve()}"
+
+    @property
+    def pyodk_cache_path(self) -> Path:
+        """pyodk caches its token here, never in the user's home directory."""
+        return self.data_dir / "pyodk_cache.toml"

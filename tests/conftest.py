@@ -1,0 +1,185 @@
+"""Shared fixtures: a Central to talk to, and databases to write to.
+
+Central: by default each test session starts the emulator as a real server on loopback.
+Set ``COLLECTOR_TEST_CENTRAL_URL`` (plus ``_EMAIL`` and ``_PASSWORD``) to run the same tests
+against a real Central; then only tests that need the emulator's fault controls skip.
+
+PostgreSQL: ``COLLECTOR_TEST_POSTGRES_URL`` names a server database we may create fresh
+databases next to. Without it PostgreSQL tests skip with that reason, unless
+``COLLECTOR_TEST_REQUIRE_POSTGRES`` is set (CI sets it), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class TestSettings(BaseSettings):
+    """Where the tests find their Central and PostgreSQL: the one setting for each."""
+
+    __test__ = False  # not a test class, despite its name
+    model_config = SettingsConfigDict(env_prefix="COLLECTOR_TEST_", extra="ignore")
+
+    postgres_url: str = ""
+    require_postgres: bool = False
+    central_url: str = ""
+    central_email: str = "admin@example.org"
+    central_password: SecretStr = SecretStr("emulator-admin-password")
+
+
+@dataclass(frozen=True)
+class CentralTarget:
+    """A Central to test against; ``is_emulator`` tells whether fault controls exist."""
+
+    url: str
+    email: str
+    password: str
+    is_emulator: bool
+    data_dir: Path | None = None
+
+
+@pytest.fixture(scope="session")
+def test_settings() -> TestSettings:
+    return TestSettings()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_emulator(data_dir: Path, email: str, password: str) -> tuple[subprocess.Popen, str]:
+    """Start ``python -m emulator`` on a free loopback port and wait until it answers."""
+    port = free_port()
+    log = open(data_dir / "emulator.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "emulator",
+            "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir),
+            "--admin-email", email, "--admin-password", password,
+        ],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"emulator exited early; see {data_dir / 'emulator.log'}")
+        try:
+            if requests.get(f"{url}/_emulator/health", timeout=1).ok:
+                return proc, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"emulator did not answer in 30 s; see {data_dir / 'emulator.log'}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def central(test_settings: TestSettings, tmp_path_factory) -> Iterator[CentralTarget]:
+    """The Central every Central-facing test talks to (the emulator unless configured)."""
+    if test_settings.central_url:
+        yield CentralTarget(
+            url=test_settings.central_url.rstrip("/"),
+            email=test_settings.central_email,
+            password=test_settings.central_password.get_secret_value(),
+            is_emulator=False,
+        )
+        return
+    data_dir = tmp_path_factory.mktemp("emulator")
+    email, password = test_settings.central_email, test_settings.central_password
+    proc, url = start_emulator(data_dir, email, password.get_secret_value())
+    try:
+        yield CentralTarget(url, email, password.get_secret_value(), True, data_dir)
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture
+def emulator_central(central: CentralTarget) -> CentralTarget:
+    """The same Central, for tests that need the emulator's fault controls."""
+    if not central.is_emulator:
+        pytest.skip("needs the emulator's fault controls; COLLECTOR_TEST_CENTRAL_URL is a real Central")
+    return central
+
+
+@pytest.fixture
+def fresh_name() -> str:
+    """A name no earlier run used, so tests can run against one server twice."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+# --- databases ---------------------------------------------------------------------------
+
+
+def _admin_conninfo(url: str) -> str:
+    u = make_url(url)
+    return u.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(test_settings: TestSettings) -> str:
+    if not test_settings.postgres_url:
+        if test_settings.require_postgres:
+            pytest.fail("COLLECTOR_TEST_REQUIRE_POSTGRES is set but COLLECTOR_TEST_POSTGRES_URL is not")
+        pytest.skip("no PostgreSQL configured: set COLLECTOR_TEST_POSTGRES_URL to run this test")
+    return test_settings.postgres_url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"collector_t_{uuid.uuid4().hex[:12]}"
+    admin = _admin_conninfo(postgres_server_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(postgres_server_url).set(database=name).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path: Path) -> str:
+    """The same test on a real SQLite file and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(autouse=True)
+def _no_collector_env(monkeypatch) -> None:
+    """Tests build their Settings explicitly; a developer's COLLECTOR_* must not leak in."""
+    for key in list(os.environ):
+        if key.startswith("COLLECTOR_") and not key.startswith("COLLECTOR_TEST_"):
+            monkeypatch.delenv(key)
