@@ -72,11 +72,23 @@ def start_emulator(data_dir: Path, email: str, password: str) -> tuple[subproces
     log = open(data_dir / "emulator.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "emulator",
-            "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir),
-            "--admin-email", email, "--admin-password", password,
+            sys.executable,
+            "-m",
+            "emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data",
+            str(data_dir),
+            "--admin-email",
+            email,
+            "--admin-password",
+            password,
         ],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -126,7 +138,9 @@ def central(test_settings: TestSettings, tmp_path_factory) -> Iterator[CentralTa
 def emulator_central(central: CentralTarget) -> CentralTarget:
     """The same Central, for tests that need the emulator's fault controls."""
     if not central.is_emulator:
-        pytest.skip("needs the emulator's fault controls; COLLECTOR_TEST_CENTRAL_URL is a real Central")
+        pytest.skip(
+            "needs the emulator's fault controls; COLLECTOR_TEST_CENTRAL_URL is a real Central"
+        )
     return central
 
 
@@ -148,7 +162,9 @@ def _admin_conninfo(url: str) -> str:
 def postgres_server_url(test_settings: TestSettings) -> str:
     if not test_settings.postgres_url:
         if test_settings.require_postgres:
-            pytest.fail("COLLECTOR_TEST_REQUIRE_POSTGRES is set but COLLECTOR_TEST_POSTGRES_URL is not")
+            pytest.fail(
+                "COLLECTOR_TEST_REQUIRE_POSTGRES is set but COLLECTOR_TEST_POSTGRES_URL is not"
+            )
         pytest.skip("no PostgreSQL configured: set COLLECTOR_TEST_POSTGRES_URL to run this test")
     return test_settings.postgres_url
 
@@ -161,9 +177,7 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(postgres_server_url).set(database=name).render_as_string(
-            hide_password=False
-        )
+        yield make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
