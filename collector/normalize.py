@@ -1,0 +1,578 @@
+"""Central's OData rows in, relational rows out. Pure: no I/O, no database, no clock.
+
+Driven by a form's fields (Central's ``/fields``, merged with what the XLSForm says), it
+decides the per-form tables (:func:`form_shape`) and turns a page of OData rows into rows
+for them (:func:`rows_for_page`):
+
+- one wide table per form, ``<form>``, keyed by ``instance_id``, with a typed column per
+  question; a question inside groups gets the group path in its name (``place__gps``);
+- one table per repeat, ``<form>__<repeat path>``, keyed by ``(instance_id, row_id)``
+  (``row_id`` is Central's ``__id`` of the repeat row), with ``parent_row_id`` (the
+  enclosing repeat's row, None at the first level) and ``position`` (1-based);
+- one link table per select_multiple, ``<table>__<column>``: ``(instance_id, row_id,
+  position, value)``, where ``row_id`` is the row holding the answer (the instance id in
+  the wide table);
+- a geopoint becomes ``<col>_lat``, ``<col>_lon``, ``<col>_alt``, ``<col>_acc``;
+- a value that does not fit its type becomes NULL in its column and a ``data_issue`` row
+  (path, value as text, why). The OData row itself is kept whole in ``submission.raw``.
+
+Identifiers are lower case ``[a-z0-9_]``, at most 63 characters (PostgreSQL's limit); a
+longer one keeps its start and ends in ``_`` + 8 hex digits of its full name's sha1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import orjson
+
+MAX_IDENT = 63
+
+# Central's /fields type -> our column kind (central-backend lib/data/schema.js getFormFields)
+_KIND_OF_CENTRAL_TYPE = {
+    "string": "text",
+    "int": "int",
+    "decimal": "decimal",
+    "boolean": "bool",
+    "date": "date",
+    "dateTime": "datetime",
+    "time": "time",
+    "geopoint": "geopoint",
+    "geotrace": "json",
+    "geoshape": "json",
+    "binary": "text",
+    "barcode": "text",
+}
+
+# XLSForm type -> Central's /fields type, for forms we know only from their XLSForm.
+_CENTRAL_TYPE_OF_XLS = {
+    "integer": "int",
+    "decimal": "decimal",
+    "range": "decimal",
+    "date": "date",
+    "datetime": "dateTime",
+    "time": "time",
+    "start": "dateTime",
+    "end": "dateTime",
+    "today": "date",
+    "geopoint": "geopoint",
+    "geotrace": "geotrace",
+    "geoshape": "geoshape",
+    "begin_group": "structure",
+    "begin group": "structure",
+    "begin_repeat": "repeat",
+    "begin repeat": "repeat",
+    "image": "binary",
+    "audio": "binary",
+    "video": "binary",
+    "file": "binary",
+    "background-audio": "binary",
+}
+
+SYSTEM_COLUMNS_MAIN = (
+    "instance_id",
+    "form_version",
+    "submitted_at",
+    "updated_at",
+    "deleted_at",
+    "review_state",
+)
+SYSTEM_COLUMNS_REPEAT = ("instance_id", "row_id", "parent_row_id", "position")
+LINK_COLUMNS = ("instance_id", "row_id", "position", "value")
+
+
+def ident(name: str) -> str:
+    """A safe SQL identifier for ``name``: lower case, ``[a-z0-9_]``, <= 63 characters."""
+    s = re.sub(r"[^a-z0-9_]", "_", name.lower())
+    if not s or s[0].isdigit():
+        s = "_" + s
+    if len(s) > MAX_IDENT:
+        digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
+        s = s[: MAX_IDENT - 9] + "_" + digest
+    return s
+
+
+def table_name_for_form(xml_form_id: str) -> str:
+    return ident(xml_form_id)
+
+
+def _unique(name: str, taken: set[str], path: str) -> str:
+    """``name``, or ``name`` with a hash of ``path`` when another column already has it."""
+    if name not in taken:
+        return name
+    digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:8]
+    return ident(name[: MAX_IDENT - 9] + "_" + digest)
+
+
+# --- the shape of a form's tables ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One question's column(s) in one table."""
+
+    path: str  # Central path, /group/question
+    keys: tuple[str, ...]  # keys from the table's row object to the value
+    name: str  # column name (a geopoint's four columns are name_lat ...)
+    kind: str  # text int decimal bool date datetime time geopoint json
+    link_table: str | None = None  # select_multiple: its link table
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    repeat_path: str | None  # None for the form's wide table
+    keys: tuple[str, ...]  # keys from the parent table's row object to this repeat's list
+    parent: str | None  # the parent table's name
+    columns: tuple[ColumnSpec, ...]
+
+    def column_names(self) -> list[str]:
+        """Every column of this table, system columns first, in a stable order."""
+        names = list(SYSTEM_COLUMNS_REPEAT if self.repeat_path else SYSTEM_COLUMNS_MAIN)
+        for c in self.columns:
+            if c.kind == "geopoint":
+                names += [f"{c.name}_lat", f"{c.name}_lon", f"{c.name}_alt", f"{c.name}_acc"]
+            else:
+                names.append(c.name)
+        return names
+
+
+@dataclass(frozen=True)
+class FormShape:
+    xml_form_id: str
+    tables: tuple[TableSpec, ...]  # the wide table first, then repeats, parents first
+    district_keys: tuple[str, ...] | None = None  # where the `district` question lives
+    placement: Mapping[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
+    # placement: path -> (table_name, column_name, link_table) for every question
+
+    @property
+    def main(self) -> TableSpec:
+        return self.tables[0]
+
+    def link_tables(self) -> list[tuple[str, str]]:
+        """``(link table, owning table)`` for every select_multiple."""
+        return [(c.link_table, t.name) for t in self.tables for c in t.columns if c.link_table]
+
+
+def central_type_for_xls(xls_type: str) -> str:
+    return _CENTRAL_TYPE_OF_XLS.get(xls_type, "string")
+
+
+def fields_from_spec(spec: Any) -> list[dict]:
+    """Central-style field dicts from a ``FormSpec`` (when Central's ``/fields`` is absent)."""
+    out = []
+    for f in spec.fields:
+        if f.type in ("end_group", "end_repeat", "end group", "end repeat", "note"):
+            continue
+        out.append(
+            {
+                "path": f.path,
+                "name": f.name,
+                "type": central_type_for_xls(f.type),
+                "binary": True if central_type_for_xls(f.type) == "binary" else None,
+                "selectMultiple": True if f.type == "select_multiple" else None,
+                "xls_type": f.type,
+            }
+        )
+    return out
+
+
+def form_shape(
+    xml_form_id: str,
+    fields: Sequence[Mapping[str, Any]],
+    assigned: Mapping[str, str] | None = None,
+) -> FormShape:
+    """The tables for a form with these fields (Central's ``/fields`` dicts, depth-first).
+
+    ``assigned`` maps a path to the column name the store already gave it, so names stay
+    stable when a later version adds a question whose name would collide.
+    """
+    assigned = assigned or {}
+    main_name = table_name_for_form(xml_form_id)
+    repeats = [f["path"] for f in fields if f.get("type") == "repeat"]
+
+    def enclosing_repeat(path: str) -> str | None:
+        best = None
+        for r in repeats:
+            if path.startswith(r + "/") and (best is None or len(r) > len(best)):
+                best = r
+        return best
+
+    table_of_repeat: dict[str | None, str] = {None: main_name}
+    cols: dict[str | None, list[ColumnSpec]] = {None: []}
+    taken: dict[str | None, set[str]] = {None: set(SYSTEM_COLUMNS_MAIN)}
+    meta: dict[str | None, tuple[tuple[str, ...], str | None]] = {None: ((), None)}
+    used_tables = {main_name}
+    for r in repeats:  # depth-first order: a parent repeat comes before its children
+        parent = enclosing_repeat(r)
+        rel = r[len(parent) :] if parent else r
+        name = ident(f"{main_name}__{r.strip('/').replace('/', '__')}")
+        name = _unique(name, used_tables, r)
+        used_tables.add(name)
+        table_of_repeat[r] = name
+        cols[r] = []
+        taken[r] = set(SYSTEM_COLUMNS_REPEAT)
+        meta[r] = (tuple(rel.strip("/").split("/")), parent)
+
+    placement: dict[str, tuple[str, str | None, str | None]] = {}
+    district_keys = None
+    for f in fields:
+        ftype = f.get("type")
+        if ftype in ("structure", "repeat"):
+            continue
+        path = f["path"]
+        rep = enclosing_repeat(path)
+        rel = path[len(rep) :] if rep else path
+        keys = tuple(rel.strip("/").split("/"))
+        table = table_of_repeat[rep]
+        name = assigned.get(path) or ident("__".join(keys))
+        if path not in assigned:
+            name = _unique(name, taken[rep], path)
+        kind = _KIND_OF_CENTRAL_TYPE.get(ftype or "string", "text")
+        if f.get("binary"):
+            kind = "text"
+        taken[rep].add(name)
+        if kind == "geopoint":
+            taken[rep].update({f"{name}_lat", f"{name}_lon", f"{name}_alt", f"{name}_acc"})
+        link = None
+        if f.get("selectMultiple"):
+            link = _unique(ident(f"{table}__{name}"), used_tables, path + "#link")
+            used_tables.add(link)
+        cols[rep].append(ColumnSpec(path, keys, name, kind, link))
+        placement[path] = (table, name, link)
+        if rep is None and f.get("name") == "district" and district_keys is None:
+            district_keys = keys
+
+    tables = [TableSpec(main_name, None, (), None, tuple(cols[None]))]
+    for r in repeats:
+        keys, parent = meta[r]
+        tables.append(
+            TableSpec(table_of_repeat[r], r, keys, table_of_repeat[parent], tuple(cols[r]))
+        )
+    return FormShape(xml_form_id, tuple(tables), district_keys, placement)
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+class Misfit(ValueError):
+    """A value that does not fit its column's type; the message says why."""
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool):
+        raise Misfit("a boolean where an integer was expected")
+    if isinstance(v, int):
+        out = v
+    elif isinstance(v, float):
+        if not v.is_integer():
+            raise Misfit("a fraction where an integer was expected")
+        out = int(v)
+    elif isinstance(v, str):
+        try:
+            out = int(v.strip())
+        except ValueError:
+            raise Misfit("not an integer") from None
+    else:
+        raise Misfit(f"a {type(v).__name__} where an integer was expected")
+    if not -(2**63) <= out < 2**63:
+        raise Misfit("an integer too large for a 64-bit column")
+    return out
+
+
+def _decimal(v: Any) -> float:
+    if isinstance(v, bool):
+        raise Misfit("a boolean where a number was expected")
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v.strip())
+        except ValueError:
+            raise Misfit("not a number") from None
+    raise Misfit(f"a {type(v).__name__} where a number was expected")
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "1", "false", "0"):
+        return v.strip().lower() in ("true", "1")
+    raise Misfit("not a boolean")
+
+
+def _date(v: Any) -> date:
+    if not isinstance(v, str):
+        raise Misfit(f"a {type(v).__name__} where a date was expected")
+    try:
+        return date.fromisoformat(v[:10]) if len(v) > 10 and v[10] == "T" else date.fromisoformat(v)
+    except ValueError:
+        raise Misfit("not a date (YYYY-MM-DD)") from None
+
+
+def parse_datetime(v: Any) -> datetime:
+    """An ISO 8601 timestamp as an aware UTC datetime (naive ones are read as UTC)."""
+    if not isinstance(v, str):
+        raise Misfit(f"a {type(v).__name__} where a date and time was expected")
+    try:
+        d = datetime.fromisoformat(v)
+    except ValueError:
+        raise Misfit("not an ISO 8601 date and time") from None
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+def _time(v: Any) -> time:
+    if not isinstance(v, str):
+        raise Misfit(f"a {type(v).__name__} where a time was expected")
+    try:
+        return time.fromisoformat(v).replace(tzinfo=None)  # the enumerator's local time
+    except ValueError:
+        raise Misfit("not a time (HH:MM:SS)") from None
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    raise Misfit(f"a {type(v).__name__} where text was expected")
+
+
+def _json(v: Any) -> str:
+    return v if isinstance(v, str) else orjson.dumps(v).decode()
+
+
+def geopoint(v: Any) -> tuple[float, float, float | None, float | None]:
+    """``(lat, lon, alt, accuracy)`` from GeoJSON, WKT (``$wkt=true``) or ODK's text form."""
+    if isinstance(v, dict):
+        coords = v.get("coordinates")
+        if v.get("type") != "Point" or not isinstance(coords, list) or len(coords) < 2:
+            raise Misfit("not a GeoJSON Point")
+        props = v.get("properties") or {}
+        acc = props.get("accuracy") if isinstance(props, dict) else None
+        lon, lat = coords[0], coords[1]
+        alt = coords[2] if len(coords) > 2 else None
+    elif isinstance(v, str):
+        m = re.fullmatch(r"\s*POINT\s*Z?\s*\(([^)]*)\)\s*", v)
+        parts = m.group(1).split() if m else v.split()
+        try:
+            nums = [float(p) for p in parts]
+        except ValueError:
+            raise Misfit("not a geopoint") from None
+        if len(nums) < 2:
+            raise Misfit("not a geopoint")
+        if m:  # WKT: lon lat alt
+            lon, lat, alt, acc = nums[0], nums[1], (nums[2] if len(nums) > 2 else None), None
+        else:  # ODK: lat lon alt accuracy
+            lat, lon = nums[0], nums[1]
+            alt = nums[2] if len(nums) > 2 else None
+            acc = nums[3] if len(nums) > 3 else None
+    else:
+        raise Misfit(f"a {type(v).__name__} where a geopoint was expected")
+    try:
+        lat_f, lon_f = float(lat), float(lon)
+        alt_f = None if alt is None else float(alt)
+        acc_f = None if acc is None else float(acc)
+    except (TypeError, ValueError):
+        raise Misfit("a geopoint with non-numeric coordinates") from None
+    if not (-90 <= lat_f <= 90 and -180 <= lon_f <= 180):
+        raise Misfit("a geopoint outside the globe")
+    return lat_f, lon_f, alt_f, acc_f
+
+
+_CONVERT = {
+    "text": _text,
+    "int": _int,
+    "decimal": _decimal,
+    "bool": _bool,
+    "date": _date,
+    "datetime": parse_datetime,
+    "time": _time,
+    "json": _json,
+}
+
+
+# --- rows -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PageRows:
+    """What one OData page becomes: rows per table, ready for the store."""
+
+    submissions: list[dict] = field(default_factory=list)
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+    issues: list[dict] = field(default_factory=list)
+    max_seen: datetime | None = None  # newest submissionDate/updatedAt in the page
+
+    @property
+    def instance_ids(self) -> list[str]:
+        return [s["instance_id"] for s in self.submissions]
+
+
+def _dig(obj: Any, keys: tuple[str, ...]) -> Any:
+    for k in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(k)
+        if obj is None:
+            return None
+    return obj
+
+
+def _ts(v: Any) -> datetime | None:
+    if v is None:
+        return None
+    try:
+        return parse_datetime(v)
+    except Misfit:
+        return None
+
+
+def submission_row(shape: FormShape, row: Mapping[str, Any], raw: str, raw_hash: str) -> dict:
+    """The ``submission`` table's row for one OData row (``form_id`` added by the store)."""
+    sysf = row.get("__system") or {}
+    district = _dig(row, shape.district_keys) if shape.district_keys else None
+    return {
+        "instance_id": row["__id"],
+        "form_version": sysf.get("formVersion"),
+        "submitted_at": _ts(sysf.get("submissionDate")),
+        "updated_at": _ts(sysf.get("updatedAt")),
+        "deleted_at": _ts(sysf.get("deletedAt")),
+        "submitter_id": None if sysf.get("submitterId") is None else str(sysf["submitterId"]),
+        "submitter_name": sysf.get("submitterName"),
+        "device_id": sysf.get("deviceId"),
+        "review_state": sysf.get("reviewState"),
+        "edits": sysf.get("edits") or 0,
+        "attachments_present": sysf.get("attachmentsPresent") or 0,
+        "attachments_expected": sysf.get("attachmentsExpected") or 0,
+        "district": None if district is None else str(district),
+        "raw": raw,
+        "raw_hash": raw_hash,
+    }
+
+
+def raw_json(row: Mapping[str, Any]) -> tuple[str, str]:
+    """The row as JSON text, and its sha1: what ``submission.raw``/``raw_hash`` keep."""
+    data = orjson.dumps(row)
+    return data.decode(), hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def _fill(
+    table: TableSpec,
+    obj: Mapping[str, Any],
+    out: dict,
+    instance_id: str,
+    row_id: str,
+    page: PageRows,
+) -> None:
+    for c in table.columns:
+        v = _dig(obj, c.keys)
+        if c.kind == "geopoint":
+            lat = lon = alt = acc = None
+            if v is not None:
+                try:
+                    lat, lon, alt, acc = geopoint(v)
+                except Misfit as why:
+                    page.issues.append(_issue(instance_id, c.path, row_id, table, v, why))
+            out[c.name + "_lat"], out[c.name + "_lon"] = lat, lon
+            out[c.name + "_alt"], out[c.name + "_acc"] = alt, acc
+            continue
+        if v is None:
+            out[c.name] = None
+            continue
+        try:
+            out[c.name] = _CONVERT[c.kind](v)
+        except Misfit as why:
+            out[c.name] = None
+            page.issues.append(_issue(instance_id, c.path, row_id, table, v, why))
+            continue
+        if c.link_table is not None:
+            links = page.tables[c.link_table]
+            for pos, value in enumerate(str(out[c.name]).split(), start=1):
+                links.append(
+                    {"instance_id": instance_id, "row_id": row_id, "position": pos, "value": value}
+                )
+
+
+def _issue(
+    instance_id: str, path: str, row_id: str, table: TableSpec, value: Any, why: Exception
+) -> dict:
+    return {
+        "instance_id": instance_id,
+        "path": path,
+        "row_key": row_id if table.repeat_path else None,
+        "value": value if isinstance(value, str) else orjson.dumps(value).decode(),
+        "reason": str(why),
+    }
+
+
+def rows_for_page(shape: FormShape, rows: Iterable[Mapping[str, Any]]) -> PageRows:
+    """Rows for every table of ``shape`` from OData rows (``$expand=*``, GeoJSON)."""
+    page = PageRows(tables={t.name: [] for t in shape.tables})
+    for link, _owner in shape.link_tables():
+        page.tables[link] = []
+    children: dict[str | None, list[TableSpec]] = {}
+    for t in shape.tables[1:]:
+        children.setdefault(t.parent, []).append(t)
+    main = shape.main
+    main_rows = page.tables[main.name]
+    max_seen = None
+    for row in rows:
+        raw, raw_hash = raw_json(row)
+        sub = submission_row(shape, row, raw, raw_hash)
+        page.submissions.append(sub)
+        iid = sub["instance_id"]
+        for t in (sub["submitted_at"], sub["updated_at"]):
+            if t is not None and (max_seen is None or t > max_seen):
+                max_seen = t
+        out = {
+            "instance_id": iid,
+            "form_version": sub["form_version"],
+            "submitted_at": sub["submitted_at"],
+            "updated_at": sub["updated_at"],
+            "deleted_at": sub["deleted_at"],
+            "review_state": sub["review_state"],
+        }
+        _fill(main, row, out, iid, iid, page)
+        main_rows.append(out)
+        _repeats(main.name, row, iid, None, children, page)
+    page.max_seen = max_seen
+    return page
+
+
+def _repeats(
+    table_name: str,
+    obj: Mapping[str, Any],
+    instance_id: str,
+    holder_row_id: str | None,
+    children: dict[str | None, list[TableSpec]],
+    page: PageRows,
+) -> None:
+    """Rows of the repeats inside ``obj``; ``holder_row_id`` is None at the form's level."""
+    for child in children.get(table_name, ()):
+        items = _dig(obj, child.keys)
+        if not isinstance(items, list):
+            continue
+        rows = page.tables[child.name]
+        for pos, item in enumerate(items, start=1):
+            if not isinstance(item, dict):
+                continue
+            rid = item.get("__id")
+            if rid is None:
+                rid = f"{holder_row_id or instance_id}{child.repeat_path}[{pos}]"
+            out = {
+                "instance_id": instance_id,
+                "row_id": str(rid),
+                "parent_row_id": holder_row_id,
+                "position": pos,
+            }
+            _fill(child, item, out, instance_id, out["row_id"], page)
+            rows.append(out)
+            _repeats(child.name, item, instance_id, out["row_id"], children, page)
