@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     )
     central_email: str = Field(default="admin@example.org", description="Central web user.")
     central_password: SecretStr = Field(default=SecretStr(""), description="Its password.")
+    central_project_id: int = Field(
+        default=1, ge=1, description="The Central project whose forms collector manages."
+    )
     central_timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP call.")
     central_retries: int = Field(default=5, ge=0, description="Retries on 5xx/429/drops.")
 
