@@ -24,6 +24,10 @@ def settings_from_env() -> Settings:
 
 # Sub-command groups register here, one module each.
 
+from collector import cli_run  # noqa: E402 - registers onto app above
+
+cli_run.register(app)
+
 
 def main() -> None:
     app()

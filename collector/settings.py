@@ -47,6 +47,29 @@ class Settings(BaseSettings):
         default=300, ge=0, description="Re-read this much before the watermark (central#1615)."
     )
 
+    # --- scheduler (scheduler/) -----------------------------------------------------------
+    scheduler_every_seconds: int = Field(
+        default=0, ge=0, description="Sync every form this often; 0 keeps the manifest's schedule."
+    )
+    scheduler_lead_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often a standby scheduler tries to take the lead."
+    )
+    scheduler_misfire_grace_seconds: int = Field(
+        default=300, ge=1, description="A run late by more than this is skipped, not run."
+    )
+
+    # --- enumerators (collector enumerators ..., Activity API) ----------------------------
+    enumerator_server_url: str = Field(
+        default="",
+        description="Central's address as tablets reach it, for QR codes; empty = central_url.",
+    )
+    enumerator_app_language: str = Field(
+        default="ru", description="Collect's interface language set by the QR code ('' = keep)."
+    )
+    enumerator_silent_hours: float = Field(
+        default=48.0, gt=0, description="Activity flags an enumerator silent for longer than this."
+    )
+
     # --- API ----------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

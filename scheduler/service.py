@@ -1,0 +1,182 @@
+"""The scheduler process: lead (or stand by), and while leading, sync each form on schedule.
+
+One APScheduler 3 ``BackgroundScheduler`` holds one job per form (coalesced, at most one
+instance per form, a misfire grace), paused while this process does not lead. The loop in
+``SchedulerService.run`` polls the leader lock: a standby tries to take it every
+``poll_seconds``; the leader checks that it still holds it as often, and pauses its jobs the
+moment it does not. Each job checks the lock again before it pulls, and its sync is told to
+stop (between pages) when the process is stopping or has lost the lead.
+
+Stopping (SIGTERM/SIGINT through ``stop``): no new run starts; a running sync finishes the
+page it is on (each page is its own transaction) and returns; the lock is released last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from scheduler.leader import LeaderLock
+from scheduler.triggers import FormSchedule, trigger_for
+
+log = logging.getLogger(__name__)
+
+# sync_one(form_id, should_stop) -> anything printable (the sync's result).
+SyncOne = Callable[[str, Callable[[], bool]], Any]
+
+
+def runner_id() -> str:
+    """Who this process is, as written in every ``sync_run`` row it makes: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class SchedulerStats:
+    """What the process did, for its last log line and for tests that run it in-process."""
+
+    became_leader: int = 0
+    lost_lead: int = 0
+    runs: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class SchedulerService:
+    """One scheduler process: a leader lock, one job per form, a clean stop."""
+
+    def __init__(
+        self,
+        schedules: Sequence[FormSchedule],
+        lock: LeaderLock,
+        sync_one: SyncOne,
+        *,
+        poll_seconds: float = 5.0,
+        misfire_grace_seconds: int = 300,
+        workers: int = 1,
+        first_run_stagger_seconds: float = 1.0,
+    ) -> None:
+        if not schedules:
+            raise ValueError("no forms to schedule: the forms manifest lists none")
+        self.schedules = list(schedules)
+        self.lock = lock
+        self.sync_one = sync_one
+        self.poll_seconds = poll_seconds
+        self.misfire_grace_seconds = misfire_grace_seconds
+        self.workers = workers
+        self.first_run_stagger = first_run_stagger_seconds
+        self.stats = SchedulerStats()
+        self._leading = threading.Event()
+        self._stop = threading.Event()
+
+    @property
+    def leading(self) -> bool:
+        return self._leading.is_set()
+
+    def _should_stop(self) -> bool:
+        return self._stop.is_set() or not self._leading.is_set()
+
+    def _run_form(self, form_id: str) -> None:
+        """One scheduled run: pull only if this process still leads, right now."""
+        if self._should_stop() or not self.lock.still_held():
+            log.info("%s: skipped, this process does not lead", form_id)
+            return
+        started = time.monotonic()
+        try:
+            result = self.sync_one(form_id, self._should_stop)
+        except Exception:
+            self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
+            raise  # APScheduler logs it through EVENT_JOB_ERROR; the next run tries again
+        self.stats.runs[form_id] = self.stats.runs.get(form_id, 0) + 1
+        log.info("%s: synced in %.1f s: %s", form_id, time.monotonic() - started, result)
+
+    def _on_event(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning(
+                "%s: run of %s missed (late beyond the grace)",
+                event.job_id,
+                event.scheduled_run_time,
+            )
+        elif event.exception is not None:
+            log.error("%s: sync failed: %s", event.job_id, event.exception)
+
+    def _build_scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=self.workers)},
+            job_defaults={
+                "coalesce": True,  # many missed runs of a form become one
+                "max_instances": 1,  # a form's runs never overlap
+                "misfire_grace_time": self.misfire_grace_seconds,
+            },
+            timezone=UTC,
+        )
+        scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        for s in self.schedules:
+            scheduler.add_job(
+                self._run_form,
+                trigger_for(s),
+                args=[s.form_id],
+                id=s.form_id,
+                name=f"sync {s.form_id}",
+                replace_existing=True,
+            )
+        return scheduler
+
+    def _take_lead(self, scheduler: BackgroundScheduler) -> None:
+        """Now leading: run every form soon (staggered), then on its schedule."""
+        self._leading.set()
+        self.stats.became_leader += 1
+        log.info("leading (%s): pulling on schedule", self.lock.description)
+        now = datetime.now(UTC)
+        for i, s in enumerate(self.schedules):
+            scheduler.modify_job(
+                s.form_id, next_run_time=now + timedelta(seconds=i * self.first_run_stagger)
+            )
+        scheduler.resume()
+
+    def _lose_lead(self, scheduler: BackgroundScheduler) -> None:
+        self._leading.clear()
+        self.stats.lost_lead += 1
+        scheduler.pause()
+        log.warning("lost the lead (%s): standing by", self.lock.description)
+
+    def stop(self) -> None:
+        """Ask ``run`` to stop cleanly (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    def run(self, stop: threading.Event | None = None) -> SchedulerStats:
+        """Lead or stand by until ``stop`` (or ``self.stop()``); return what happened."""
+        if stop is not None:
+            self._stop = stop
+        scheduler = self._build_scheduler()
+        scheduler.start(paused=True)
+        for s in self.schedules:
+            log.info("%s: %s", s.form_id, s.describe())
+        log.info(
+            "standing by; trying the %s every %.1f s", self.lock.description, self.poll_seconds
+        )
+        try:
+            while not self._stop.is_set():
+                if not self.leading:
+                    if self.lock.try_acquire():
+                        self._take_lead(scheduler)
+                elif not self.lock.still_held():
+                    self._lose_lead(scheduler)
+                self._stop.wait(self.poll_seconds)
+        finally:
+            log.info("stopping: letting the running sync finish its page")
+            scheduler.pause()
+            scheduler.shutdown(wait=True)
+            self._leading.clear()
+            self.lock.release()
+            log.info("stopped")
+        return self.stats

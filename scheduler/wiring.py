@@ -1,0 +1,89 @@
+"""From Settings to a ready SchedulerService: the forms manifest's schedules and the sync.
+
+This is the only place the scheduler reaches into ``collector``: the forms manifest
+(``collector.manifest``) for which forms to pull and when, and ``collector.sync`` to pull
+one. Everything else in ``scheduler/`` is plain APScheduler and locking.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from collector.settings import Settings
+from scheduler.leader import leader_lock_for
+from scheduler.service import SchedulerService, runner_id
+from scheduler.triggers import FormSchedule
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerSetupError(Exception):
+    """The scheduler cannot start: a part it needs is missing or misconfigured."""
+
+
+def _schedule_of(entry: Any) -> FormSchedule:
+    """A FormSchedule from one manifest entry (``collector.manifest``'s form entry)."""
+    sched = entry.schedule
+    return FormSchedule(
+        form_id=entry.form_id,
+        interval_seconds=getattr(sched, "interval_seconds", None),
+        cron=getattr(sched, "cron", None),
+        jitter_seconds=getattr(sched, "jitter_seconds", None),
+    )
+
+
+def form_schedules(settings: Settings, only: Sequence[str] = ()) -> list[FormSchedule]:
+    """Each form's schedule from the manifest; ``scheduler_every_seconds`` overrides all."""
+    try:
+        from collector.manifest import load_manifest
+    except ImportError as exc:
+        raise SchedulerSetupError(
+            f"the forms manifest reader (collector.manifest) is not available: {exc}"
+        ) from exc
+    manifest = load_manifest(settings.forms_dir)
+    entries = list(manifest.forms)
+    known = {e.form_id for e in entries}
+    unknown = [f for f in only if f not in known]
+    if unknown:
+        raise SchedulerSetupError(
+            f"form(s) {', '.join(unknown)} not in {settings.forms_dir}/manifest.toml "
+            f"(it lists: {', '.join(sorted(known))})"
+        )
+    chosen = [e for e in entries if not only or e.form_id in only]
+    if settings.scheduler_every_seconds:
+        every = settings.scheduler_every_seconds
+        return [
+            FormSchedule(e.form_id, interval_seconds=every, jitter_seconds=min(2, every // 5))
+            for e in chosen
+        ]
+    return [_schedule_of(e) for e in chosen]
+
+
+def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[], bool]], Any]:
+    """``sync_one(form_id, should_stop)`` calling collector's sync for one form."""
+    try:
+        from collector.sync import sync_form
+    except ImportError as exc:
+        raise SchedulerSetupError(f"the sync (collector.sync) is not available: {exc}") from exc
+
+    def sync_one(form_id: str, should_stop: Callable[[], bool]) -> Any:
+        return sync_form(settings, form_id, runner=runner, should_stop=should_stop)
+
+    return sync_one
+
+
+def build_service(
+    settings: Settings, *, forms: Sequence[str] = (), workers: int = 1
+) -> SchedulerService:
+    """The scheduler for these settings: manifest schedules, the right lock, the sync."""
+    schedules = form_schedules(settings, forms)
+    return SchedulerService(
+        schedules,
+        leader_lock_for(settings),
+        sync_function(settings, runner_id()),
+        poll_seconds=settings.scheduler_lead_poll_seconds,
+        misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
+        workers=workers,
+    )
