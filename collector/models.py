@@ -102,6 +102,7 @@ class Submission(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("form_id", "instance_id"),
         Index("ix_submission_form_submitted", "form_id", "submitted_at"),
+        Index("ix_submission_form_deleted", "form_id", "deleted_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     form_id: int = Field(foreign_key="form.id", index=True)

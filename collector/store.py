@@ -1,0 +1,824 @@
+"""The only writer of the database: fixed tables, per-form tables, bulk upserts.
+
+SQLite (WAL, foreign keys, a busy timeout) by default; PostgreSQL through psycopg 3 in
+production. The same functions serve both; the one place they differ is how a batch of
+rows goes in (:func:`_insert_rows` / :func:`_upsert_rows`): SQLite takes an
+``executemany`` upsert, PostgreSQL a ``COPY`` into a staging table and one
+``INSERT ... ON CONFLICT``. Each page of submissions is stored in one transaction
+(:func:`store_page`), so a sync cut short loses nothing it had stored and stores
+nothing by halves.
+
+Per-form tables come from :func:`collector.normalize.form_shape` over the form's stored
+fields; :func:`ensure_form_tables` creates them and adds a column for each new question
+(a column is never dropped). ``/work/notes/h5-schema.md`` explains it for the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
+
+from collector import models as m
+from collector.normalize import (
+    FormShape,
+    PageRows,
+    TableSpec,
+    fields_from_spec,
+    form_shape,
+    table_name_for_form,
+)
+from collector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 900  # ids per IN (...): under SQLite's host-parameter limit on any version
+
+
+# --- engines and the fixed schema ----------------------------------------------------------
+
+
+def engine_for(settings_or_url: Settings | str) -> Engine:
+    """An engine for the store: SQLite with WAL + foreign keys, or PostgreSQL via psycopg 3."""
+    url_text = (
+        settings_or_url.resolved_database_url
+        if isinstance(settings_or_url, Settings)
+        else settings_or_url
+    )
+    url = sa.make_url(url_text)
+    if url.get_backend_name() == "postgresql":
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return sa.create_engine(url, pool_pre_ping=True)
+    if url.get_backend_name() != "sqlite":
+        raise ValueError(
+            f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
+        )
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")  # readers (the API) never block the sync
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses no commit
+        cur.close()
+
+    return engine
+
+
+def is_postgres(engine_or_conn: Engine | Connection) -> bool:
+    return engine_or_conn.dialect.name == "postgresql"
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the fixed tables (idempotent). Per-form tables come with their forms."""
+    SQLModel.metadata.create_all(engine)
+
+
+T = {name: model.__table__ for name, model in {
+    "form": m.Form,
+    "form_version": m.FormVersion,
+    "form_field": m.FormField,
+    "form_choice": m.FormChoice,
+    "submission": m.Submission,
+    "sync_state": m.SyncState,
+    "sync_run": m.SyncRun,
+    "attachment": m.Attachment,
+    "data_issue": m.DataIssue,
+    "api_key": m.ApiKey,
+    "audit_log": m.AuditLog,
+}.items()}  # fmt: skip
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored timestamp as aware UTC (SQLite hands them back naive)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+# --- batches in: the one place SQLite and PostgreSQL differ --------------------------------
+
+
+def _insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict]) -> None:
+    if not rows:
+        return
+    if is_postgres(conn):
+        cols = list(rows[0].keys())
+        _copy(conn, f'"{table.name}"', cols, rows)
+    else:
+        conn.execute(table.insert(), list(rows))
+
+
+def _upsert_rows(
+    conn: Connection, table: sa.Table, rows: Sequence[dict], keys: Sequence[str]
+) -> None:
+    """Insert ``rows``, replacing the non-key columns of rows whose ``keys`` exist."""
+    if not rows:
+        return
+    cols = list(rows[0].keys())
+    updates = [c for c in cols if c not in keys]
+    if is_postgres(conn):
+        stage = f"_stage_{table.name}"[:63]
+        collist = ", ".join(f'"{c}"' for c in cols)
+        conn.exec_driver_sql(
+            f'CREATE TEMP TABLE "{stage}" ON COMMIT DROP AS '
+            f'SELECT {collist} FROM "{table.name}" WITH NO DATA'
+        )
+        _copy(conn, f'"{stage}"', cols, rows)
+        sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updates)
+        conflict = ", ".join(f'"{k}"' for k in keys)
+        action = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+        conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({collist}) SELECT {collist} FROM "{stage}" '
+            f"ON CONFLICT ({conflict}) {action}"
+        )
+        conn.exec_driver_sql(f'DROP TABLE "{stage}"')
+    else:
+        stmt = sqlite_dialect.insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in updates}
+        )
+        conn.execute(stmt, list(rows))
+
+
+def _copy(conn: Connection, target: str, cols: list[str], rows: Iterable[dict]) -> None:
+    """PostgreSQL ``COPY target (cols) FROM STDIN`` through the psycopg connection."""
+    raw = conn.connection.driver_connection
+    collist = ", ".join(f'"{c}"' for c in cols)
+    with raw.cursor() as cur, cur.copy(f"COPY {target} ({collist}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row([r[c] for c in cols])
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# --- forms: what Central and the XLSForm say -----------------------------------------------
+
+
+def form_id_for(conn_or_engine: Connection | Engine, xml_form_id: str) -> int | None:
+    q = sa.select(T["form"].c.id).where(T["form"].c.xml_form_id == xml_form_id)
+    if isinstance(conn_or_engine, Engine):
+        with conn_or_engine.connect() as conn:
+            return conn.execute(q).scalar()
+    return conn_or_engine.execute(q).scalar()
+
+
+def _upsert_form(conn: Connection, xml_form_id: str, **values: Any) -> int:
+    form = T["form"]
+    values = {k: v for k, v in values.items() if v is not None}
+    existing = form_id_for(conn, xml_form_id)
+    if existing is None:
+        return conn.execute(
+            form.insert().values(
+                xml_form_id=xml_form_id,
+                table_name=table_name_for_form(xml_form_id),
+                created_at=now(),
+                updated_at=now(),
+                **values,
+            )
+        ).inserted_primary_key[0]
+    if values:
+        conn.execute(form.update().where(form.c.id == existing).values(updated_at=now(), **values))
+    if values.get("version"):
+        _note_version(conn, existing, values["version"])
+    return existing
+
+
+def _note_version(conn: Connection, form_id: int, version: str) -> None:
+    fv = T["form_version"]
+    seen = conn.execute(
+        sa.select(fv.c.id).where(fv.c.form_id == form_id, fv.c.version == version)
+    ).first()
+    if not seen:
+        conn.execute(fv.insert().values(form_id=form_id, version=version, first_seen_at=now()))
+
+
+def _stored_fields(conn: Connection, form_id: int) -> list[dict]:
+    ff = T["form_field"]
+    rows = conn.execute(sa.select(ff).where(ff.c.form_id == form_id).order_by(ff.c.position))
+    return [dict(r._mapping) for r in rows]
+
+
+def _merge_fields(
+    conn: Connection, form_id: int, xml_form_id: str, central_fields: list[dict], spec: Any
+) -> FormShape:
+    """Upsert ``form_field`` from Central's fields and/or the FormSpec; never drop a field."""
+    ff = T["form_field"]
+    stored = {f["path"]: f for f in _stored_fields(conn, form_id)}
+    by_spec = spec.field_by_path() if spec is not None else {}
+    incoming = {f["path"]: dict(f) for f in central_fields}
+    # Keep fields a newer version dropped, in their old place, so their columns stay.
+    merged: list[dict] = []
+    for path, old in stored.items():
+        if path not in incoming:
+            merged.append(
+                {"path": path, "name": old["name"], "type": old["type"],
+                 "binary": old["binary"], "selectMultiple": old["select_multiple"]}
+            )  # fmt: skip
+    for f in central_fields:
+        old = stored.get(f["path"])
+        if old and old["type"] != f.get("type"):
+            log.warning(
+                "form %s field %s changed type %s -> %s; keeping column type %s",
+                xml_form_id, f["path"], old["type"], f.get("type"), old["type"],
+            )  # fmt: skip
+            f = {**f, "type": old["type"]}
+        merged.append(dict(f))
+    assigned = {p: f["column_name"] for p, f in stored.items() if f.get("column_name")}
+    shape = form_shape(xml_form_id, merged, assigned)
+    tables_of_repeat = {t.repeat_path: t.name for t in shape.tables if t.repeat_path}
+    for pos, f in enumerate(merged):
+        path = f["path"]
+        sf = by_spec.get(path)
+        table, column, link = shape.placement.get(path, (None, None, None))
+        if f.get("type") == "repeat":
+            table = tables_of_repeat.get(path)
+        row = {
+            "form_id": form_id,
+            "path": path,
+            "name": f["name"],
+            "type": f.get("type") or "string",
+            "xls_type": (sf.type if sf else f.get("xls_type")),
+            "repeat_path": _enclosing_repeat(path, tables_of_repeat),
+            "table_name": table,
+            "column_name": column,
+            "link_table": link,
+            "binary": bool(f.get("binary")),
+            "select_multiple": bool(f.get("selectMultiple")),
+            "position": pos,
+        }
+        if sf is not None:
+            row |= {
+                "label_en": sf.labels.get("en"),
+                "label_tg": sf.labels.get("tg"),
+                "label_ru": sf.labels.get("ru"),
+                "hint_en": sf.hints.get("en"),
+                "hint_tg": sf.hints.get("tg"),
+                "hint_ru": sf.hints.get("ru"),
+                "choice_list": sf.choice_list,
+                "sensitive": sf.sensitive,
+            }
+        if path in stored:
+            conn.execute(ff.update().where(ff.c.id == stored[path]["id"]).values(**row))
+        else:
+            conn.execute(ff.insert().values(**row))
+    return shape
+
+
+def _enclosing_repeat(path: str, repeats: dict[str | None, str]) -> str | None:
+    best = None
+    for r in repeats:
+        if r and path.startswith(r + "/") and (best is None or len(r) > len(best)):
+            best = r
+    return best
+
+
+def _save_choices(conn: Connection, form_id: int, spec: Any) -> None:
+    fc = T["form_choice"]
+    stored = {
+        (r.list_name, r.value): r.id
+        for r in conn.execute(sa.select(fc).where(fc.c.form_id == form_id))
+    }
+    for pos, c in enumerate(spec.choices):
+        row = {
+            "label_en": c.labels.get("en"),
+            "label_tg": c.labels.get("tg"),
+            "label_ru": c.labels.get("ru"),
+            "position": pos,
+        }
+        key = (c.list_name, c.value)
+        if key in stored:
+            conn.execute(fc.update().where(fc.c.id == stored[key]).values(**row))
+        else:
+            conn.execute(
+                fc.insert().values(form_id=form_id, list_name=c.list_name, value=c.value, **row)
+            )
+
+
+def save_form_spec(
+    engine: Engine,
+    spec: Any,
+    central_fields: list[dict] | None = None,
+    *,
+    project_id: int | None = None,
+) -> int:
+    """Record a form as its XLSForm (``FormSpec``) and Central's ``/fields`` describe it.
+
+    Labels, hints, choices and sensitivity come from the spec; paths and types from
+    Central when given (else from the spec). Creates or evolves the per-form tables.
+    Returns the form's id in the ``form`` table.
+    """
+    create_schema(engine)
+    fields = central_fields if central_fields is not None else fields_from_spec(spec)
+    with engine.begin() as conn:
+        form_id = _upsert_form(
+            conn,
+            spec.form_id,
+            project_id=project_id,
+            title=spec.title,
+            version=spec.version,
+            default_language=spec.default_language,
+        )
+        shape = _merge_fields(conn, form_id, spec.form_id, fields, spec)
+        _save_choices(conn, form_id, spec)
+    ensure_form_tables(engine, shape)
+    return form_id
+
+
+def save_central_form(
+    engine: Engine,
+    form: dict,
+    central_fields: list[dict],
+    *,
+    project_id: int | None = None,
+) -> tuple[int, FormShape]:
+    """Record a form as Central describes it (Form JSON + ``/fields``); evolve its tables."""
+    with engine.begin() as conn:
+        form_id = _upsert_form(
+            conn,
+            form["xmlFormId"],
+            project_id=project_id or form.get("projectId"),
+            title=form.get("name"),
+            version=form.get("version"),
+            encrypted=bool(form.get("keyId")),
+        )
+        shape = _merge_fields(conn, form_id, form["xmlFormId"], central_fields, None)
+        _set_sync_state(conn, form_id, fields_version=form.get("version") or "")
+    ensure_form_tables(engine, shape)
+    return form_id, shape
+
+
+def stored_form_shape(engine: Engine, form_id: int) -> FormShape | None:
+    """The per-form tables as the stored fields define them (None if none stored)."""
+    with engine.connect() as conn:
+        xml_form_id = conn.execute(
+            sa.select(T["form"].c.xml_form_id).where(T["form"].c.id == form_id)
+        ).scalar()
+        fields = _stored_fields(conn, form_id)
+    if xml_form_id is None or not fields:
+        return None
+    as_central = [
+        {"path": f["path"], "name": f["name"], "type": f["type"], "binary": f["binary"],
+         "selectMultiple": f["select_multiple"]}
+        for f in fields
+    ]  # fmt: skip
+    assigned = {f["path"]: f["column_name"] for f in fields if f["column_name"]}
+    return form_shape(xml_form_id, as_central, assigned)
+
+
+# --- per-form tables -------------------------------------------------------------------------
+
+_SQL_TYPES: dict[str, Any] = {
+    "text": sa.Text,
+    "int": sa.BigInteger,
+    "decimal": sa.Double,
+    "bool": sa.Boolean,
+    "date": sa.Date,
+    "datetime": lambda: sa.DateTime(timezone=True),
+    "time": sa.Time,
+    "json": sa.Text,
+}
+
+
+def form_tables(shape: FormShape) -> dict[str, sa.Table]:
+    """SQLAlchemy ``Table`` objects for a form's wide, repeat and link tables."""
+    md = sa.MetaData()
+    out: dict[str, sa.Table] = {}
+    for t in shape.tables:
+        out[t.name] = sa.Table(t.name, md, *_columns_of(t))
+    for link, _owner in shape.link_tables():
+        out[link] = sa.Table(
+            link,
+            md,
+            sa.Column("instance_id", sa.Text, primary_key=True),
+            sa.Column("row_id", sa.Text, primary_key=True),
+            sa.Column("position", sa.Integer, primary_key=True),
+            sa.Column("value", sa.Text, nullable=False),
+        )
+    return out
+
+
+def _columns_of(t: TableSpec) -> list[sa.Column]:
+    if t.repeat_path is None:
+        cols = [
+            sa.Column("instance_id", sa.Text, primary_key=True),
+            sa.Column("form_version", sa.Text),
+            sa.Column("submitted_at", sa.DateTime(timezone=True), index=True),
+            sa.Column("updated_at", sa.DateTime(timezone=True)),
+            sa.Column("deleted_at", sa.DateTime(timezone=True)),
+            sa.Column("review_state", sa.Text),
+        ]
+    else:
+        cols = [
+            sa.Column("instance_id", sa.Text, primary_key=True),
+            sa.Column("row_id", sa.Text, primary_key=True),
+            sa.Column("parent_row_id", sa.Text),
+            sa.Column("position", sa.Integer, nullable=False),
+        ]
+    for c in t.columns:
+        if c.kind == "geopoint":
+            cols += [sa.Column(f"{c.name}_{p}", sa.Double) for p in ("lat", "lon", "alt", "acc")]
+        else:
+            cols.append(sa.Column(c.name, _SQL_TYPES[c.kind]()))
+    return cols
+
+
+def ensure_form_tables(engine: Engine, shape: FormShape) -> dict[str, sa.Table]:
+    """Create the form's tables, or add the columns a new version brought. Never drops."""
+    tables = form_tables(shape)
+    with engine.begin() as conn:
+        inspector = sa.inspect(conn)
+        existing = set(inspector.get_table_names())
+        for name, table in tables.items():
+            if name not in existing:
+                table.create(conn)
+                continue
+            have = {c["name"] for c in inspector.get_columns(name)}
+            for col in table.columns:
+                if col.name not in have:
+                    ddl_type = col.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE "{name}" ADD COLUMN "{col.name}" {ddl_type}')
+                    log.info("table %s: added column %s %s", name, col.name, ddl_type)
+    return tables
+
+
+# --- submissions ---------------------------------------------------------------------------
+
+
+@dataclass
+class PageResult:
+    """What storing one page did."""
+
+    received: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0  # newly marked deleted
+    restored: int = 0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+def store_page(
+    engine: Engine,
+    form_id: int,
+    shape: FormShape,
+    page: PageRows,
+    tables: dict[str, sa.Table] | None = None,
+) -> PageResult:
+    """Upsert one page of normalized submissions in one transaction.
+
+    A submission whose OData row is byte-for-byte what we hold is skipped, so re-reading
+    (the overlap, a retried page) writes nothing. A changed one has its wide-table row
+    replaced and its repeat, link and data_issue rows deleted and written again.
+    """
+    tables = tables or form_tables(shape)
+    result = PageResult(received=len(page.submissions))
+    subs = {s["instance_id"]: s for s in page.submissions}  # the last copy wins
+    sub_t = T["submission"]
+    with engine.begin() as conn:
+        held: dict[str, tuple[str, bool]] = {}
+        for chunk in _chunks(list(subs)):
+            q = sa.select(sub_t.c.instance_id, sub_t.c.raw_hash, sub_t.c.deleted_at).where(
+                sub_t.c.form_id == form_id, sub_t.c.instance_id.in_(chunk)
+            )
+            for iid, h, deleted_at in conn.execute(q):
+                held[iid] = (h, deleted_at is not None)
+        changed: dict[str, dict] = {}
+        for iid, s in subs.items():
+            old = held.get(iid)
+            if old is not None and old[0] == s["raw_hash"]:
+                result.unchanged += 1
+                continue
+            changed[iid] = s
+            if old is None:
+                result.inserted += 1
+            else:
+                result.updated += 1
+                if not old[1] and s["deleted_at"] is not None:
+                    result.deleted += 1
+                elif old[1] and s["deleted_at"] is None:
+                    result.restored += 1
+            if old is None and s["deleted_at"] is not None:
+                result.deleted += 1
+        if not changed:
+            return result
+        stamp = now()
+        _upsert_rows(
+            conn,
+            sub_t,
+            [{"form_id": form_id, **s, "synced_at": stamp} for s in changed.values()],
+            ("form_id", "instance_id"),
+        )
+        main = shape.main.name
+        _upsert_rows(
+            conn,
+            tables[main],
+            [r for r in page.tables[main] if r["instance_id"] in changed],
+            ("instance_id",),
+        )
+        replaced = [iid for iid in changed if iid in held]
+        child_tables = [n for n in page.tables if n != main]
+        issue_t = T["data_issue"]
+        for chunk in _chunks(replaced):
+            for name in child_tables:
+                t = tables[name]
+                conn.execute(t.delete().where(t.c.instance_id.in_(chunk)))
+            conn.execute(
+                issue_t.delete().where(
+                    issue_t.c.form_id == form_id, issue_t.c.instance_id.in_(chunk)
+                )
+            )
+        for name in child_tables:
+            rows = page.tables[name]
+            if len(changed) != len(subs):
+                rows = [r for r in rows if r["instance_id"] in changed]
+            _insert_rows(conn, tables[name], rows)
+        issues = [
+            {"form_id": form_id, **i, "found_at": stamp}
+            for i in page.issues
+            if i["instance_id"] in changed
+        ]
+        _insert_rows(conn, issue_t, issues)
+    return result
+
+
+def instance_states(engine: Engine, form_id: int) -> dict[str, bool]:
+    """Every stored instance id of a form, mapped to whether it is marked deleted."""
+    sub = T["submission"]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(sub.c.instance_id, sub.c.deleted_at).where(sub.c.form_id == form_id)
+        )
+        return {iid: deleted_at is not None for iid, deleted_at in rows}
+
+
+def live_count(engine: Engine, form_id: int) -> int:
+    sub = T["submission"]
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(sub)
+            .where(sub.c.form_id == form_id, sub.c.deleted_at.is_(None))
+        ).scalar_one()
+
+
+# --- sync state and history ------------------------------------------------------------------
+
+
+def sync_state(engine: Engine, form_id: int) -> dict[str, Any]:
+    """The form's watermarks (aware UTC or None) and its last fields version."""
+    st = T["sync_state"]
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(st).where(st.c.form_id == form_id)).first()
+    if row is None:
+        return {"watermark": None, "deleted_watermark": None, "reconciled_at": None,
+                "fields_version": None}  # fmt: skip
+    d = dict(row._mapping)
+    for k in ("watermark", "deleted_watermark", "reconciled_at"):
+        d[k] = as_utc(d[k])
+    return d
+
+
+def _set_sync_state(conn: Connection, form_id: int, **values: Any) -> None:
+    st = T["sync_state"]
+    if conn.execute(sa.select(st.c.form_id).where(st.c.form_id == form_id)).first():
+        conn.execute(st.update().where(st.c.form_id == form_id).values(**values))
+    else:
+        conn.execute(st.insert().values(form_id=form_id, **values))
+
+
+def save_sync_state(engine: Engine, form_id: int, **values: Any) -> None:
+    """Move a watermark (``watermark=``, ``deleted_watermark=``, ``reconciled_at=``)."""
+    with engine.begin() as conn:
+        _set_sync_state(conn, form_id, **values)
+
+
+def start_run(engine: Engine, xml_form_id: str, form_id: int | None) -> int:
+    with engine.begin() as conn:
+        return conn.execute(
+            T["sync_run"]
+            .insert()
+            .values(xml_form_id=xml_form_id, form_id=form_id, started_at=now(), status="running")
+        ).inserted_primary_key[0]
+
+
+def finish_run(engine: Engine, run_id: int, *, error: str | None = None, **counts: Any) -> None:
+    run = T["sync_run"]
+    with engine.begin() as conn:
+        conn.execute(
+            run.update()
+            .where(run.c.id == run_id)
+            .values(
+                finished_at=now(),
+                status="failed" if error else "ok",
+                error=error,
+                **counts,
+            )
+        )
+
+
+@dataclass
+class FormStatus:
+    xml_form_id: str
+    form_id: int
+    watermark: datetime | None
+    stored: int
+    deleted: int
+    issues: int
+    last_run: dict[str, Any] | None = None
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def form_statuses(engine: Engine) -> list[FormStatus]:
+    """Per form: watermark, counts, last run and last error (for ``collector status``)."""
+    form, sub, run, issue = T["form"], T["submission"], T["sync_run"], T["data_issue"]
+    out = []
+    with engine.connect() as conn:
+        for f in conn.execute(sa.select(form).order_by(form.c.xml_form_id)):
+            counts = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count(sub.c.deleted_at),
+                ).where(sub.c.form_id == f.id)
+            ).one()
+            n_issues = conn.execute(
+                sa.select(sa.func.count()).select_from(issue).where(issue.c.form_id == f.id)
+            ).scalar_one()
+            last = conn.execute(
+                sa.select(run).where(run.c.form_id == f.id).order_by(run.c.id.desc()).limit(1)
+            ).first()
+            last_err = conn.execute(
+                sa.select(run.c.error)
+                .where(run.c.form_id == f.id, run.c.error.is_not(None))
+                .order_by(run.c.id.desc())
+                .limit(1)
+            ).scalar()
+            state = sync_state(engine, f.id)
+            out.append(
+                FormStatus(
+                    xml_form_id=f.xml_form_id,
+                    form_id=f.id,
+                    watermark=state["watermark"],
+                    stored=counts[0] - counts[1],
+                    deleted=counts[1],
+                    issues=n_issues,
+                    last_run=dict(last._mapping) if last else None,
+                    last_error=last_err,
+                )
+            )
+    return out
+
+
+# --- attachments -----------------------------------------------------------------------------
+
+
+def submissions_missing_attachments(engine: Engine, form_id: int, limit: int = 500) -> list[str]:
+    """Instance ids whose expected attachments are not all fetched yet."""
+    sub, att = T["submission"], T["attachment"]
+    fetched = (
+        sa.select(att.c.instance_id, sa.func.count().label("n"))
+        .where(att.c.form_id == form_id, att.c.sha256.is_not(None))
+        .group_by(att.c.instance_id)
+        .subquery()
+    )
+    q = (
+        sa.select(sub.c.instance_id)
+        .select_from(sub.outerjoin(fetched, fetched.c.instance_id == sub.c.instance_id))
+        .where(
+            sub.c.form_id == form_id,
+            sub.c.deleted_at.is_(None),
+            sub.c.attachments_expected > sa.func.coalesce(fetched.c.n, 0),
+        )
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(q).scalars())
+
+
+def fetched_attachment_names(engine: Engine, form_id: int, instance_id: str) -> set[str]:
+    att = T["attachment"]
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                sa.select(att.c.name).where(
+                    att.c.form_id == form_id,
+                    att.c.instance_id == instance_id,
+                    att.c.sha256.is_not(None),
+                )
+            ).scalars()
+        )
+
+
+def save_attachment(
+    engine: Engine,
+    form_id: int,
+    instance_id: str,
+    name: str,
+    *,
+    present: bool,
+    sha256: str | None = None,
+    size: int | None = None,
+    path: str | None = None,
+) -> None:
+    att = T["attachment"]
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(att.c.id, att.c.tries).where(
+                att.c.form_id == form_id, att.c.instance_id == instance_id, att.c.name == name
+            )
+        ).first()
+        values = {"present": present, "sha256": sha256, "size": size, "path": path,
+                  "fetched_at": now() if sha256 else None}  # fmt: skip
+        if row:
+            conn.execute(
+                att.update().where(att.c.id == row.id).values(tries=row.tries + 1, **values)
+            )
+        else:
+            conn.execute(
+                att.insert().values(
+                    form_id=form_id, instance_id=instance_id, name=name, tries=1, **values
+                )
+            )
+
+
+# --- API keys and the audit log (used by collector.keys and the API) -----------------------
+
+
+def insert_api_key(
+    engine: Engine, *, name: str, role: str, districts: list[str] | None, key_hash: str
+) -> int:
+    create_schema(engine)
+    with engine.begin() as conn:
+        return conn.execute(
+            T["api_key"]
+            .insert()
+            .values(name=name, role=role, districts=districts, key_hash=key_hash, created_at=now())
+        ).inserted_primary_key[0]
+
+
+def revoke_api_key(engine: Engine, *, key_id: int, at: datetime | None = None) -> None:
+    key = T["api_key"]
+    with engine.begin() as conn:
+        conn.execute(key.update().where(key.c.id == key_id).values(revoked_at=at or now()))
+
+
+def write_audit(
+    engine: Engine,
+    *,
+    key_id: int | None,
+    form: str | None,
+    instance_id: str | None,
+    fields: list[str],
+    action: str = "read",
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            T["audit_log"]
+            .insert()
+            .values(
+                key_id=key_id,
+                at=now(),
+                form=form,
+                instance_id=instance_id,
+                fields=fields,
+                action=action,
+            )
+        )
+
+
+__all__ = [
+    "PageResult",
+    "create_schema",
+    "engine_for",
+    "ensure_form_tables",
+    "form_tables",
+    "instance_states",
+    "live_count",
+    "save_central_form",
+    "save_form_spec",
+    "store_page",
+]
