@@ -1,0 +1,819 @@
+"""Submissions as Central's OData serves them: rows, repeat tables, EDMX, $select, $wkt.
+
+The row shapes copy central-backend ``lib/data/odata.js`` (``submissionToOData``: a data
+frame of every non-repeat field set to null, then ``__id`` and ``__system``, then one
+``<repeat>@odata.navigationLink`` per repeat met in the XML, followed by the inline rows
+under ``$expand=*``), the repeat row ids copy its ``hashId`` (sha1 of
+``Submissions#<instanceId>%%<field>#<iteration>...``), and the EDMX copies
+``lib/formats/odata.js`` ``edmxFor`` as recorded in golden 31. ``$filter`` lives in
+:mod:`emulator.odata_filter` and is re-exported here.
+
+An :class:`ODataEntity` is built once per submission version and served many times; its
+``row_json`` caches the JSON around ``__system`` so a page of rows costs one small
+``orjson.dumps`` per row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from emulator.odata_filter import Filter, ODataError, parse_filter
+from emulator.xform import XForm, sanitize_odata_identifier
+
+__all__ = [
+    "SYSTEM_FIELDS",
+    "Filter",
+    "ODataEntity",
+    "ODataError",
+    "Selection",
+    "entity_from_submission",
+    "metadata_edmx",
+    "parse_filter",
+    "parse_select",
+    "select_fields",
+    "service_document",
+    "table_names",
+    "with_system",
+    "with_wkt",
+    "without_expand",
+]
+
+# lib/data/odata.js systemFields; also the key order of __system (golden 34)
+SYSTEM_KEYS = (
+    "submissionDate",
+    "updatedAt",
+    "submitterId",
+    "submitterName",
+    "attachmentsPresent",
+    "attachmentsExpected",
+    "status",
+    "reviewState",
+    "deviceId",
+    "edits",
+    "formVersion",
+    "deletedAt",
+)
+SYSTEM_FIELDS = frozenset(["__system", *(f"__system/{k}" for k in SYSTEM_KEYS)])
+
+_PRIM, _STRUCT, _REPEAT = 0, 1, 2
+_NAV = "@odata.navigationLink"
+
+
+# --- per-form lookup tables ---------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Node:
+    """One field of the form, linked to its children for the XML walk."""
+
+    name: str  # raw name: Central hashes with it
+    out: str  # sanitized: the JSON key
+    path: str
+    kind: int
+    type: str
+    children: dict[str, _Node] = field(default_factory=dict)
+    # non-repeat children in order: (key, None for a primitive | node for a group)
+    frame: list[tuple[str, _Node | None]] = field(default_factory=list)
+    flat_keys: tuple[str, ...] | None = None  # set when the frame has no groups
+    table: str = ""  # repeats: "Submissions.group.repeat"
+    parent_key: str = ""  # repeats: "__Submissions-id" or "__Submissions-outer-id"
+
+
+@dataclass(eq=False)
+class _Schema:
+    root: _Node
+    by_path: dict[str, _Node]  # sanitized path -> node
+    tables: tuple[str, ...]
+
+
+def _schema(form: XForm) -> _Schema:
+    cached = form.cache.get("odata_schema")
+    if cached is None:
+        cached = _build_schema(form)
+        form.cache["odata_schema"] = cached
+    return cached
+
+
+def _build_schema(form: XForm) -> _Schema:
+    root = _Node(name="", out="", path="", kind=_STRUCT, type="structure")
+    nodes: dict[str, _Node] = {"": root}
+    by_path: dict[str, _Node] = {}
+    tables: list[str] = []
+    for f in form.fields:
+        parent_path = f.path.rsplit("/", 1)[0]
+        parent = nodes.get(parent_path)
+        if parent is None:
+            continue
+        kind = _REPEAT if f.type == "repeat" else _STRUCT if f.type == "structure" else _PRIM
+        node = _Node(
+            name=f.name, out=sanitize_odata_identifier(f.name), path=f.path, kind=kind, type=f.type
+        )
+        nodes[f.path] = node
+        by_path["/".join(sanitize_odata_identifier(p) for p in f.path.split("/"))] = node
+        parent.children.setdefault(f.name, node)
+        if kind == _PRIM:
+            parent.frame.append((node.out, None))
+        elif kind == _STRUCT:
+            parent.frame.append((node.out, node))
+        else:
+            parts = [sanitize_odata_identifier(p) for p in f.path[1:].split("/")]
+            node.table = "Submissions." + ".".join(parts)
+            tables.append(node.table)
+            # the parent key names the nearest enclosing repeat (edmxFor / repeatContextSlicer)
+            enclosing = [p for p in form.repeats if f.path.startswith(p + "/") and p != f.path]
+            if enclosing:
+                ctx = max(enclosing, key=len)
+                ctx_parts = [sanitize_odata_identifier(p) for p in ctx[1:].split("/")]
+                node.parent_key = "__Submissions-" + "-".join(ctx_parts) + "-id"
+            else:
+                node.parent_key = "__Submissions-id"
+    for node in nodes.values():
+        if all(sub is None for _, sub in node.frame):
+            node.flat_keys = tuple(k for k, _ in node.frame)
+    return _Schema(root=root, by_path=by_path, tables=tuple(tables))
+
+
+def _new_frame(node: _Node) -> dict[str, Any]:
+    """lib/data/odata.js generateDataFrame: every non-repeat field present, as null."""
+    if node.flat_keys is not None:
+        return dict.fromkeys(node.flat_keys)
+    frame: dict[str, Any] = {}
+    for key, sub in node.frame:
+        frame[key] = None if sub is None else _new_frame(sub)
+    return frame
+
+
+def table_names(form: XForm) -> tuple[str, ...]:
+    """The repeat tables of a form, ``Submissions.child`` style, in field order."""
+    return _schema(form).tables
+
+
+# --- JavaScript number semantics ------------------------------------------------------------
+
+_INT_RE = re.compile(r"\s*([+-]?\d+)")
+_FLOAT_RE = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Infinity)")
+
+
+def _js_number(value: float) -> int | float | None:
+    """A double as JSON.stringify prints it: integral values without ".0"; NaN/inf null."""
+    if math.isnan(value) or math.isinf(value):
+        return None
+    if value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    return value
+
+
+def _parse_int(text: str) -> int | None:
+    """JavaScript ``parseInt(text, 10)``: the leading integer, else NaN (JSON null)."""
+    match = _INT_RE.match(text)
+    return int(match.group(1)) if match else None
+
+
+def _parse_float(text: str) -> float | int | None:
+    """JavaScript ``parseFloat``: the leading decimal literal, else NaN (JSON null)."""
+    match = _FLOAT_RE.match(text)
+    if not match:
+        return None
+    token = match.group(1)
+    if token.endswith("Infinity"):
+        return None
+    return _js_number(float(token))
+
+
+def _js_str(value: int | float) -> str:
+    """JavaScript ``String(number)``, for WKT text."""
+    if isinstance(value, int):
+        return str(value)
+    text = repr(value)
+    if "e" not in text:
+        return text
+    mantissa, exp = text.split("e")
+    exponent = int(exp)
+    if -7 <= exponent < 21:  # JS prints these positionally
+        return format(Decimal(text), "f")
+    return f"{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
+
+
+def _geopoint(text: str) -> dict[str, Any] | None:
+    parts = re.split(r"\s+", text)
+    if len(parts) < 2:
+        return None
+    lat, lon = _parse_float(parts[0]), _parse_float(parts[1])
+    if lat is None or lon is None:
+        return None
+    coords: list[Any] = [lon, lat]
+    if len(parts) > 2:
+        alt = _parse_float(parts[2])
+        if alt is not None:
+            coords.append(alt)
+    point: dict[str, Any] = {"type": "Point", "coordinates": coords}
+    if len(parts) > 3:
+        acc = _parse_float(parts[3])
+        if acc is not None:
+            point["properties"] = {"accuracy": acc}
+    return point
+
+
+def _geoline(text: str, shape: bool) -> dict[str, Any] | None:
+    pieces = re.split(r"; ?", text)
+    coords: list[list[Any]] = []
+    accuracies: list[Any] = []
+    for piece in pieces:
+        parts = re.split(r"\s+", piece)
+        if len(parts) < 2:
+            if len(pieces) == 1:
+                return None
+            continue
+        lat, lon = _parse_float(parts[0]), _parse_float(parts[1])
+        if lat is None or lon is None:
+            continue
+        point: list[Any] = [lon, lat]
+        if len(parts) > 2:
+            alt = _parse_float(parts[2])
+            if alt is not None:
+                point.append(alt)
+        coords.append(point)
+        acc = _parse_float(parts[3]) if len(parts) > 3 else None
+        accuracies.append(acc or None)  # JS `accuracy || null`
+    value: dict[str, Any] = (
+        {"type": "Polygon", "coordinates": [coords]}
+        if shape
+        else {"type": "LineString", "coordinates": coords}
+    )
+    if any(a is not None for a in accuracies):
+        value["properties"] = {"accuracies": accuracies}
+    return value
+
+
+def _datetime(text: str) -> str:
+    trimmed = text.strip()
+    # Collect writes "+07" where specs want "+07:00" (lib/data/odata.js)
+    if re.search(r"[+-]\d\d$", trimmed):
+        return trimmed + ":00"
+    return trimmed
+
+
+# --- entity building --------------------------------------------------------------------------
+
+
+def _local(tag: str) -> str:
+    if tag[0] == "{":
+        return tag[tag.index("}") + 1 :]
+    if ":" in tag:
+        return tag.rsplit(":", 1)[1]
+    return tag
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()  # noqa: S324 - Central's join id
+
+
+class _Walk:
+    """State of one submission's walk: the repeat rows found so far."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        # (table, bag, parent_key, parent_id) in document order
+        self.pending: list[tuple[str, dict[str, Any], str, str]] = []
+
+
+def _walk(
+    elem: ET.Element,
+    node: _Node,
+    data: dict[str, Any],
+    counters: dict[str, int],
+    hash_parts: str,
+    nav: str,
+    parent_id: str,
+    state: _Walk,
+) -> None:
+    children = node.children
+    for child in elem:
+        tag = child.tag
+        if type(tag) is not str:
+            continue
+        f = children.get(_local(tag))
+        if f is None:
+            continue  # not in the form: Central skips the subtree
+        kind = f.kind
+        if kind == _PRIM:
+            text = child.text
+            if text is None:
+                continue
+            ftype = f.type
+            if ftype == "int":
+                data[f.out] = _parse_int(text)
+            elif ftype == "decimal":
+                data[f.out] = _parse_float(text)
+            elif ftype == "geopoint":
+                point = _geopoint(text)
+                if point is not None:
+                    data[f.out] = point
+            elif ftype == "geotrace" or ftype == "geoshape":
+                line = _geoline(text, ftype == "geoshape")
+                if line is not None:
+                    data[f.out] = line
+            elif ftype == "dateTime":
+                data[f.out] = _datetime(text)
+            else:
+                # Central appends text events, so a repeated element concatenates
+                prev = data.get(f.out)
+                data[f.out] = text if not isinstance(prev, str) else prev + text
+        elif kind == _STRUCT:
+            sub = data.get(f.out)
+            if not isinstance(sub, dict):
+                sub = _new_frame(f)
+                data[f.out] = sub
+            _walk(
+                child,
+                f,
+                sub,
+                counters,
+                f"{hash_parts}%%{f.name}#",
+                f"{nav}/{f.out}",
+                parent_id,
+                state,
+            )
+        else:
+            count = counters.get(f.path)
+            count = 0 if count is None else count + 1
+            counters[f.path] = count
+            parts = f"{hash_parts}%%{f.name}#{count}"
+            row_id = _sha1(parts)
+            data[f.out + _NAV] = f"{nav}/{f.out}"
+            rows = data.get(f.out)
+            if not isinstance(rows, list):
+                rows = []
+                data[f.out] = rows
+            bag = _new_frame(f)
+            bag["__id"] = row_id
+            rows.append(bag)
+            state.pending.append((f.table, bag, f.parent_key, parent_id))
+            _walk(child, f, bag, {}, parts, f"{nav}/{f.out}('{row_id}')", row_id, state)
+
+
+@dataclass
+class ODataEntity:
+    """One submission version in OData shape.
+
+    ``data`` is the full Submissions row with ``$expand=*`` (repeats inline), in Central's
+    key order, with ``"__system": None`` as a placeholder at its place: fill it with
+    :func:`with_system`. ``repeat_rows`` maps each repeat table to its rows as the table
+    endpoint serves them under ``$expand=*`` (parent key after ``__id``); use
+    :func:`without_expand` on them for the plain table.
+    """
+
+    instance_id: str
+    data: dict[str, Any]
+    repeat_rows: dict[str, list[dict[str, Any]]]
+    _json_cache: dict[bool, tuple[bytes, bytes]] = field(default_factory=dict, repr=False)
+
+    def row(self, system: dict[str, Any], *, expand: bool = False) -> dict[str, Any]:
+        """The Submissions row with ``__system`` filled in, repeats inline if ``expand``."""
+        data = self.data if expand else without_expand(self.data)
+        return with_system(data, system)
+
+    def row_json(self, system: dict[str, Any], *, expand: bool = False) -> bytes:
+        """``orjson.dumps(self.row(system, expand=expand))``, but only ``system`` is
+        serialized per call."""
+        parts = self._json_cache.get(expand)
+        if parts is None:
+            data = self.data if expand else without_expand(self.data)
+            keys = list(data)
+            cut = keys.index("__system") if "__system" in keys else len(keys)
+            head = orjson.dumps({k: data[k] for k in keys[:cut]})[:-1]
+            tail_dict = {k: data[k] for k in keys[cut + 1 :]}
+            tail = b"," + orjson.dumps(tail_dict)[1:] if tail_dict else b"}"
+            parts = (b'{"__system":' if head == b"{" else head + b',"__system":', tail)
+            self._json_cache[expand] = parts
+        return parts[0] + orjson.dumps(system) + parts[1]
+
+
+def entity_from_submission(form: XForm, instance_xml: bytes, instance_id: str) -> ODataEntity:
+    """Build the OData view of one submission (raises ``ValueError`` on unparseable XML)."""
+    if form.encrypted:
+        # lib/data/odata.js: an encrypted row is just __id and __system
+        return ODataEntity(instance_id, {"__id": instance_id, "__system": None}, {})
+    schema = _schema(form)
+    if b"<!DOCTYPE" in instance_xml:
+        # no entity tricks: submissions never carry a DTD (see xform.parse_xform)
+        raise ValueError(f"submission XML for {instance_id} carries a DTD, which is refused")
+    try:
+        root_elem = ET.fromstring(instance_xml)  # noqa: S314 - DTDs refused just above
+    except ET.ParseError as exc:
+        raise ValueError(f"submission XML for {instance_id} is not well-formed: {exc}") from exc
+    data = _new_frame(schema.root)
+    data["__id"] = instance_id
+    data["__system"] = None
+    state = _Walk()
+    nav = "Submissions('" + quote(instance_id, safe="-_.!~*'()") + "')"
+    _walk(
+        root_elem,
+        schema.root,
+        data,
+        {},
+        f"Submissions#{instance_id}",
+        nav,
+        instance_id,
+        state,
+    )
+    repeat_rows: dict[str, list[dict[str, Any]]] = {t: [] for t in schema.tables}
+    for table, bag, parent_key, parent_id in state.pending:
+        row: dict[str, Any] = {}
+        for key, value in bag.items():
+            row[key] = value
+            if key == "__id":
+                row[parent_key] = parent_id
+        repeat_rows[table].append(row)
+    return ODataEntity(instance_id, data, repeat_rows)
+
+
+# --- row transforms ---------------------------------------------------------------------------
+
+
+def with_system(data: dict[str, Any], system: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with ``__system`` set in place (key order kept)."""
+    out = dict(data)
+    out["__system"] = system
+    return out
+
+
+def without_expand(data: dict[str, Any], instance_id: str | None = None) -> dict[str, Any]:
+    """The row without inline repeats: only their ``@odata.navigationLink`` stays (golden
+    34). ``instance_id`` is accepted for symmetry; the links are already in ``data``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if type(value) is list and (key + _NAV) in data:
+            continue
+        if type(value) is dict and key != "__system":
+            value = without_expand(value)
+        out[key] = value
+    return out
+
+
+def _is_geojson(value: dict[str, Any]) -> bool:
+    return (
+        value.get("type") in ("Point", "LineString", "Polygon")
+        and isinstance(value.get("coordinates"), list)
+        and set(value) <= {"type", "coordinates", "properties"}
+    )
+
+
+def _wkt(value: dict[str, Any]) -> str:
+    def point(c: list[Any]) -> str:
+        return " ".join(_js_str(x) for x in c)
+
+    coords = value["coordinates"]
+    if value["type"] == "Point":
+        return f"POINT ({point(coords)})"
+    if value["type"] == "LineString":
+        return f"LINESTRING ({','.join(point(c) for c in coords)})"
+    ring = coords[0] if coords else []
+    return f"POLYGON (({','.join(point(c) for c in ring)}))"
+
+
+def with_wkt(data: dict[str, Any]) -> dict[str, Any]:
+    """The row with geo values as WKT text (``$wkt=true``, golden 36)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "__system":
+            out[key] = value
+        elif type(value) is dict:
+            out[key] = _wkt(value) if _is_geojson(value) else with_wkt(value)
+        elif type(value) is list and (key + _NAV) in data:
+            out[key] = [with_wkt(r) for r in value]
+        else:
+            out[key] = value
+    return out
+
+
+# --- $select ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A validated ``$select``: which keys of a row stay (lib/formats/odata.js filterFields)."""
+
+    tree: dict[str, Any]  # key -> None (whole value) or a sub-tree for a partly kept group
+    system: tuple[str, ...] | None  # None: no __system; () all of it; else these keys
+    keep_id: bool = True
+    parent_key: str | None = None
+
+    def apply(self, row: dict[str, Any]) -> dict[str, Any]:
+        return self._apply(row, self.tree, top=True)
+
+    def _apply(self, row: dict[str, Any], tree: dict[str, Any], top: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if top and key == "__id":
+                out[key] = value
+            elif top and key == "__system":
+                if self.system is None:
+                    continue
+                if not self.system or value is None:
+                    out[key] = value
+                else:
+                    out[key] = {k: value[k] for k in SYSTEM_KEYS if k in self.system}
+            elif top and self.parent_key is not None and key == self.parent_key:
+                out[key] = value
+            elif key.endswith(_NAV):
+                if key[: -len(_NAV)] in tree:
+                    out[key] = value
+            elif key in tree:
+                sub = tree[key]
+                if sub is None or type(value) is not dict:
+                    out[key] = value
+                else:
+                    out[key] = self._apply(value, sub, top=False)
+        return out
+
+
+def parse_select(form: XForm, select: str, table: str = "Submissions") -> Selection | None:
+    """Validate ``$select`` for ``table``; None when it selects everything (``*``).
+
+    Raises :class:`ODataError` 400.23 for an unknown property and 400.24 for a field
+    inside a repeat (lib/formats/odata.js filterFields, lib/util/problem.js)."""
+    if not select or select.strip() == "*":
+        return None
+    schema = _schema(form)
+    base = ""
+    parent_key_name = "__Submissions-id" if table != "Submissions" else None
+    if table != "Submissions":
+        segments = table.split(".")[1:]
+        for i, segment in enumerate(segments):
+            base += f"/{segment}"
+            node = schema.by_path.get(base)
+            if node is None:
+                raise ODataError(404, 404.1, "Could not find the resource you were looking for.")
+            if node.kind == _REPEAT and i < len(segments) - 1:
+                parent_key_name = "__Submissions" + base.replace("/", "-") + "-id"
+    props = [p.strip() for p in select.split(",")]
+    tree: dict[str, Any] = {}
+    system: list[str] | None = None
+    keep_parent = False
+    for prop in props:
+        if prop == "__id":
+            continue
+        if parent_key_name is not None and prop == parent_key_name:
+            keep_parent = True
+            continue
+        if table == "Submissions" and prop in SYSTEM_FIELDS:
+            if prop == "__system":
+                system = []
+                continue
+            if system is None or system:
+                system = [*(system or []), prop.split("/", 1)[1]]
+            continue
+        node = schema.by_path.get(f"{base}/{prop}")
+        if node is None:
+            raise ODataError(
+                400, 400.23, f"Could not find a property named '{prop}'", {"property": prop}
+            )
+        # walk up from the field to the table, refusing to cross a repeat
+        steps = prop.split("/")
+        for depth in range(len(steps) - 1):
+            ancestor = schema.by_path.get(base + "/" + "/".join(steps[: depth + 1]))
+            if ancestor is not None and ancestor.kind == _REPEAT:
+                raise ODataError(
+                    400,
+                    400.24,
+                    f"The given OData select property '{prop}' uses features not supported by this server.",
+                    {"property": prop},
+                )
+        cursor = tree
+        for step in steps[:-1]:
+            nxt = cursor.get(step, {})
+            if nxt is None:
+                break  # an ancestor group is already whole
+            cursor[step] = nxt
+            cursor = nxt
+        else:
+            cursor[steps[-1]] = None
+    return Selection(
+        tree=tree,
+        system=None if system is None else tuple(system),
+        parent_key=parent_key_name if keep_parent else None,
+    )
+
+
+def select_fields(
+    row: dict[str, Any], select: str, *, form: XForm | None = None, table: str = "Submissions"
+) -> dict[str, Any]:
+    """The row reduced to a ``$select`` (golden 43). With ``form`` the properties are
+    validated (:func:`parse_select`); without it they are taken as given."""
+    if form is not None:
+        selection = parse_select(form, select, table)
+        return row if selection is None else selection.apply(row)
+    if not select or select.strip() == "*":
+        return row
+    tree: dict[str, Any] = {}
+    system: list[str] | None = None
+    for prop in (p.strip() for p in select.split(",")):
+        if prop == "__id":
+            continue
+        if prop in SYSTEM_FIELDS:
+            system = [] if prop == "__system" else [*(system or []), prop.split("/", 1)[1]]
+            continue
+        cursor = tree
+        steps = prop.split("/")
+        for step in steps[:-1]:
+            cursor = cursor.setdefault(step, {})
+        cursor[steps[-1]] = None
+    parent = next((k for k in row if k.startswith("__") and k.endswith("-id")), None)
+    keep_parent = parent is not None and parent in {p.strip() for p in select.split(",")}
+    return Selection(
+        tree=tree,
+        system=None if system is None else tuple(system),
+        parent_key=parent if keep_parent else None,
+    ).apply(row)
+
+
+# --- service document and EDMX ------------------------------------------------------------------
+
+
+def service_document(form: XForm, base_url: str) -> dict[str, Any]:
+    """GET ``.../forms/{id}.svc`` (golden 30); ``base_url`` is the service root URL."""
+    value = [{"name": "Submissions", "kind": "EntitySet", "url": "Submissions"}]
+    value += [{"name": t, "kind": "EntitySet", "url": t} for t in table_names(form)]
+    return {"@odata.context": f"{base_url.rstrip('/')}/$metadata", "value": value}
+
+
+_TYPE_MAP = {
+    "int": "Edm.Int64",
+    "decimal": "Edm.Decimal",
+    "boolean": "Edm.Boolean",
+    "geopoint": "Edm.GeographyPoint",
+    "geotrace": "Edm.GeographyLineString",
+    "geoshape": "Edm.GeographyPolygon",
+    "date": "Edm.Date",
+    "dateTime": "Edm.DateTimeOffset",
+}
+
+_MUSTACHE_ESCAPES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "'": "&#39;",
+    "/": "&#x2F;",
+    "`": "&#x60;",
+    "=": "&#x3D;",
+}
+
+
+def _esc(text: str) -> str:
+    """mustache.js's default HTML escaping of ``{{value}}``."""
+    return "".join(_MUSTACHE_ESCAPES.get(c, c) for c in text)
+
+
+_EDMX_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">
+  <edmx:DataServices>
+    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="org.opendatakit.submission">
+      <ComplexType Name="metadata">
+        <Property Name="submissionDate" Type="Edm.DateTimeOffset"/>
+        <Property Name="updatedAt" Type="Edm.DateTimeOffset"/>
+        <Property Name="deletedAt" Type="Edm.DateTimeOffset"/>
+        <Property Name="submitterId" Type="Edm.String"/>
+        <Property Name="submitterName" Type="Edm.String"/>
+        <Property Name="attachmentsPresent" Type="Edm.Int64"/>
+        <Property Name="attachmentsExpected" Type="Edm.Int64"/>
+        <Property Name="status" Type="org.opendatakit.submission.Status"/>
+        <Property Name="reviewState" Type="org.opendatakit.submission.ReviewState"/>
+        <Property Name="deviceId" Type="Edm.String"/>
+        <Property Name="edits" Type="Edm.Int64"/>
+        <Property Name="formVersion" Type="Edm.String"/>
+      </ComplexType>
+      <EnumType Name="Status">
+        <Member Name="notDecrypted"/>
+        <Member Name="missingEncryptedFormData"/>
+      </EnumType>
+      <EnumType Name="ReviewState">
+        <Member Name="hasIssues"/>
+        <Member Name="edited"/>
+        <Member Name="rejected"/>
+        <Member Name="approved"/>
+      </EnumType>
+    </Schema>
+"""
+
+_EDMX_PRIMARY_ANNOTATIONS_HEAD = """          <Annotation Term="Org.OData.Capabilities.V1.ConformanceLevel" EnumMember="Org.OData.Capabilities.V1.ConformanceLevelType/Minimal"/>
+          <Annotation Term="Org.OData.Capabilities.V1.BatchSupported" Bool="false"/>
+          <Annotation Term="Org.OData.Capabilities.V1.CountRestrictions">
+            <Record><PropertyValue Property="Countable" Bool="true"/></Record>
+          </Annotation>
+          <Annotation Term="Org.OData.Capabilities.V1.FilterFunctions">
+            <Record>
+              <PropertyValue Property="NonCountableProperties">
+                <Collection>
+                  <String>eq</String>
+                </Collection>
+              </PropertyValue>
+            </Record>
+          </Annotation>
+          <Annotation Term="Org.OData.Capabilities.V1.FilterFunctions">
+            <Record>
+              <PropertyValue Property="Filterable" Bool="true"/>
+              <PropertyValue Property="RequiresFilter" Bool="false"/>
+              <PropertyValue Property="NonFilterableProperties">
+                <Collection>
+"""
+
+_EDMX_PRIMARY_ANNOTATIONS_TAIL = """                </Collection>
+              </PropertyValue>
+            </Record>
+          </Annotation>
+          <Annotation Term="Org.OData.Capabilities.V1.SortRestrictions">
+            <Record><PropertyValue Property="Sortable" Bool="false"/></Record>
+          </Annotation>
+          <Annotation Term="Org.OData.Capabilities.V1.ExpandRestrictions">
+            <Record><PropertyValue Property="Expandable" Bool="false"/></Record>
+          </Annotation>
+"""
+
+
+def metadata_edmx(form: XForm) -> str:
+    """GET ``.../forms/{id}.svc/$metadata`` (lib/formats/odata.js edmxFor; golden 31)."""
+    fqdn = "org.opendatakit.user." + sanitize_odata_identifier(form.form_id)
+
+    def parts(path: str) -> list[str]:
+        return [sanitize_odata_identifier(p) for p in path[1:].split("/")]
+
+    submissions: dict[str, Any] = {"name": "Submissions", "primary": True, "props": []}
+    entity_types = [submissions]
+    complex_types: list[dict[str, Any]] = []
+    stack: list[dict[str, Any]] = [submissions]
+    for f in form.fields:
+        out = stack[-1]
+        while out.get("path") is not None and not f.path.startswith(out["path"] + "/"):
+            stack.pop()
+            out = stack[-1]
+        name = sanitize_odata_identifier(f.name)
+        if f.type == "structure":
+            type_name = ".".join(parts(f.path))
+            cplx = {"name": type_name, "path": f.path, "props": []}
+            complex_types.append(cplx)
+            stack.append(cplx)
+            out["props"].append((name, f"{fqdn}.{type_name}", False))
+        elif f.type == "repeat":
+            type_name = ".".join(parts(f.path))
+            context = next((o for o in reversed(stack) if o.get("repeat")), None)
+            id_parts = ["Submissions"] + (parts(context["path"]) if context else [])
+            entity = {
+                "name": f"Submissions.{type_name}",
+                "path": f.path,
+                "repeat": True,
+                "props": [(f"__{'-'.join(id_parts)}-id", "Edm.String", False)],
+            }
+            entity_types.append(entity)
+            stack.append(entity)
+            out["props"].append((name, f"Collection({fqdn}.Submissions.{type_name})", True))
+        else:
+            out["props"].append((name, _TYPE_MAP.get(f.type, "Edm.String"), False))
+
+    def prop_lines(props: list[tuple[str, str, bool]]) -> str:
+        text = ""
+        for pname, ptype, nav in props:
+            tag = "NavigationProperty" if nav else "Property"
+            text += f'        <{tag} Name="{_esc(pname)}" Type="{_esc(ptype)}"/>\n'
+        return text
+
+    doc = _EDMX_HEAD
+    doc += (
+        f'    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{_esc(fqdn)}">\n'
+    )
+    for et in entity_types:
+        doc += f'      <EntityType Name="{_esc(et["name"])}">\n'
+        doc += '        <Key><PropertyRef Name="__id"/></Key>\n'
+        doc += '        <Property Name="__id" Type="Edm.String"/>\n'
+        if et.get("primary"):
+            doc += (
+                '        <Property Name="__system" Type="org.opendatakit.submission.metadata"/>\n'
+            )
+        doc += prop_lines(et["props"])
+        doc += "      </EntityType>\n"
+    for ct in complex_types:
+        doc += f'      <ComplexType Name="{_esc(ct["name"])}">\n'
+        doc += prop_lines(ct["props"])
+        doc += "      </ComplexType>\n"
+    doc += f'      <EntityContainer Name="{_esc(form.form_id)}">\n'
+    for et in entity_types:
+        doc += f'        <EntitySet Name="{_esc(et["name"])}" EntityType="{_esc(fqdn)}.{_esc(et["name"])}">\n'
+        if et.get("primary"):
+            doc += _EDMX_PRIMARY_ANNOTATIONS_HEAD
+            for pname, _, _ in et["props"]:
+                doc += f"                  <PropertyPath>{_esc(pname)}</PropertyPath>\n"
+            doc += _EDMX_PRIMARY_ANNOTATIONS_TAIL
+        doc += "        </EntitySet>\n"
+    doc += "      </EntityContainer>\n    </Schema>\n  </edmx:DataServices>\n</edmx:Edmx>"
+    return doc
