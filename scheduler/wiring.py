@@ -7,6 +7,7 @@ one. Everything else in ``scheduler/`` is plain APScheduler and locking.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,25 +25,24 @@ class SchedulerSetupError(Exception):
 
 
 def _schedule_of(entry: Any) -> FormSchedule:
-    """A FormSchedule from one manifest entry (``collector.manifest``'s form entry)."""
-    sched = entry.schedule
+    """A FormSchedule from one manifest entry (``collector.manifest.FormEntry``)."""
+    sync = entry.sync
+    minutes = sync.interval_minutes
     return FormSchedule(
         form_id=entry.form_id,
-        interval_seconds=getattr(sched, "interval_seconds", None),
-        cron=getattr(sched, "cron", None),
-        jitter_seconds=getattr(sched, "jitter_seconds", None),
+        interval_seconds=minutes * 60 if minutes else None,
+        cron=sync.cron,
     )
 
 
 def form_schedules(settings: Settings, only: Sequence[str] = ()) -> list[FormSchedule]:
     """Each form's schedule from the manifest; ``scheduler_every_seconds`` overrides all."""
+    from collector.manifest import ManifestError, load_manifest
+
     try:
-        from collector.manifest import load_manifest
-    except ImportError as exc:
-        raise SchedulerSetupError(
-            f"the forms manifest reader (collector.manifest) is not available: {exc}"
-        ) from exc
-    manifest = load_manifest(settings.forms_dir)
+        manifest = load_manifest(settings.forms_dir)
+    except ManifestError as exc:
+        raise SchedulerSetupError(str(exc)) from exc
     entries = list(manifest.forms)
     known = {e.form_id for e in entries}
     unknown = [f for f in only if f not in known]
@@ -62,16 +62,43 @@ def form_schedules(settings: Settings, only: Sequence[str] = ()) -> list[FormSch
 
 
 def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[], bool]], Any]:
-    """``sync_one(form_id, should_stop)`` calling collector's sync for one form."""
-    try:
-        from collector.sync import sync_form
-    except ImportError as exc:
-        raise SchedulerSetupError(f"the sync (collector.sync) is not available: {exc}") from exc
+    """``sync_one(form_id, should_stop)`` calling collector's sync for one form.
+
+    One engine for the process (its pool is shared by the worker threads); a Central
+    connection per run, so a run never shares a requests session with another thread.
+    """
+    from collector import store
+    from collector.central import Central
+    from collector.sync import sync_forms
+
+    engine = store.engine_for(settings)
+    store.create_schema(engine)
+    accepts = inspect.signature(sync_forms).parameters
 
     def sync_one(form_id: str, should_stop: Callable[[], bool]) -> Any:
-        return sync_form(settings, form_id, runner=runner, should_stop=should_stop)
+        extra: dict[str, Any] = {}
+        if "runner" in accepts:
+            extra["runner"] = runner
+        if "should_stop" in accepts:
+            extra["should_stop"] = should_stop
+        with Central(settings) as central:
+            (result,) = sync_forms(settings, [form_id], engine=engine, central=central, **extra)
+        if result.status == "failed":
+            raise SchedulerRunError(f"{form_id}: {result.error}")
+        return _describe(result)
 
     return sync_one
+
+
+def _describe(result: Any) -> str:
+    return (
+        f"{result.written} written, {result.deleted} deleted, {result.fetched} read "
+        f"in {result.pages} page(s)"
+    )
+
+
+class SchedulerRunError(Exception):
+    """A sync run failed; it is in sync_run, and the next scheduled run tries again."""
 
 
 def build_service(

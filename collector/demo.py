@@ -1,0 +1,434 @@
+"""``collector demo``: the whole system on loopback, from nothing, in one command.
+
+Order: the Central emulator (a child process, data in ``<data_dir>/demo``), its project, the
+four forms pushed, one API key per role, simulated enumerators submitting in three
+languages, the scheduler (short interval), the API. Then it prints what a data manager can
+open and, every few seconds, how far the data has come: what Central holds, what the store
+holds, what the API answers. Ctrl-C (or ``--duration``) stops everything in order.
+
+Nothing here pretends: each part either runs or is reported missing with its reason, and
+the exit code is non-zero if any part failed or no submission reached the API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from pydantic import SecretStr
+from rich.console import Console
+from rich.table import Table
+
+from collector.demo_processes import Child, free_port, http_ok, stop_all, wait_until
+from collector.settings import Settings
+
+# The emulator is ours and listens on loopback only: fixed demo credentials are fine.
+DEMO_EMAIL = "demo-admin@example.org"
+DEMO_PASSWORD = "demo-admin-password"  # noqa: S105 - the local emulator's, printed nowhere
+DEMO_PROJECT = "Migrant families programme (demo)"
+ROLES = ("viewer", "analyst", "manager", "admin")
+EXAMPLE_FORM = "household_visit"
+
+
+@dataclass
+class DemoOptions:
+    data_dir: Path
+    duration: float | None = None
+    every: int = 10
+    rate: float = 2.0
+    emulator_port: int = 8383
+    api_port: int = 8000
+    fresh: bool = False
+    tick: float = 5.0
+
+
+@dataclass
+class Part:
+    """One part of the system and how it fared."""
+
+    name: str
+    ok: bool | None = None  # None: not tried yet
+    detail: str = ""
+
+
+@dataclass
+class Demo:
+    settings: Settings
+    options: DemoOptions
+    console: Console
+    stop: threading.Event
+    parts: dict[str, Part] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    central_url: str = ""
+    api_url: str = ""
+    project_id: int = 1
+    forms: list[str] = field(default_factory=list)
+    api_seen: int = 0
+    exited: set[str] = field(default_factory=set)  # children already reported dead
+
+    # --- reporting ------------------------------------------------------------------------
+
+    def part(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.parts[name] = Part(name, ok, detail)
+        mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+        self.console.print(f"{mark} {name}" + (f": {detail}" if detail else ""))
+        return ok
+
+    def step(self, name: str, fn: Callable[[], str]) -> bool:
+        """Run one step; a missing module or any error marks the part failed, plainly."""
+        if self.stop.is_set():
+            return False
+        try:
+            detail = fn()
+        except ImportError as exc:
+            return self.part(name, False, f"not available in this checkout ({exc})")
+        except Exception as exc:
+            return self.part(name, False, f"{type(exc).__name__}: {exc}")
+        return self.part(name, True, detail)
+
+    # --- settings for us and for the children --------------------------------------------
+
+    @property
+    def demo_settings(self) -> Settings:
+        d = self.options.data_dir.resolve()
+        return self.settings.model_copy(
+            update={
+                "central_url": self.central_url,
+                "central_email": DEMO_EMAIL,
+                "central_password": _secret(DEMO_PASSWORD),
+                "central_project_id": self.project_id,
+                "data_dir": d,
+                "database_url": self.settings.database_url,  # empty: SQLite in data/demo
+                "forms_dir": self.settings.forms_dir.resolve(),
+                "scheduler_every_seconds": self.options.every,
+                "scheduler_lead_poll_seconds": 1.0,
+            }
+        )
+
+    def child_env(self, **extra: str) -> dict[str, str]:
+        s = self.demo_settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+        env.update(
+            {
+                "COLLECTOR_CENTRAL_URL": s.central_url,
+                "COLLECTOR_CENTRAL_EMAIL": s.central_email,
+                "COLLECTOR_CENTRAL_PASSWORD": DEMO_PASSWORD,
+                "COLLECTOR_CENTRAL_PROJECT_ID": str(s.central_project_id),
+                "COLLECTOR_DATA_DIR": str(s.data_dir),
+                "COLLECTOR_DATABASE_URL": s.resolved_database_url,
+                "COLLECTOR_FORMS_DIR": str(s.forms_dir),
+                "PYTHONUNBUFFERED": "1",
+                **extra,
+            }
+        )
+        return env
+
+    def spawn(self, name: str, argv: list[str], **env: str) -> Child:
+        child = Child(
+            name=name,
+            argv=argv,
+            log_path=self.options.data_dir / "logs" / f"{name}.log",
+            env=self.child_env(**env),
+            cwd=Path.cwd(),
+        ).start()
+        self.children.append(child)
+        return child
+
+    # --- the steps ------------------------------------------------------------------------
+
+    def start_emulator(self) -> str:
+        port = free_port(self.options.emulator_port)
+        self.central_url = f"http://127.0.0.1:{port}"
+        data = self.options.data_dir / "emulator"
+        data.mkdir(parents=True, exist_ok=True)
+        child = self.spawn(
+            "emulator",
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data",
+                str(data),
+                "--admin-email",
+                DEMO_EMAIL,
+                "--admin-password",
+                DEMO_PASSWORD,
+            ],
+        )
+        if not wait_until(http_ok(f"{self.central_url}/_emulator/health"), seconds=30, child=child):
+            raise RuntimeError(f"the emulator did not start:\n{child.log_tail()}")
+        return f"{self.central_url} (data in {data})"
+
+    def central(self):
+        from collector.central import Central
+
+        return Central(self.demo_settings)
+
+    def ensure_project(self) -> str:
+        with self.central() as central:
+            projects = central.json("GET", "projects")
+            found = [p for p in projects if p["name"] == DEMO_PROJECT]
+            if found:
+                self.project_id = found[0]["id"]
+            else:
+                self.project_id = central.json("POST", "projects", json={"name": DEMO_PROJECT})[
+                    "id"
+                ]
+        return f"{DEMO_PROJECT!r} (id {self.project_id})"
+
+    def push_forms(self) -> str:
+        from collector.formpush import push_forms
+
+        report = push_forms(self.demo_settings)
+        with self.central() as central:
+            self.forms = sorted(f["xmlFormId"] for f in central.forms() if f.get("publishedAt"))
+        return f"{', '.join(self.forms)} published ({_short(report)})"
+
+    def create_keys(self) -> str:
+        from collector import store
+        from collector.keys import create_key
+
+        engine = store.engine_for(self.demo_settings)
+        store.create_schema(engine)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for role in ROLES:
+            self.keys[role] = create_key(engine, name=f"demo-{role}-{stamp}", role=role).token
+        engine.dispose()
+        return ", ".join(ROLES)
+
+    def start_enumerators(self) -> str:
+        child = self.spawn(
+            "enumerators",
+            [
+                sys.executable,
+                "-m",
+                "emulator.enumerators",
+                "--central-url",
+                self.central_url,
+                "--email",
+                DEMO_EMAIL,
+                "--password",
+                DEMO_PASSWORD,
+                "--project-id",
+                str(self.project_id),
+                "--rate",
+                str(self.options.rate),
+            ],
+        )
+        time.sleep(1.5)
+        if not child.running:
+            raise RuntimeError(f"the enumerators exited at once:\n{child.log_tail()}")
+        return f"{self.options.rate:g} submissions/s in English, Tajik and Russian"
+
+    def start_scheduler(self) -> str:
+        child = self.spawn(
+            "scheduler",
+            [sys.executable, "-m", "collector", "scheduler", "--lead-poll", "1"],
+            COLLECTOR_SCHEDULER_EVERY_SECONDS=str(self.options.every),
+        )
+        time.sleep(1.5)
+        if not child.running:
+            raise RuntimeError(f"the scheduler exited at once:\n{child.log_tail()}")
+        return f"every form every {self.options.every} s ({self.demo_settings.resolved_database_url.split(':')[0]} store)"
+
+    def start_api(self) -> str:
+        port = free_port(self.options.api_port)
+        self.api_url = f"http://127.0.0.1:{port}"
+        child = self.spawn(
+            "api",
+            [sys.executable, "-m", "collector", "api", "--host", "127.0.0.1", "--port", str(port)],
+        )
+        if not wait_until(http_ok(f"{self.api_url}/health"), seconds=30, child=child):
+            raise RuntimeError(f"the API did not start:\n{child.log_tail()}")
+        return self.api_url
+
+    # --- what a data manager can open ----------------------------------------------------
+
+    def write_info(self) -> Path:
+        """``demo.json`` beside the data: URLs and demo keys, for scripts and tests."""
+        info = {
+            "central_url": self.central_url,
+            "api_url": self.api_url,
+            "project_id": self.project_id,
+            "forms": self.forms,
+            "keys": self.keys,
+            "database_url": self.demo_settings.resolved_database_url,
+        }
+        path = self.options.data_dir / "demo.json"
+        path.write_text(json.dumps(info, indent=2))
+        return path
+
+    def print_guide(self) -> None:
+        c, api = self.console, self.api_url
+        key = self.keys.get("manager", "<manager key>")
+        form = EXAMPLE_FORM if EXAMPLE_FORM in self.forms or not self.forms else self.forms[0]
+        c.rule("[bold]What a data manager can open")
+        c.print(f"API docs (try it out):  [link]{api}/docs[/link]")
+        for role in ROLES:
+            if role in self.keys:
+                c.print(f"  {role:8} key: {self.keys[role]}")
+        c.print("Example calls (manager key):")
+        c.print(f'  export KEY="{key}"', highlight=False, soft_wrap=True)
+        for path in (
+            "/v1/forms",
+            f"/v1/forms/{form}/submissions?limit=5&lang=tg",
+            "/v1/indicators",
+            "/v1/sync/status",
+        ):
+            c.print(
+                f'  curl -H "Authorization: Bearer $KEY" "{api}{path}"',
+                highlight=False,
+                soft_wrap=True,
+            )
+        c.print(
+            f'  curl -H "Authorization: Bearer $KEY" -o {form}.csv "{api}/v1/forms/{form}/export.csv?lang=en"',
+            highlight=False,
+            soft_wrap=True,
+        )
+        c.print(f"Central (emulator): {self.central_url}   logs: {self.options.data_dir / 'logs'}")
+        c.rule()
+
+    # --- progress ------------------------------------------------------------------------
+
+    def central_counts(self) -> dict[str, int]:
+        with self.central() as central:
+            forms = central.json(
+                "GET", f"projects/{self.project_id}/forms", headers={"X-Extended-Metadata": "true"}
+            )
+        return {f["xmlFormId"]: int(f.get("submissions") or 0) for f in forms}
+
+    def api_counts(self) -> tuple[dict[str, int], str]:
+        """Per form, submissions the API reports stored; and the newest sync's time."""
+        body = requests.get(
+            f"{self.api_url}/v1/sync/status",
+            headers={"Authorization": f"Bearer {self.keys['admin']}"},
+            timeout=10,
+        ).json()
+        items = body if isinstance(body, list) else body.get("forms", body.get("items", []))
+        counts, last = {}, ""
+        for item in items:
+            counts[item.get("form_id") or item.get("xml_form_id")] = int(item.get("stored") or 0)
+            run = item.get("last_run") or {}
+            last = max(last, str(run.get("finished_at") or ""))
+        return counts, last
+
+    def progress_line(self) -> None:
+        try:
+            on_central = self.central_counts()
+        except Exception as exc:
+            on_central = {}
+            self.console.print(f"[yellow]Central not answering: {exc}[/yellow]")
+        via_api: dict[str, int] = {}
+        last = ""
+        if self.api_url and "admin" in self.keys:
+            try:
+                via_api, last = self.api_counts()
+            except (requests.RequestException, ValueError, AttributeError) as exc:
+                self.console.print(f"[yellow]API not answering: {exc}[/yellow]")
+        self.api_seen = max(self.api_seen, sum(via_api.values()))
+        per_form = " · ".join(f"{f} {via_api.get(f, 0)}/{n}" for f, n in sorted(on_central.items()))
+        self.console.print(
+            f"{time.strftime('%H:%M:%S')}  on Central {sum(on_central.values())}  "
+            f"via the API {sum(via_api.values())}   ({per_form})"
+            + (f"  last sync {last[11:19]}" if last else ""),
+            highlight=False,
+        )
+
+    def watch(self) -> None:
+        deadline = (
+            None if self.options.duration is None else time.monotonic() + self.options.duration
+        )
+        while not self.stop.is_set():
+            self.progress_line()
+            for child in self.children:
+                if not child.running and child.name not in self.exited:
+                    self.exited.add(child.name)
+                    self.part(child.name, False, f"exited ({child.exit_code}):\n{child.log_tail()}")
+            wait = self.options.tick
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait = min(wait, left)
+            self.stop.wait(wait)
+
+    def summary(self) -> int:
+        self.console.rule("[bold]Summary")
+        try:
+            self.progress_line()
+        except Exception as exc:  # the API may be the part that is missing
+            self.console.print(f"[yellow]no final figures: {exc}[/yellow]")
+        table = Table("part", "state", "detail")
+        for p in self.parts.values():
+            table.add_row(
+                p.name,
+                "ok" if p.ok else "[red]failed[/red]",
+                p.detail.splitlines()[0] if p.detail else "",
+            )
+        self.console.print(table)
+        failed = [p.name for p in self.parts.values() if not p.ok]
+        if failed:
+            self.console.print(
+                f"[red]Not everything ran: {', '.join(failed)}.[/red] Logs: {self.options.data_dir / 'logs'}"
+            )
+            return 1
+        if self.api_seen == 0:
+            self.console.print("[red]No submission reached the API.[/red]")
+            return 1
+        self.console.print(f"[green]{self.api_seen} submissions reached the API.[/green]")
+        return 0
+
+
+def _secret(value: str) -> SecretStr:
+    return SecretStr(value)
+
+
+def _short(report: Any) -> str:
+    text = str(report)
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def run_demo(settings: Settings, options: DemoOptions, stop: threading.Event) -> int:
+    """Run the demo until ``stop`` (Ctrl-C) or ``options.duration``; the exit code."""
+    console = Console(highlight=False)
+    if options.fresh and options.data_dir.exists():
+        shutil.rmtree(options.data_dir)
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    demo = Demo(settings, options, console, stop)
+    console.rule("[bold]collector demo")
+    try:
+        if demo.step("Central emulator", demo.start_emulator):
+            demo.step("Central project", demo.ensure_project)
+            demo.step("forms pushed", demo.push_forms)
+            demo.step("API keys", demo.create_keys)
+            demo.step("enumerators", demo.start_enumerators)
+            demo.step("scheduler", demo.start_scheduler)
+            if "API keys" in demo.parts and demo.parts["API keys"].ok:
+                demo.step("API", demo.start_api)
+            else:
+                demo.part("API", False, "not started: no demo keys to call it with")
+        if not stop.is_set():
+            demo.write_info()
+            demo.print_guide()
+            demo.watch()
+        code = demo.summary()
+    finally:
+        # Enumerators first (no new data), the scheduler (its page finishes), API, Central.
+        order = {"enumerators": 0, "scheduler": 1, "api": 2, "emulator": 3}
+        codes = stop_all(sorted(demo.children, key=lambda c: order.get(c.name, 9)))
+        console.print("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
+    return code
