@@ -188,7 +188,7 @@ def _upsert_form(conn: Connection, xml_form_id: str, **values: Any) -> int:
     values = {k: v for k, v in values.items() if v is not None}
     existing = form_id_for(conn, xml_form_id)
     if existing is None:
-        return conn.execute(
+        existing = conn.execute(
             form.insert().values(
                 xml_form_id=xml_form_id,
                 table_name=table_name_for_form(xml_form_id),
@@ -197,7 +197,7 @@ def _upsert_form(conn: Connection, xml_form_id: str, **values: Any) -> int:
                 **values,
             )
         ).inserted_primary_key[0]
-    if values:
+    elif values:
         conn.execute(form.update().where(form.c.id == existing).values(updated_at=now(), **values))
     if values.get("version"):
         _note_version(conn, existing, values["version"])
@@ -211,6 +211,13 @@ def _note_version(conn: Connection, form_id: int, version: str) -> None:
     ).first()
     if not seen:
         conn.execute(fv.insert().values(form_id=form_id, version=version, first_seen_at=now()))
+
+
+def form_versions(engine: Engine, form_id: int) -> set[str]:
+    """The versions of a form we have seen published."""
+    fv = T["form_version"]
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(fv.c.version).where(fv.c.form_id == form_id)).scalars())
 
 
 def _stored_fields(conn: Connection, form_id: int) -> list[dict]:

@@ -1,0 +1,416 @@
+"""Incremental sync: every submission from Central into the store, once, losing nothing.
+
+Per form (``../shared/DESIGN.md``, "Sync, in one paragraph"):
+
+1. **Window.** Ask OData for rows submitted or updated since the watermark minus an
+   overlap (``submissionDate ge W or updatedAt ge W``), ``$expand=*``, paged with ``$top``
+   and ``@odata.nextLink``. Each page is normalized and upserted in its own transaction
+   while the next page is being fetched. Central pages newest first, so the watermark
+   moves only after the whole window is stored: a run cut short re-reads, never skips.
+2. **Deletions.** Deleted rows are hidden unless the filter names ``__system/deletedAt``,
+   and a delete does not move ``updatedAt`` (central-api.md): a second pass asks for
+   ``deletedAt ge Wd`` with its own watermark and marks them.
+3. **Reconciliation.** A cheap ``$count`` tells whether Central holds as many live rows as
+   we do; when it does not (a restore, or a submission committed late with an older
+   timestamp, central#1615), or when ``reconcile`` asks, the instance ids on both sides
+   are compared and whatever differs is read again in full.
+4. **Attachments** of stored submissions are fetched, checksummed (sha256) and saved under
+   ``data_dir/attachments``; those Central does not have yet are tried again next run.
+
+Every run of every form is a ``sync_run`` row. A failing form (unreachable, encrypted)
+is recorded with its error and the other forms still sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from collector import store
+from collector.central import Central, CentralError
+from collector.normalize import FormShape, parse_datetime, rows_for_page
+from collector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int | None], None]
+"""``progress(xml_form_id, rows_just_stored, total_rows_or_None)``."""
+
+RECONCILE_EVERY = timedelta(hours=6)
+_ID_BATCH = 40  # instance ids per `__id eq ... or ...` filter when re-reading
+
+
+class SyncError(Exception):
+    """A form that cannot be synced for a reason of its own (the message names it)."""
+
+
+@dataclass
+class FormResult:
+    xml_form_id: str
+    status: str = "ok"  # ok | failed
+    run_id: int | None = None
+    fetched: int = 0
+    written: int = 0
+    deleted: int = 0
+    restored: int = 0
+    attachments: int = 0
+    pages: int = 0
+    reconciled: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+    watermark: datetime | None = None
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "fetched": self.fetched,
+            "written": self.written,
+            "deleted": self.deleted,
+            "restored": self.restored,
+            "attachments": self.attachments,
+            "pages": self.pages,
+            "reconciled": self.reconciled,
+        }
+
+
+def odata_time(t: datetime) -> str:
+    """A timestamp as Central's OData ``$filter`` takes it (UTC, milliseconds, ``Z``)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _prefetched(pages: Iterator[dict], depth: int = 2) -> Iterator[dict]:
+    """Fetch the next pages in a thread while the caller stores this one.
+
+    Fetching is the floor of a sync's time (the server's answer); parsing and storing
+    overlap with it. An error in the fetching thread is raised here, in order.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for p in pages:
+                if not put(("page", p)):
+                    return
+        except BaseException as err:  # handed to the consumer, raised there
+            put(("error", err))
+            return
+        put(("done", None))
+
+    worker = threading.Thread(target=work, name="odata-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "page":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+@dataclass
+class FormSync:
+    """One form's sync: the pieces above, sharing the form's id, shape and counters."""
+
+    settings: Settings
+    engine: Engine
+    central: Central
+    form_json: dict
+    progress: Progress | None = None
+    reconcile: bool | None = None  # None: when counts differ or the last one is old
+    result: FormResult = field(init=False)
+    form_id: int = field(init=False)
+    shape: FormShape = field(init=False)
+    known_versions: set[str] = field(init=False, default_factory=set)
+    newest_deleted: datetime | None = field(init=False, default=None)
+
+    @property
+    def xml_form_id(self) -> str:
+        return self.form_json["xmlFormId"]
+
+    def run(self) -> FormResult:
+        self.result = FormResult(self.xml_form_id)
+        started = time.perf_counter()
+        form_id = store.form_id_for(self.engine, self.xml_form_id)
+        self.result.run_id = store.start_run(self.engine, self.xml_form_id, form_id)
+        try:
+            self._run()
+        except (CentralError, SyncError) as err:
+            self.result.status, self.result.error = "failed", str(err)
+            log.error("sync of form %s failed: %s", self.xml_form_id, err)
+        except Exception as err:  # a bug must not stop the other forms; it is recorded
+            self.result.status = "failed"
+            self.result.error = f"{type(err).__name__}: {err}"
+            log.exception("sync of form %s failed", self.xml_form_id)
+        finally:
+            self.result.seconds = time.perf_counter() - started
+            store.finish_run(
+                self.engine, self.result.run_id, error=self.result.error, **self.result.counts()
+            )
+        return self.result
+
+    def _run(self) -> None:
+        self._load_form(force=False)
+        if self.form_json.get("keyId"):
+            raise SyncError(
+                f"form {self.xml_form_id!r} is encrypted: Central's OData feed does not serve "
+                "its submissions, so collector cannot sync it (decrypt and export it in "
+                "Central, or publish an unencrypted version)"
+            )
+        state = store.sync_state(self.engine, self.form_id)
+        self._window(state["watermark"])
+        self._deletions(state["deleted_watermark"])
+        self._maybe_reconcile(state["reconciled_at"])
+        self._attachments()
+        self.result.watermark = store.sync_state(self.engine, self.form_id)["watermark"]
+
+    # --- the form's fields and tables --------------------------------------------------------
+
+    def _load_form(self, *, force: bool) -> None:
+        form_id = store.form_id_for(self.engine, self.xml_form_id)
+        state = store.sync_state(self.engine, form_id) if form_id else {}
+        shape = store.stored_form_shape(self.engine, form_id) if form_id else None
+        version = self.form_json.get("version") or ""
+        if force or shape is None or state.get("fields_version") != version:
+            fields = self.central.form_fields(self.xml_form_id)
+            form_id, shape = store.save_central_form(
+                self.engine, self.form_json, fields, project_id=self.central.project_id
+            )
+        self.form_id, self.shape = form_id, shape
+        self.tables = store.ensure_form_tables(self.engine, shape)
+        self.known_versions = store.form_versions(self.engine, form_id)
+
+    def _refresh_if_new_version(self, rows: list[dict]) -> None:
+        """A row from a version published after we read the fields: read them again."""
+        seen = {(r.get("__system") or {}).get("formVersion") for r in rows}
+        seen.discard(None)
+        if seen - self.known_versions:
+            self.form_json = self.central.form(self.xml_form_id)
+            self._load_form(force=True)
+            self.known_versions |= seen  # older versions' rows: their fields are kept too
+
+    # --- passes ------------------------------------------------------------------------------
+
+    def _store_pages(self, pages: Iterable[dict]) -> datetime | None:
+        """Normalize and store each page in its own transaction; the newest time seen."""
+        newest = None
+        for page in _prefetched(iter(pages)):
+            rows = page["value"]
+            self._refresh_if_new_version(rows)
+            normalized = rows_for_page(self.shape, rows)
+            done = store.store_page(self.engine, self.form_id, self.shape, normalized, self.tables)
+            r = self.result
+            r.pages += 1
+            r.fetched += len(rows)
+            r.written += done.written
+            r.deleted += done.deleted
+            r.restored += done.restored
+            if normalized.max_seen and (newest is None or normalized.max_seen > newest):
+                newest = normalized.max_seen
+            for row in rows:
+                d = (row.get("__system") or {}).get("deletedAt")
+                if d:
+                    t = parse_datetime(d)
+                    if self.newest_deleted is None or t > self.newest_deleted:
+                        self.newest_deleted = t
+            if self.progress:
+                self.progress(self.xml_form_id, len(rows), page.get("@odata.count"))
+        return newest
+
+    def _params(self, filter_: str | None, *, count: bool = False) -> dict[str, str]:
+        params = {"$expand": "*", "$top": str(self.settings.sync_page_size)}
+        if filter_:
+            params["$filter"] = filter_
+        if count:
+            params["$count"] = "true"
+        return params
+
+    def _window(self, watermark: datetime | None) -> None:
+        filter_ = None
+        if watermark is not None:
+            since = odata_time(watermark - timedelta(seconds=self.settings.sync_overlap_seconds))
+            filter_ = f"__system/submissionDate ge {since} or __system/updatedAt ge {since}"
+        pages = self.central.odata_pages(self.xml_form_id, self._params(filter_, count=True))
+        newest = self._store_pages(pages)
+        # Only now is everything before `newest` stored: Central paged newest first.
+        if newest is not None and (watermark is None or newest > watermark):
+            store.save_sync_state(self.engine, self.form_id, watermark=newest)
+
+    def _deletions(self, watermark: datetime | None) -> None:
+        if watermark is None:
+            filter_ = "__system/deletedAt ne null"
+        else:
+            since = odata_time(watermark - timedelta(seconds=self.settings.sync_overlap_seconds))
+            filter_ = f"__system/deletedAt ge {since}"
+        self.newest_deleted = None
+        self._store_pages(self.central.odata_pages(self.xml_form_id, self._params(filter_)))
+        newest = self.newest_deleted
+        if newest is not None and (watermark is None or newest > watermark):
+            store.save_sync_state(self.engine, self.form_id, deleted_watermark=newest)
+
+    def _central_live_count(self) -> int:
+        page = self.central.odata_page(
+            self.central.form_path(self.xml_form_id) + ".svc/Submissions",
+            {"$top": "1", "$count": "true", "$select": "__id"},
+        )
+        count = page.get("@odata.count")
+        if not isinstance(count, int):
+            raise SyncError(f"Central gave no @odata.count for form {self.xml_form_id!r}")
+        return count
+
+    def _maybe_reconcile(self, reconciled_at: datetime | None) -> None:
+        due = reconciled_at is None or store.now() - reconciled_at > RECONCILE_EVERY
+        if self.reconcile is False:
+            return
+        if not (self.reconcile or due):
+            due = self._central_live_count() != store.live_count(self.engine, self.form_id)
+        if self.reconcile or due:
+            self.reconcile_ids()
+
+    def _ids(self, filter_: str | None) -> list[str]:
+        params = {"$select": "__id", "$top": "50000"}
+        if filter_:
+            params["$filter"] = filter_
+        out: list[str] = []
+        for page in self.central.odata_pages(self.xml_form_id, params):
+            out.extend(r["__id"] for r in page["value"])
+        return out
+
+    def reconcile_ids(self) -> None:
+        """Compare instance ids with Central's and re-read every one that differs."""
+        live = self._ids(None)
+        deleted = self._ids("__system/deletedAt ne null")
+        held = store.instance_states(self.engine, self.form_id)
+        want_live = [i for i in live if i not in held or held[i]]
+        want_deleted = [i for i in deleted if i not in held or not held[i]]
+        gone = set(held) - set(live) - set(deleted)
+        if gone:
+            log.warning(
+                "form %s: %d stored submissions are no longer in Central (purged?)",
+                self.xml_form_id,
+                len(gone),
+            )
+        for ids, extra in ((want_live, None), (want_deleted, "__system/deletedAt ne null")):
+            for i in range(0, len(ids), _ID_BATCH):
+                batch = ids[i : i + _ID_BATCH]
+                ors = " or ".join(f"__id eq '{_quote(x)}'" for x in batch)
+                filter_ = f"({ors})" + (f" and {extra}" if extra else "")
+                self._store_pages(self.central.odata_pages(self.xml_form_id, self._params(filter_)))
+        store.save_sync_state(self.engine, self.form_id, reconciled_at=store.now())
+        self.result.reconciled = True
+        if want_live or want_deleted:
+            log.info(
+                "form %s: reconciliation re-read %d live and %d deleted submissions",
+                self.xml_form_id,
+                len(want_live),
+                len(want_deleted),
+            )
+
+    # --- attachments -------------------------------------------------------------------------
+
+    def _attachments(self) -> None:
+        pending = store.submissions_missing_attachments(self.engine, self.form_id)
+        root = self.settings.data_dir / "attachments" / _safe(self.xml_form_id)
+        for iid in pending:
+            have = store.fetched_attachment_names(self.engine, self.form_id, iid)
+            for att in self.central.submission_attachments(self.xml_form_id, iid):
+                name = att.get("name")
+                if not name or name in have:
+                    continue
+                if not att.get("exists"):
+                    store.save_attachment(self.engine, self.form_id, iid, name, present=False)
+                    continue
+                data = self.central.attachment_bytes(self.xml_form_id, iid, name)
+                folder = root / _safe(iid)
+                folder.mkdir(parents=True, exist_ok=True)
+                target = folder / _safe(name)
+                tmp = target.with_suffix(target.suffix + ".part")
+                tmp.write_bytes(data)
+                tmp.replace(target)  # a half-written file never carries the final name
+                store.save_attachment(
+                    self.engine,
+                    self.form_id,
+                    iid,
+                    name,
+                    present=True,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                    path=str(target.relative_to(self.settings.data_dir)),
+                )
+                self.result.attachments += 1
+
+
+def _quote(instance_id: str) -> str:
+    return instance_id.replace("'", "''")  # OData string literal escaping
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:200]
+
+
+def sync_forms(
+    settings: Settings,
+    forms: Iterable[str] | None = None,
+    *,
+    engine: Engine | None = None,
+    central: Central | None = None,
+    progress: Progress | None = None,
+    reconcile: bool | None = None,
+) -> list[FormResult]:
+    """Sync the named forms (all of the project's forms when None); one result per form.
+
+    A form Central does not know, or one that fails, gets a failed result (and a
+    ``sync_run`` row); the others still sync. Central unreachable at the start raises.
+    """
+    engine = engine or store.engine_for(settings)
+    store.create_schema(engine)
+    own_central = central is None
+    central = central or Central(settings)
+    try:
+        listed = {f["xmlFormId"]: f for f in central.forms()}
+        names = list(forms) if forms else sorted(listed)
+        results = []
+        for name in names:
+            if name not in listed:
+                results.append(_unknown_form(engine, settings, name))
+                continue
+            results.append(
+                FormSync(settings, engine, central, listed[name], progress, reconcile).run()
+            )
+        return results
+    finally:
+        if own_central:
+            central.close()
+
+
+def _unknown_form(engine: Engine, settings: Settings, name: str) -> FormResult:
+    error = f"form {name!r} is not in Central project {settings.central_project_id}"
+    run_id = store.start_run(engine, name, store.form_id_for(engine, name))
+    store.finish_run(engine, run_id, error=error)
+    return FormResult(name, status="failed", run_id=run_id, error=error)
+
+
+__all__ = ["FormResult", "FormSync", "SyncError", "odata_time", "sync_forms"]
