@@ -1,0 +1,129 @@
+"""What every route module shares: the emulator's state, JSON answers, and lookups that turn
+path segments into rows or Central's 404.1."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from emulator import errors
+from emulator.errors import JSON_TYPE
+from emulator.faults import FaultController
+from emulator.xform import XForm, parse_xform
+
+
+@dataclass
+class Emulator:
+    """Everything a request handler needs; one per server process."""
+
+    conn: sqlite3.Connection
+    data_dir: Path
+    faults: FaultController
+    session_ttl: timedelta | None = None  # a shorter token lifetime, set through faults
+    xforms: dict[int, XForm] = field(default_factory=dict)
+
+    def xform(self, def_id: int) -> XForm:
+        """The parsed definition of one form version (parsed once, then cached)."""
+        parsed = self.xforms.get(def_id)
+        if parsed is None:
+            row = self.conn.execute("SELECT xml FROM form_defs WHERE id=?", (def_id,)).fetchone()
+            if row is None:
+                raise errors.not_found()
+            parsed = parse_xform(bytes(row[0]))
+            self.xforms[def_id] = parsed
+        return parsed
+
+
+def emu(request: Request) -> Emulator:
+    return request.app.state.emulator
+
+
+def ok(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status, headers, media_type=JSON_TYPE)
+
+
+SUCCESS = b'{"success":true}'
+
+
+def success() -> Response:
+    return Response(SUCCESS, 200, media_type=JSON_TYPE)
+
+
+def base_url(request: Request) -> str:
+    """Scheme and host the caller used, for the absolute links Central writes."""
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    return f"{request.url.scheme}://{host}"
+
+
+def key_prefix(request: Request) -> str:
+    """``/v1/key/{token}`` when the caller came in by an app-user key, else ``/v1``."""
+    key = request.scope.get("emulator.key")
+    return f"/v1/key/{key}" if key else "/v1"
+
+
+def is_true(value: str | None) -> bool:
+    # lib/util/http.js isTrue: case-insensitive "true" (pyodk sends True/False).
+    return value is not None and value.lower() == "true"
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise errors.unparseable("json", len(raw)) from None
+    if not isinstance(data, dict):
+        raise errors.unparseable("json", len(raw))
+    return data
+
+
+def project_row(conn: sqlite3.Connection, project_id: int) -> tuple:
+    row = conn.execute(
+        "SELECT id, name, description, actee_id, created_at, updated_at, deleted_at "
+        "FROM projects WHERE id=? AND deleted_at IS NULL",
+        (project_id,),
+    ).fetchone()
+    if row is None:
+        raise errors.not_found()
+    return row
+
+
+@dataclass(frozen=True)
+class FormRow:
+    id: int
+    project_id: int
+    xml_form_id: str
+    state: str
+    created_at: str
+    updated_at: str | None
+    current_def: int | None
+    draft_def: int | None
+
+
+def form_row(conn: sqlite3.Connection, project_id: int, xml_form_id: str) -> FormRow:
+    project_row(conn, project_id)
+    row = conn.execute(
+        "SELECT id, project_id, xml_form_id, state, created_at, updated_at, current_def, "
+        "draft_def FROM forms WHERE project_id=? AND xml_form_id=? AND deleted_at IS NULL",
+        (project_id, xml_form_id),
+    ).fetchone()
+    if row is None:
+        raise errors.not_found()
+    return FormRow(*row)
+
+
+def int_param(value: str) -> int:
+    """A numeric path segment; anything else is a resource that cannot exist (404.1)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.not_found() from None

@@ -1,0 +1,473 @@
+"""OData: service document, ``$metadata``, the Submissions table and the repeat tables.
+
+Rules from central-api.md, central-backend lib/resources/odata.js, lib/formats/odata.js and
+lib/util/odata.js, shapes from golden 30-45, 51, 53, 54, 62:
+
+- allowed options ``$format $count $skip $top $filter $wkt $expand $select $skiptoken
+  $orderby $search``; any other is 501.1 (golden 39, answered without ``OData-Version``);
+  ``$expand`` other than ``*`` is 501.6, ``$select`` with ``$expand`` 501.11, ``$orderby``
+  with ``$skiptoken`` 501.1;
+- order ``createdAt DESC, id DESC``; no default page size; ``@odata.nextLink`` only with
+  ``$top`` and more rows, carrying ``$skiptoken=01<base64 {"instanceId": last}>`` (golden 34,
+  44, 45): the next page is the rows older than that row;
+- deleted submissions are hidden unless ``$filter`` names ``__system/deletedAt`` (golden 53/54).
+
+Rows are assembled from bytes stored with each submission; only ``__system`` is serialized per
+row (``$wkt`` and ``$select`` take the slower dict path).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from emulator import errors
+from emulator.auth import require_user
+from emulator.common import FormRow, base_url, emu, form_row, int_param, is_true
+from emulator.errors import CentralError
+from emulator.odata import (
+    ODataError,
+    metadata_edmx,
+    parse_filter,
+    parse_select,
+    service_document,
+    table_names,
+    with_system,
+    with_wkt,
+    without_expand,
+)
+from emulator.xform import XForm
+
+ODATA_HEADERS = {"OData-Version": "4.0"}
+ALLOWED = frozenset(
+    [
+        "$format",
+        "$count",
+        "$skip",
+        "$top",
+        "$filter",
+        "$wkt",
+        "$expand",
+        "$select",
+        "$skiptoken",
+        "$orderby",
+        "$search",
+    ]
+)
+DATA_TYPE = "application/json; charset=utf-8"
+SORTABLE = {
+    "__id": 1,
+    "__system/submissionDate": 2,
+    "__system/updatedAt": 3,
+    "__system/deletedAt": 4,
+    "__system/reviewState": 5,
+    "__system/submitterId": 6,
+}
+
+COLUMNS = (
+    "s.id, s.instance_id, s.created_at, s.updated_at, s.deleted_at, s.review_state, "
+    "s.submitter_id, s.device_id, s.edits, s.form_version, s.att_present, s.att_expected"
+)
+
+
+def _odata_error(err: ODataError | CentralError) -> CentralError:
+    return CentralError(err.code, err.message, err.details, dict(ODATA_HEADERS))
+
+
+class Options:
+    """The query options of one OData request, checked as Central checks them."""
+
+    def __init__(self, request: Request) -> None:
+        self.raw = parse_qsl(request.url.query, keep_blank_values=True)
+        q: dict[str, str] = {}
+        for key, value in self.raw:
+            if key.startswith("$") and key not in ALLOWED:
+                raise errors.not_implemented(key)  # golden 39
+            q.setdefault(key, value)
+        self.q = q
+        expand = q.get("$expand")
+        if expand is not None and expand != "*":
+            raise _odata_error(errors.unsupported_expand(expand))
+        self.expand = expand == "*"
+        self.select = q.get("$select")
+        if self.select is not None and self.expand:
+            raise _odata_error(errors.unsupported_select_expand())
+        self.orderby = q.get("$orderby")
+        self.skiptoken = q.get("$skiptoken")
+        if self.orderby and self.skiptoken:
+            raise _odata_error(errors.not_implemented("$orderby with $skiptoken"))
+        self.top = _non_negative(q.get("$top"))
+        self.skip = _non_negative(q.get("$skip")) or 0
+        self.count = is_true(q.get("$count"))
+        self.wkt = is_true(q.get("$wkt"))
+        self.filter_text = q.get("$filter")
+
+    def next_link(self, base: str, path: str, skiptoken: str | None, skip: int | None) -> str:
+        """The original query with $skip/$skiptoken replaced (golden 34/36/44)."""
+        pairs = [(k, v) for k, v in self.raw if k not in ("$skip", "$skiptoken")]
+        if skiptoken is not None:
+            pairs.append(("$skiptoken", skiptoken))
+        if skip is not None:
+            pairs.append(("$skip", str(skip)))
+        return f"{base}{path}?{urlencode(pairs)}"
+
+
+def _non_negative(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return max(0, int(text))
+    except ValueError:
+        return None  # lib/util/odata.js extractPaging: NaN means "no limit"
+
+
+def encode_skiptoken(instance_id: str) -> str:
+    return "01" + base64.b64encode(orjson.dumps({"instanceId": instance_id})).decode()
+
+
+def decode_skiptoken(token: str) -> str:
+    try:
+        if not token.startswith("01"):
+            raise ValueError(token)
+        data = orjson.loads(base64.b64decode(token[2:], validate=True))
+        instance_id = data["instanceId"]
+        if not isinstance(instance_id, str):
+            raise ValueError(token)
+        return instance_id
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise _odata_error(errors.bad_skiptoken()) from None  # golden 41
+
+
+def _names(conn: sqlite3.Connection) -> dict[int, str]:
+    return dict(conn.execute("SELECT id, display_name FROM actors"))
+
+
+def system_of(row: tuple, names: dict[int, str]) -> dict[str, Any]:
+    """``__system`` composed at serve time from the submission's mutable state (golden 34)."""
+    return {
+        "submissionDate": row[2],
+        "updatedAt": row[3],
+        "submitterId": str(row[6]),
+        "submitterName": names.get(row[6]),
+        "attachmentsPresent": row[10],
+        "attachmentsExpected": row[11],
+        "status": None,
+        "reviewState": row[5],
+        "deviceId": row[7],
+        "edits": row[8],
+        "formVersion": row[9],
+        "deletedAt": row[4],
+    }
+
+
+def _context(request: Request, form: FormRow, table: str) -> str:
+    return (
+        f"{base_url(request)}/v1/projects/{form.project_id}/forms/"
+        f"{form.xml_form_id}.svc/$metadata#{table}"
+    )
+
+
+def _filter(opts: Options, subtable: bool):
+    if opts.filter_text is None:
+        return None
+    try:
+        return parse_filter(opts.filter_text, subtable=subtable)
+    except ODataError as exc:
+        raise _odata_error(exc) from None
+
+
+def _form_and_xform(request: Request) -> tuple[Any, FormRow, XForm]:
+    e = emu(request)
+    require_user(request, e.conn)
+    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    if form.current_def is None:
+        raise errors.not_found()
+    return e, form, e.xform(form.current_def)
+
+
+async def service_doc(request: Request) -> Response:
+    _, form, xform = _form_and_xform(request)
+    root = f"{base_url(request)}/v1/projects/{form.project_id}/forms/{form.xml_form_id}.svc"
+    return Response(
+        orjson.dumps(service_document(xform, root)),
+        200,
+        dict(ODATA_HEADERS),
+        media_type="application/json; charset=utf-8; odata.metadata=minimal",
+    )  # golden 30
+
+
+async def metadata(request: Request) -> Response:
+    _, _, xform = _form_and_xform(request)
+    return Response(
+        metadata_edmx(xform).encode(),
+        200,
+        dict(ODATA_HEADERS),
+        media_type="application/xml; charset=utf-8",
+    )  # golden 31
+
+
+async def table(request: Request) -> Response:
+    opts = Options(request)  # 501.1 comes before anything else (golden 39)
+    e, form, xform = _form_and_xform(request)
+    rest = request.path_params["rest"]
+    try:
+        if rest == "Submissions":
+            body = _submissions(e, request, form, xform, opts)
+        elif rest.startswith("Submissions(") and ")" in rest:
+            body = _single(e, request, form, xform, opts, rest)
+        elif rest in table_names(xform):
+            body = _repeat_table(e, request, form, xform, opts, rest)
+        else:
+            raise errors.not_found()
+    except ODataError as exc:
+        raise _odata_error(exc) from None
+    return Response(body, 200, dict(ODATA_HEADERS), media_type=DATA_TYPE)
+
+
+def _iter_rows(
+    conn: sqlite3.Connection,
+    form: FormRow,
+    blobs: str,
+    hide_deleted: bool,
+    cursor_instance: str | None,
+) -> Iterator[tuple]:
+    where = "s.form_id=?"
+    args: list[Any] = [form.id]
+    if hide_deleted:
+        where += " AND s.deleted_at IS NULL"
+    if cursor_instance is not None:
+        anchor = conn.execute(
+            "SELECT created_at, id FROM submissions WHERE form_id=? AND instance_id=?",
+            (form.id, cursor_instance),
+        ).fetchone()
+        if anchor is None:
+            return iter(())
+        where += " AND (s.created_at < ? OR (s.created_at = ? AND s.id < ?))"
+        args += [anchor[0], anchor[0], anchor[1]]
+    return conn.execute(
+        f"SELECT {COLUMNS}, {blobs} FROM submissions s WHERE {where} "
+        "ORDER BY s.created_at DESC, s.id DESC",
+        args,
+    )
+
+
+def _sort_key(spec: str):
+    parts = spec.split()
+    field = parts[0] if parts else ""
+    if field not in SORTABLE or len(parts) > 2:
+        raise _odata_error(errors.not_implemented(f"$orderby {spec}"))
+    desc = len(parts) == 2 and parts[1].lower() == "desc"
+    if len(parts) == 2 and parts[1].lower() not in ("asc", "desc"):
+        raise _odata_error(errors.not_implemented(f"$orderby {spec}"))
+    idx = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}[SORTABLE[field]]
+    return idx, desc
+
+
+def _apply_orderby(rows: list[tuple], orderby: str) -> list[tuple]:
+    specs = [_sort_key(s.strip()) for s in orderby.split(",") if s.strip()]
+    # stable sorts from the last key to the first; nulls sort first ascending (PostgreSQL
+    # sorts them last ascending; Central orders with NULLS LAST on desc? keep it simple).
+    out = sorted(rows, key=lambda r: (r[2], r[0]), reverse=True)
+    for idx, desc in reversed(specs):
+        present = [r for r in out if r[idx] is not None]
+        missing = [r for r in out if r[idx] is None]
+        present.sort(key=lambda r, i=idx: r[i], reverse=desc)
+        out = (missing + present) if desc else (present + missing)
+    return out
+
+
+def _render(
+    row: tuple, names: dict[int, str], opts: Options, xform: XForm, selection: Any
+) -> bytes:
+    system = system_of(row, names)
+    if not opts.wkt and selection is None:
+        return row[12] + orjson.dumps(system) + row[13]
+    data = orjson.loads(row[12])
+    if not opts.expand:
+        data = without_expand(data)
+    data = with_system(data, system)
+    if opts.wkt:
+        data = with_wkt(data)
+    if selection is not None:
+        data = selection.apply(data)
+    return orjson.dumps(data)
+
+
+def _submissions(e: Any, request: Request, form: FormRow, xform: XForm, opts: Options) -> bytes:
+    flt = _filter(opts, subtable=False)
+    selection = parse_select(xform, opts.select) if opts.select else None
+    slow = opts.wkt or selection is not None
+    blobs = (
+        "s.data, NULL"
+        if slow
+        else ("s.exp_head, s.exp_tail" if opts.expand else "s.nav_head, s.nav_tail")
+    )
+    hide_deleted = flt is None or not flt.mentions_deleted_at
+    cursor_id = decode_skiptoken(opts.skiptoken) if opts.skiptoken else None
+    names = _names(e.conn)
+    rows: Iterator[tuple] = _iter_rows(e.conn, form, blobs, hide_deleted, cursor_id)
+    if opts.orderby:
+        rows = iter(_apply_orderby(list(rows), opts.orderby))
+
+    out: list[bytes] = []
+    matched = 0
+    last_id: str | None = None
+    more = False
+    top = opts.top
+    for row in rows:
+        if flt is not None and not flt.matches(row[1], system_of(row, names)):
+            continue
+        matched += 1
+        if matched <= opts.skip:
+            continue
+        if top is not None and len(out) >= top:
+            more = True
+            break
+        out.append(_render(row, names, opts, xform, selection))
+        last_id = row[1]
+
+    parts = [b'{"value":[', b",".join(out), b'],"@odata.context":']
+    parts.append(orjson.dumps(_context(request, form, "Submissions")))
+    if more and last_id is not None:
+        path = request.url.path
+        if opts.orderby:
+            link = opts.next_link(base_url(request), path, None, opts.skip + (top or 0))
+        else:
+            link = opts.next_link(base_url(request), path, encode_skiptoken(last_id), None)
+        parts += [b',"@odata.nextLink":', orjson.dumps(link)]
+    if opts.count:
+        parts += [b',"@odata.count":', str(_count(e, form, flt, hide_deleted, names)).encode()]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def _count(e: Any, form: FormRow, flt: Any, hide_deleted: bool, names: dict[int, str]) -> int:
+    """``@odata.count``: every row the filter keeps, ignoring paging (golden 34)."""
+    if flt is None:
+        return e.conn.execute(
+            "SELECT count(*) FROM submissions WHERE form_id=?"
+            + (" AND deleted_at IS NULL" if hide_deleted else ""),
+            (form.id,),
+        ).fetchone()[0]
+    return sum(
+        1
+        for row in _iter_rows(e.conn, form, "NULL, NULL", hide_deleted, None)
+        if flt.matches(row[1], system_of(row, names))
+    )
+
+
+def _single(
+    e: Any, request: Request, form: FormRow, xform: XForm, opts: Options, rest: str
+) -> bytes:
+    """``Submissions('id')`` (golden 51) and ``Submissions('id')/repeat`` sub-paths."""
+    close = rest.index(")")
+    key = rest[len("Submissions(") : close]
+    if len(key) < 2 or key[0] != "'" or key[-1] != "'":
+        raise errors.not_found()
+    instance_id = key[1:-1]
+    sub = rest[close + 1 :].strip("/")
+    row = e.conn.execute(
+        f"SELECT {COLUMNS}, s.data, s.repeats FROM submissions s "
+        "WHERE s.form_id=? AND s.instance_id=? AND s.deleted_at IS NULL",
+        (form.id, instance_id),
+    ).fetchone()
+    if row is None:
+        raise errors.not_found()
+    names = _names(e.conn)
+    if not sub:
+        selection = parse_select(xform, opts.select) if opts.select else None
+        data = orjson.loads(row[12])
+        if not opts.expand:
+            data = without_expand(data)
+        data = with_system(data, system_of(row, names))
+        if opts.wkt:
+            data = with_wkt(data)
+        if selection is not None:
+            data = selection.apply(data)
+        context = _context(request, form, "Submissions")
+        return orjson.dumps({"value": [data], "@odata.context": context})
+    table_name = "Submissions." + ".".join(p.split("(")[0] for p in sub.split("/"))
+    if table_name not in table_names(xform):
+        raise errors.not_found()
+    rendered = [_repeat_row(r, opts) for r in orjson.loads(row[13]).get(table_name, [])]
+    page = rendered[opts.skip :]
+    if opts.top is not None:
+        page = page[: opts.top]
+    body: dict[str, Any] = {"value": page, "@odata.context": _context(request, form, table_name)}
+    if opts.count:
+        body["@odata.count"] = len(rendered)
+    return orjson.dumps(body)
+
+
+def _repeat_row(row: dict[str, Any], opts: Options) -> dict[str, Any]:
+    out = row if opts.expand else without_expand(row)
+    if opts.wkt:
+        out = with_wkt(out)
+    return out
+
+
+def _repeat_table(
+    e: Any, request: Request, form: FormRow, xform: XForm, opts: Options, table_name: str
+) -> bytes:
+    """``Submissions.<repeat>`` (golden 42): every repeat row of the visible submissions in
+    the Submissions order; paging by ``$skip`` in the next link."""
+    flt = _filter(opts, subtable=True)
+    selection = parse_select(xform, opts.select, table_name) if opts.select else None
+    hide_deleted = flt is None or not flt.mentions_deleted_at
+    names = _names(e.conn)
+    out: list[bytes] = []
+    matched = 0
+    more = False
+    top = opts.top
+    needle = orjson.dumps(table_name)
+    for row in _iter_rows(e.conn, form, "s.repeats, NULL", hide_deleted, None):
+        if flt is not None and not flt.matches(row[1], system_of(row, names)):
+            continue
+        blob = row[12]
+        if needle not in blob:
+            continue
+        for rep in orjson.loads(blob).get(table_name, []):
+            matched += 1
+            if matched <= opts.skip:
+                continue
+            if top is not None and len(out) >= top:
+                more = True
+                break
+            data = _repeat_row(rep, opts)
+            if selection is not None:
+                data = selection.apply(data)
+            out.append(orjson.dumps(data))
+        if more and not opts.count:
+            break
+    parts = [b'{"value":[', b",".join(out), b'],"@odata.context":']
+    parts.append(orjson.dumps(_context(request, form, table_name)))
+    if more:
+        link = opts.next_link(base_url(request), request.url.path, None, opts.skip + (top or 0))
+        parts += [b',"@odata.nextLink":', orjson.dumps(link)]
+    if opts.count:
+        total = 0
+        for row in _iter_rows(e.conn, form, "s.repeats, NULL", hide_deleted, None):
+            if flt is not None and not flt.matches(row[1], system_of(row, names)):
+                continue
+            total += len(orjson.loads(row[12]).get(table_name, []))
+        parts += [b',"@odata.count":', str(total).encode()]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+P = "/v1/projects/{pid}/forms/{fid}.svc"
+ROUTES = [
+    Route(P, service_doc, methods=["GET"]),
+    Route(P + "/", service_doc, methods=["GET"]),
+    Route(P + "/$metadata", metadata, methods=["GET"]),
+    Route(P + "/{rest:path}", table, methods=["GET"]),
+]

@@ -1,0 +1,223 @@
+"""REST submissions: list, get, XML, create (pyodk's ``submissions.create``), edit by PUT,
+review (PATCH), comments, soft delete and restore, attachments.
+
+Copied from central-backend lib/resources/submissions.js and lib/resources/comments.js;
+shapes from golden 28/29/46-50/52/55. PATCH bumps ``updatedAt``; DELETE sets ``deletedAt`` and
+leaves ``updatedAt`` alone; restore clears ``deletedAt`` (central-api.md).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from emulator import errors
+from emulator.auth import require_user
+from emulator.common import emu, form_row, int_param, is_true, json_body, ok, success
+from emulator.db import now_iso
+from emulator.submissions import (
+    REVIEW_STATES,
+    SUBMISSION_COLUMNS,
+    read_incoming,
+    store,
+    submission_json,
+    submission_row,
+)
+
+
+def _form(request: Request):
+    e = emu(request)
+    actor = require_user(request, e.conn)
+    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    return e, actor, form
+
+
+async def submissions_list(request: Request) -> Response:
+    e, _, form = _form(request)
+    deleted = is_true(request.query_params.get("deleted"))
+    rows = e.conn.execute(
+        f"SELECT {SUBMISSION_COLUMNS} FROM submissions s "
+        "JOIN submission_versions v ON v.id = s.current_version WHERE s.form_id=? AND "
+        + ("s.deleted_at IS NOT NULL" if deleted else "s.deleted_at IS NULL")
+        + " ORDER BY s.created_at DESC, s.id DESC",
+        (form.id,),
+    ).fetchall()
+    return ok([submission_json(r) for r in rows])  # golden 28
+
+
+async def submission_get(request: Request) -> Response:
+    e, _, form = _form(request)
+    return ok(submission_json(submission_row(e.conn, form, request.path_params["iid"])))
+
+
+async def submission_xml(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    xml = e.conn.execute(
+        "SELECT v.xml FROM submission_versions v JOIN submissions s ON s.current_version=v.id "
+        "WHERE s.id=?",
+        (row[0],),
+    ).fetchone()[0]
+    return Response(bytes(xml), 200, media_type="application/xml; charset=utf-8")
+
+
+async def submission_create(request: Request) -> Response:
+    """``POST .../forms/{f}/submissions`` with the XML as body (pyodk submissions.create)."""
+    e, actor, form = _form(request)
+    incoming = read_incoming(await request.body())
+    if incoming.form_id != form.xml_form_id:
+        raise errors.unexpected_value(
+            "form id", incoming.form_id, "did not match the form ID in the URL"
+        )
+    device = request.query_params.get("deviceID")
+    stored = store(
+        e, form, incoming, actor, device, request.headers.get("user-agent"), allow_resubmit=False
+    )
+    row = e.conn.execute(
+        f"SELECT {SUBMISSION_COLUMNS} FROM submissions s "
+        "JOIN submission_versions v ON v.id = s.current_version WHERE s.id=?",
+        (stored.submission_id,),
+    ).fetchone()
+    return ok(submission_json(row))
+
+
+async def submission_put(request: Request) -> Response:
+    """An edit: the body's meta/deprecatedID must name the current version (golden 50)."""
+    e, actor, form = _form(request)
+    current = submission_row(e.conn, form, request.path_params["iid"])
+    incoming = read_incoming(await request.body())
+    if not incoming.deprecated_id:
+        raise errors.expected_deprecation()
+    if incoming.form_id != form.xml_form_id:
+        raise errors.unexpected_value(
+            "form id", incoming.form_id, "did not match the form ID in the URL"
+        )
+    if incoming.deprecated_id != current[12]:
+        raise errors.deprecating_old_submission(incoming.deprecated_id)
+    store(e, form, incoming, actor, current[3], request.headers.get("user-agent"))
+    return ok(submission_json(submission_row(e.conn, form, request.path_params["iid"])))
+
+
+async def submission_patch(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    body = await json_body(request)
+    if "reviewState" in body:
+        state = body["reviewState"]
+        if state not in REVIEW_STATES:
+            # golden 47
+            raise errors.unexpected_value("state", state, "not a recognized state name")
+        e.conn.execute(
+            "UPDATE submissions SET review_state=?, updated_at=? WHERE id=?",
+            (state, now_iso(), row[0]),
+        )
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    return ok(submission_json(row, with_version=False))  # golden 46
+
+
+async def submission_delete(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    e.conn.execute("UPDATE submissions SET deleted_at=? WHERE id=?", (now_iso(), row[0]))
+    return success()  # golden 52
+
+
+async def submission_restore(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"], deleted=True)
+    e.conn.execute("UPDATE submissions SET deleted_at=NULL WHERE id=?", (row[0],))
+    return success()  # golden 55
+
+
+async def comments_list(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    rows = e.conn.execute(
+        "SELECT body, actor_id, created_at FROM comments WHERE submission_id=? "
+        "ORDER BY created_at DESC, id DESC",
+        (row[0],),
+    ).fetchall()
+    return ok([{"body": b, "actorId": a, "createdAt": c} for b, a, c in rows])  # golden 49
+
+
+async def comment_create(request: Request) -> Response:
+    e, actor, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    body = await json_body(request)
+    text = body.get("body")
+    if not isinstance(text, str) or not text:
+        raise errors.missing_parameter("body")
+    created = now_iso()
+    e.conn.execute(
+        "INSERT INTO comments (submission_id, body, actor_id, created_at) VALUES (?,?,?,?)",
+        (row[0], text, actor.id, created),
+    )
+    return ok({"body": text, "actorId": actor.id, "createdAt": created})  # golden 48
+
+
+async def attachments_list(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    rows = e.conn.execute(
+        "SELECT a.name, a.content IS NOT NULL FROM submission_attachments a "
+        "JOIN submissions s ON s.current_version=a.version_id WHERE s.id=? ORDER BY a.name",
+        (row[0],),
+    ).fetchall()
+    return ok([{"name": n, "exists": bool(x)} for n, x in rows])
+
+
+async def attachment_get(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    found = e.conn.execute(
+        "SELECT a.content, a.content_type FROM submission_attachments a "
+        "JOIN submissions s ON s.current_version=a.version_id WHERE s.id=? AND a.name=?",
+        (row[0], request.path_params["name"]),
+    ).fetchone()
+    if found is None or found[0] is None:
+        raise errors.not_found()
+    return Response(bytes(found[0]), 200, media_type=found[1] or "application/octet-stream")
+
+
+async def versions_list(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    rows = e.conn.execute(
+        "SELECT v.id, v.submitter_id, v.created_at, v.instance_name, v.instance_id, "
+        "v.device_id, v.user_agent, s.current_version FROM submission_versions v "
+        "JOIN submissions s ON s.id=v.submission_id WHERE s.id=? ORDER BY v.id DESC",
+        (row[0],),
+    ).fetchall()
+    return ok(
+        [
+            {
+                "submitterId": r[1],
+                "createdAt": r[2],
+                "instanceName": r[3],
+                "instanceId": r[4],
+                "current": r[0] == r[7],
+                "deviceId": r[5],
+                "userAgent": r[6],
+            }
+            for r in rows
+        ]
+    )
+
+
+S = "/v1/projects/{pid}/forms/{fid}/submissions"
+ROUTES = [
+    Route(S, submissions_list, methods=["GET"]),
+    Route(S, submission_create, methods=["POST"]),
+    Route(S + "/{iid}.xml", submission_xml, methods=["GET"]),
+    Route(S + "/{iid}/restore", submission_restore, methods=["POST"]),
+    Route(S + "/{iid}/comments", comments_list, methods=["GET"]),
+    Route(S + "/{iid}/comments", comment_create, methods=["POST"]),
+    Route(S + "/{iid}/attachments", attachments_list, methods=["GET"]),
+    Route(S + "/{iid}/attachments/{name}", attachment_get, methods=["GET"]),
+    Route(S + "/{iid}/versions", versions_list, methods=["GET"]),
+    Route(S + "/{iid}", submission_get, methods=["GET"]),
+    Route(S + "/{iid}", submission_put, methods=["PUT"]),
+    Route(S + "/{iid}", submission_patch, methods=["PATCH"]),
+    Route(S + "/{iid}", submission_delete, methods=["DELETE"]),
+]
