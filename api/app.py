@@ -1,0 +1,63 @@
+"""The app factory: one FastAPI app from one Settings.
+
+Nothing is built at import time: ``create_app(settings)`` makes the engine (through
+``collector.store.engine_for``), the rate limiter and the routers, so tests and replicas
+each get their own. ``collector api`` serves it with uvicorn.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from api.errors import install_error_handlers
+from api.ratelimit import RateLimiter
+from api.routes import (
+    data_issues,
+    exports,
+    forms,
+    health,
+    indicators,
+    keys,
+    reviews,
+    submissions,
+    sync_status,
+)
+from collector import store
+from collector.settings import Settings
+
+DESCRIPTION = """\
+The programme's field data for data managers: forms, submissions, exports, indicators,
+reviews and sync status.
+
+Send an API key as `Authorization: Bearer <key>` (`collector keys create NAME --role ROLE`).
+Roles: **viewer** (indicators, with small cells suppressed, and form definitions),
+**analyst** (rows and exports, sensitive values withheld), **manager** (everything; each read
+of a sensitive value is audited; review decisions), **admin** (a manager who also manages
+keys and starts syncs). A key limited to districts sees only their rows, everywhere.
+"""
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    app = FastAPI(
+        title="collector API",
+        version="1",
+        description=DESCRIPTION,
+    )
+    app.state.settings = settings
+    app.state.engine = engine if engine is not None else store.engine_for(settings)
+    app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_minute)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for module in (
+        forms,
+        submissions,
+        exports,
+        indicators,
+        reviews,
+        sync_status,
+        data_issues,
+        keys,
+    ):
+        app.include_router(module.router, prefix="/v1")
+    return app

@@ -1,0 +1,178 @@
+"""Dependencies every route declares, as ``Annotated`` aliases (the FastAPI template's habit).
+
+``ViewerDep``/``AnalystDep``/``ManagerDep``/``AdminDep`` resolve the bearer key to a
+:class:`~collector.keys.Caller`, refuse a role below the one named (403), and charge the
+key's rate limit (429 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+
+from api.ratelimit import RateLimiter, retry_after_header
+from collector.keys import Caller, Role, caller_for_token
+from collector.queries import (
+    FormInfo,
+    InvalidValue,
+    Scope,
+    SubmissionFilter,
+    UnknownName,
+    form_info,
+    parse_condition,
+)
+from collector.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+ReviewStateName = Literal["received", "hasIssues", "edited", "approved", "rejected"]
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `collector keys create`.")
+
+
+def current_caller(
+    request: Request,
+    engine: EngineDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    unauthorized = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise HTTPException(401, "send an API key as 'Authorization: Bearer <key>'", unauthorized)
+    caller = caller_for_token(engine, credentials.credentials)
+    if caller is None:
+        raise HTTPException(401, "unknown or revoked API key", unauthorized)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.acquire(caller.key_id)
+    if wait > 0:
+        raise HTTPException(
+            429,
+            f"rate limit of this key exceeded; retry in {retry_after_header(wait)} s",
+            {"Retry-After": retry_after_header(wait)},
+        )
+    return caller
+
+
+def require(role: Role) -> Callable[[Caller], Caller]:
+    def check(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+        if caller.role < role:
+            raise HTTPException(
+                403,
+                f"this needs the {role.name} role; the key {caller.name!r} is {caller.role.name}",
+            )
+        return caller
+
+    check.__name__ = f"require_{role.name}"
+    return check
+
+
+ViewerDep = Annotated[Caller, Depends(require(Role.viewer))]
+AnalystDep = Annotated[Caller, Depends(require(Role.analyst))]
+ManagerDep = Annotated[Caller, Depends(require(Role.manager))]
+AdminDep = Annotated[Caller, Depends(require(Role.admin))]
+
+
+def scope_for(caller: Caller) -> Scope:
+    """What this key may see: sensitive values (manager and up) and which districts."""
+    return Scope(sensitive=caller.sees_sensitive, districts=caller.districts)
+
+
+def form_or_404(engine: Engine, form_id: str) -> FormInfo:
+    form = form_info(engine, form_id)
+    if form is None:
+        raise UnknownName("form", form_id)
+    return form
+
+
+def parse_when(parameter: str, text: str | None, *, end_of_day: bool = False) -> datetime | None:
+    """A date (``2026-11-24``) or an ISO datetime; a bare date as ``to`` means its whole day."""
+    if text is None or text == "":
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, dt_time.max if end_of_day else dt_time.min)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidValue(
+            parameter,
+            text,
+            "expected a date (2026-11-24) or an ISO datetime (2026-11-24T08:00:00Z)",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def split_list(values: list[str] | None) -> list[str]:
+    """Repeated parameters, each of which may also be comma-separated."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+class SubmissionParams:
+    """The filters shared by the submissions list and the exports (a class dependency)."""
+
+    def __init__(
+        self,
+        from_: Annotated[
+            str | None,
+            Query(alias="from", description="Submitted on or after (date or ISO datetime)."),
+        ] = None,
+        to: Annotated[
+            str | None, Query(description="Submitted on or before (a bare date: the whole day).")
+        ] = None,
+        district: Annotated[list[str] | None, Query(description="District code(s).")] = None,
+        review_state: Annotated[
+            list[ReviewStateName] | None,
+            Query(description="Review state(s); `received` is not reviewed yet."),
+        ] = None,
+        submitter: Annotated[
+            list[str] | None, Query(description="Central submitter id(s).")
+        ] = None,
+        where: Annotated[
+            list[str] | None,
+            Query(
+                description="Field conditions `field:op:value`; op is eq ne in gt gte lt lte "
+                "has null notnull; `in` and `has` take `a|b`. Repeat for AND."
+            ),
+        ] = None,
+        include_deleted: Annotated[bool, Query(description="Also deleted submissions.")] = False,
+    ) -> None:
+        self.date_from = parse_when("from", from_)
+        self.date_to = parse_when("to", to, end_of_day=True)
+        self.districts = split_list(district)
+        self.review_states = list(review_state or [])
+        self.submitters = split_list(submitter)
+        self.where = list(where or [])
+        self.include_deleted = include_deleted
+
+    def filter_for(self, form: FormInfo, scope: Scope) -> SubmissionFilter:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise InvalidValue("from", self.date_from.isoformat(), "is after `to`")
+        return SubmissionFilter(
+            date_from=self.date_from,
+            date_to=self.date_to,
+            districts=tuple(self.districts),
+            review_states=tuple(self.review_states),
+            submitters=tuple(self.submitters),
+            conditions=tuple(parse_condition(form, w, scope) for w in self.where),
+            include_deleted=self.include_deleted,
+        )
+
+
+SubmissionParamsDep = Annotated[SubmissionParams, Depends()]
+Lang = Literal["en", "tg", "ru"]

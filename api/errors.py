@@ -1,0 +1,118 @@
+"""How the API fails: 422 naming the parameter and value, 404 naming the unknown thing,
+503 when the store is unreachable, and a last-resort handler that logs without secrets.
+
+Handlers never echo a header (the bearer token lives there) and never log a request's
+headers or body.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from collector.keys import ApiKeyError, DuplicateKeyName, UnknownKey
+from collector.queries import InvalidValue, UnknownName, Withheld
+
+log = logging.getLogger("api")
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 200 else text[:200] + "..."
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        where = loc[0] if loc else "request"
+        name = ".".join(loc[1:]) or where
+        if where == "header" and name.lower() == "authorization":
+            value: Any = "<hidden>"  # never echo a token
+        else:
+            value = _short(err.get("input"))
+        out.append({"parameter": name, "in": where, "value": value, "message": err.get("msg")})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"parameter": "request", "value": None, "message": ""}
+        message = f"invalid {first['parameter']}={first['value']!r}: {first['message']}"
+        return JSONResponse(status_code=422, content={"detail": message, "errors": errors})
+
+    @app.exception_handler(InvalidValue)
+    async def _bad(request: Request, exc: InvalidValue) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": str(exc),
+                "errors": [
+                    {"parameter": exc.parameter, "value": _short(exc.value), "message": exc.message}
+                ],
+            },
+        )
+
+    @app.exception_handler(UnknownName)
+    async def _not_found(request: Request, exc: UnknownName) -> JSONResponse:
+        return JSONResponse(
+            status_code=404, content={"detail": str(exc), "kind": exc.kind, "name": exc.name}
+        )
+
+    @app.exception_handler(Withheld)
+    async def _withheld(request: Request, exc: Withheld) -> JSONResponse:
+        return JSONResponse(status_code=403, content={"detail": str(exc)})
+
+    @app.exception_handler(ApiKeyError)
+    async def _key(request: Request, exc: ApiKeyError) -> JSONResponse:
+        status = (
+            404
+            if isinstance(exc, UnknownKey)
+            else 409
+            if isinstance(exc, DuplicateKeyName)
+            else 422
+        )
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    @app.exception_handler(OperationalError)
+    async def _store_down(request: Request, exc: OperationalError) -> JSONResponse:
+        error_id = uuid.uuid4().hex[:12]
+        # The statement and the DBAPI message name tables, not secrets; the URL is not in it.
+        log.error(
+            "store unavailable [%s] on %s %s: %s",
+            error_id,
+            request.method,
+            request.url.path,
+            type(exc.orig).__name__,
+        )
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "5"},
+            content={"detail": f"the store is unavailable; retry later (error {error_id})"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error_id = uuid.uuid4().hex[:12]
+        # Type and path only: an exception's message can hold a value or a token.
+        log.error(
+            "unexpected error [%s] on %s %s: %s\n%s",
+            error_id,
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return JSONResponse(
+            status_code=500,
+            content={"detail": f"internal error {error_id}; it has been logged"},
+        )

@@ -1,0 +1,116 @@
+"""Exports of a form (or one repeat) as CSV, XLSX or GeoJSON, streamed, with the same
+filters as the submissions list. Analyst and up; sensitive columns only for managers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from api.audit import audit_reads
+from api.deps import (
+    AnalystDep,
+    EngineDep,
+    Lang,
+    SettingsDep,
+    SubmissionParamsDep,
+    form_or_404,
+    scope_for,
+    split_list,
+)
+from collector.exports import ExportSpec, csv_chunks, file_chunks, geojson_chunks, xlsx_file
+from collector.queries import (
+    InvalidValue,
+    UnknownName,
+    Withheld,
+    select_fields,
+)
+
+router = APIRouter(tags=["exports"])
+
+MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "geojson": "application/geo+json",
+}
+
+
+@router.get(
+    "/forms/{form_id}/export.{fmt}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {m: {} for m in MEDIA.values()}}},
+)
+async def export(
+    form_id: str,
+    fmt: Literal["csv", "xlsx", "geojson"],
+    caller: AnalystDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    params: SubmissionParamsDep,
+    repeat: Annotated[
+        str | None, Query(description="Export this repeat's rows instead of the submissions.")
+    ] = None,
+    fields: Annotated[list[str] | None, Query(description="Columns to include.")] = None,
+    lang: Annotated[Lang | None, Query(description="Write choice labels in this language.")] = None,
+    geofield: Annotated[
+        str | None, Query(description="GeoJSON: the geopoint question (the first by default).")
+    ] = None,
+) -> StreamingResponse:
+    form = form_or_404(engine, form_id)
+    scope = scope_for(caller)
+    rep = None
+    if repeat:
+        rep = form.repeat_named(repeat)
+        if rep is None:
+            raise UnknownName("repeat", repeat, form.xml_form_id)
+    chosen = select_fields(form, split_list(fields), scope, rep.path if rep else None)
+    spec = ExportSpec(
+        form=form,
+        flt=params.filter_for(form, scope),
+        scope=scope,
+        fields=chosen,
+        repeat=rep,
+        lang=lang,
+    )
+
+    def audit(reads: list[tuple[str, list[str]]]) -> None:
+        audit_reads(engine, caller, form.xml_form_id, reads, action=f"export.{fmt}")
+
+    name = form.xml_form_id if rep is None else f"{form.xml_form_id}-{rep.name}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
+    if fmt == "csv":
+        return StreamingResponse(
+            csv_chunks(engine, spec, on_sensitive=audit), MEDIA[fmt], headers=headers
+        )
+    if fmt == "geojson":
+        geo = _geopoint(form, spec, geofield, scope.sensitive)
+        return StreamingResponse(
+            geojson_chunks(engine, spec, geo, on_sensitive=audit), MEDIA[fmt], headers=headers
+        )
+    directory = str(settings.data_dir) if settings.data_dir.is_dir() else None
+    path = await run_in_threadpool(xlsx_file, engine, spec, on_sensitive=audit, directory=directory)
+    return StreamingResponse(file_chunks(path), MEDIA[fmt], headers=headers)
+
+
+def _geopoint(form, spec: ExportSpec, geofield: str | None, sensitive: bool):
+    repeat_path = spec.repeat.path if spec.repeat else None
+    if geofield:
+        f = form.field_named(geofield)
+        if f is None or f.repeat_path != repeat_path:
+            raise UnknownName("field", geofield, form.xml_form_id)
+        if f.sensitive and not sensitive:
+            raise Withheld("geofield", geofield)
+        if not f.is_geopoint:
+            raise InvalidValue("geofield", geofield, f"{geofield} is {f.type}, not a geopoint")
+        if f not in spec.fields:
+            raise InvalidValue("geofield", geofield, "include it in `fields`")
+        return f
+    for f in spec.fields:
+        if f.is_geopoint:
+            return f
+    hidden = [f for f in form.fields_of(repeat_path) if f.is_geopoint and f.sensitive]
+    if hidden and not sensitive:
+        raise Withheld("geofield", hidden[0].name)
+    raise InvalidValue("fmt", "geojson", "this table has no geopoint question to map")

@@ -1,0 +1,70 @@
+"""API keys, for admins: list, create (the token is shown once), revoke."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from api.deps import AdminDep, EngineDep
+from collector import keys
+
+router = APIRouter(tags=["keys"])
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    districts: list[str] | None
+    created_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["viewer", "analyst", "manager", "admin"]
+    districts: list[str] | None = Field(default=None, max_length=100)
+
+
+class KeyCreatedOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    districts: list[str] | None
+    token: str = Field(description="Shown once; only its hash is stored.")
+
+
+def _out(k: keys.KeyInfo) -> KeyOut:
+    return KeyOut(
+        id=k.id,
+        name=k.name,
+        role=k.role,
+        districts=k.districts,
+        created_at=k.created_at,
+        revoked_at=k.revoked_at,
+    )
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(caller: AdminDep, engine: EngineDep, include_revoked: bool = False) -> list[KeyOut]:
+    return [_out(k) for k in keys.list_keys(engine, include_revoked=include_revoked)]
+
+
+@router.post("/keys", response_model=KeyCreatedOut, status_code=201)
+def create_key(body: KeyIn, caller: AdminDep, engine: EngineDep) -> KeyCreatedOut:
+    created = keys.create_key(engine, name=body.name, role=body.role, districts=body.districts)
+    return KeyCreatedOut(
+        id=created.id,
+        name=created.name,
+        role=created.role,
+        districts=created.districts,
+        token=created.token,
+    )
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut)
+def revoke_key(key_id: int, caller: AdminDep, engine: EngineDep) -> KeyOut:
+    return _out(keys.revoke_key(engine, str(key_id)))

@@ -1,0 +1,203 @@
+"""A form's submissions: filtered, sorted, cursor-paged, one with its repeats. Analyst and up;
+sensitive values only for managers (and each such read is audited)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from api.audit import audit_reads
+from api.deps import (
+    AnalystDep,
+    EngineDep,
+    Lang,
+    SettingsDep,
+    SubmissionParamsDep,
+    form_or_404,
+    scope_for,
+    split_list,
+)
+from collector.queries import (
+    FieldInfo,
+    FormInfo,
+    InvalidValue,
+    UnknownName,
+    parse_sort,
+    repeat_rows,
+    select_fields,
+    submission_one,
+    submissions_page,
+)
+
+router = APIRouter(tags=["submissions"])
+
+
+class RepeatRowOut(BaseModel):
+    row_id: str
+    parent_row_id: str | None
+    position: int
+    values: dict[str, Any]
+    labels: dict[str, Any] | None = None
+
+
+class SubmissionOut(BaseModel):
+    instance_id: str
+    form_version: str | None
+    submitted_at: datetime | None
+    updated_at: datetime | None
+    deleted_at: datetime | None
+    review_state: str | None
+    district: str | None
+    submitter_id: str | None
+    submitter_name: str | None
+    device_id: str | None
+    values: dict[str, Any]
+    labels: dict[str, Any] | None = None
+    repeats: dict[str, list[RepeatRowOut]] | None = None
+
+
+class SubmissionPageOut(BaseModel):
+    form_id: str
+    limit: int
+    items: list[SubmissionOut]
+    next_cursor: str | None
+
+
+def values_out(
+    form: FormInfo, fields: list[FieldInfo], row: dict[str, Any], lang: str | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Values keyed by column name (geopoints as one object, select_multiple as a list),
+    and, given a language, the choice labels."""
+    values: dict[str, Any] = {}
+    labels: dict[str, Any] | None = {} if lang else None
+    for f in fields:
+        if f.is_geopoint:
+            lat, lon, alt, acc = (row.get(c) for c in f.value_columns())
+            values[f.column_name or f.name] = (
+                None
+                if lat is None and lon is None
+                else {"lat": lat, "lon": lon, "alt": alt, "acc": acc}
+            )
+            continue
+        value = row.get(f.column_name or "")
+        if f.select_multiple:
+            value = None if value is None else str(value).split()
+        values[f.column_name or f.name] = value
+        if labels is not None and f.choice_list and value is not None:
+            if isinstance(value, list):
+                labels[f.column_name or f.name] = [
+                    form.choice_label(f, v, lang or "en") for v in value
+                ]
+            else:
+                labels[f.column_name or f.name] = form.choice_label(f, str(value), lang or "en")
+    return values, labels
+
+
+def sensitive_read(fields: list[FieldInfo], row: dict[str, Any]) -> list[str]:
+    return [c for f in fields if f.sensitive for c in f.value_columns() if row.get(c) is not None]
+
+
+def _meta(row: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "instance_id",
+        "form_version",
+        "submitted_at",
+        "updated_at",
+        "deleted_at",
+        "review_state",
+        "district",
+        "submitter_id",
+        "submitter_name",
+        "device_id",
+    )
+    return {k: row.get(k) for k in keys}
+
+
+@router.get("/forms/{form_id}/submissions", response_model=SubmissionPageOut)
+def list_submissions(
+    form_id: str,
+    caller: AnalystDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    params: SubmissionParamsDep,
+    sort: Annotated[
+        str, Query(description="`submitted_at`, `updated_at`, ... or a field; `-` for descending.")
+    ] = "-submitted_at",
+    fields: Annotated[
+        list[str] | None, Query(description="Fields to return (names or paths); all by default.")
+    ] = None,
+    lang: Annotated[Lang | None, Query(description="Add choice labels in this language.")] = None,
+    limit: Annotated[int, Query(ge=1, description="Page size (capped by the server).")] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> SubmissionPageOut:
+    """One page of a form's submissions; follow `next_cursor` for the next."""
+    if limit > settings.api_max_page_size:
+        raise InvalidValue("limit", limit, f"at most {settings.api_max_page_size} per page")
+    form = form_or_404(engine, form_id)
+    scope = scope_for(caller)
+    chosen = select_fields(form, split_list(fields), scope)
+    page = submissions_page(
+        engine,
+        form,
+        flt=params.filter_for(form, scope),
+        scope=scope,
+        fields=chosen,
+        sort=parse_sort(form, sort, scope),
+        limit=limit,
+        cursor=cursor or None,
+    )
+    items = []
+    for row in page.rows:
+        values, labels = values_out(form, chosen, row, lang)
+        items.append(SubmissionOut(**_meta(row), values=values, labels=labels))
+    audit_reads(
+        engine,
+        caller,
+        form.xml_form_id,
+        [(r["instance_id"], read) for r in page.rows if (read := sensitive_read(chosen, r))],
+    )
+    return SubmissionPageOut(
+        form_id=form.xml_form_id, limit=limit, items=items, next_cursor=page.next_cursor
+    )
+
+
+@router.get("/forms/{form_id}/submissions/{instance_id}", response_model=SubmissionOut)
+def get_submission(
+    form_id: str,
+    instance_id: str,
+    caller: AnalystDep,
+    engine: EngineDep,
+    lang: Annotated[Lang | None, Query(description="Add choice labels in this language.")] = None,
+) -> SubmissionOut:
+    """One submission with every field this key may see, and its repeats' rows."""
+    form = form_or_404(engine, form_id)
+    scope = scope_for(caller)
+    row = submission_one(engine, form, instance_id, scope=scope)
+    if row is None:
+        raise UnknownName("submission", instance_id, form.xml_form_id)
+    fields = form.visible_fields(None, scope)
+    values, labels = values_out(form, fields, row, lang)
+    reads = sensitive_read(fields, row)
+    repeats: dict[str, list[RepeatRowOut]] = {}
+    for rep in form.repeats():
+        rep_fields = form.visible_fields(rep.path, scope)
+        out = []
+        for r in repeat_rows(engine, form, rep, [instance_id], scope=scope):
+            v, lab = values_out(form, rep_fields, r, lang)
+            reads += sensitive_read(rep_fields, r)
+            out.append(
+                RepeatRowOut(
+                    row_id=r["row_id"],
+                    parent_row_id=r["parent_row_id"],
+                    position=r["position"],
+                    values=v,
+                    labels=lab,
+                )
+            )
+        repeats[rep.name] = out
+    if reads:
+        audit_reads(engine, caller, form.xml_form_id, [(instance_id, sorted(set(reads)))])
+    return SubmissionOut(**_meta(row), values=values, labels=labels, repeats=repeats)

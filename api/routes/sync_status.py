@@ -1,0 +1,120 @@
+"""Sync status per form (any role) and a sync trigger (admin)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from api.deps import AdminDep, EngineDep, SettingsDep, ViewerDep, scope_for, split_list
+from collector import store
+from collector.queries import UnknownName, all_forms, last_ok_runs, submission_counts
+from collector.settings import Settings
+
+router = APIRouter(tags=["sync"])
+log = logging.getLogger(__name__)
+
+_running = threading.Lock()
+
+
+class RunOut(BaseModel):
+    started_at: datetime | None
+    finished_at: datetime | None
+    status: str | None
+    fetched: int | None
+    written: int | None
+    deleted: int | None
+    error: str | None
+
+
+class FormSyncOut(BaseModel):
+    form_id: str
+    watermark: datetime | None
+    submissions: int
+    issues: int
+    last_run: RunOut | None
+    last_ok_at: datetime | None
+    lag_seconds: float | None
+    last_error: str | None
+
+
+class SyncStartedOut(BaseModel):
+    forms: list[str]
+    note: str
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return store.as_utc(value)
+
+
+@router.get("/sync/status", response_model=list[FormSyncOut])
+def sync_status(caller: ViewerDep, engine: EngineDep) -> list[FormSyncOut]:
+    """Per form: watermark, last run, when it last synced without error (``lag_seconds``
+    is the time since that run started: the store is at most that far behind), last error."""
+    counts = submission_counts(engine, scope_for(caller))
+    ok = last_ok_runs(engine)
+    now = datetime.now(UTC)
+    forms = {f.xml_form_id: f.id for f in all_forms(engine)}
+    out = []
+    for st in store.form_statuses(engine):
+        run = st.last_run or {}
+        last_ok = _utc(ok.get(st.xml_form_id))
+        out.append(
+            FormSyncOut(
+                form_id=st.xml_form_id,
+                watermark=_utc(st.watermark),
+                submissions=counts.get(forms.get(st.xml_form_id, -1), 0),
+                issues=st.issues if caller.districts is None else 0,
+                last_run=RunOut(
+                    started_at=_utc(run.get("started_at")),
+                    finished_at=_utc(run.get("finished_at")),
+                    status=run.get("status"),
+                    fetched=run.get("fetched"),
+                    written=run.get("written"),
+                    deleted=run.get("deleted"),
+                    error=run.get("error"),
+                )
+                if run
+                else None,
+                last_ok_at=last_ok,
+                lag_seconds=(now - last_ok).total_seconds() if last_ok else None,
+                last_error=st.last_error,
+            )
+        )
+    return out
+
+
+@router.post("/sync/run", response_model=SyncStartedOut, status_code=202)
+def start_sync(
+    caller: AdminDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    form: Annotated[list[str] | None, Query(description="Forms to sync; all by default.")] = None,
+) -> SyncStartedOut:
+    """Start a sync now, in the background; its progress shows in ``/v1/sync/status``."""
+    names = split_list(form)
+    known = {f.xml_form_id for f in all_forms(engine)}
+    for n in names:
+        if known and n not in known:
+            raise UnknownName("form", n)
+    if not _running.acquire(blocking=False):
+        raise HTTPException(409, "a sync started through the API is still running")
+    background.add_task(_sync, settings, engine, names or None)
+    return SyncStartedOut(forms=names or sorted(known), note="started; see /v1/sync/status")
+
+
+def _sync(settings: Settings, engine: Engine, names: list[str] | None) -> None:
+    from collector import sync  # imported only when a sync is asked for
+
+    try:
+        sync.sync_forms(settings, names, engine=engine)
+    except Exception as err:  # each form's failure is in sync_run; this is Central unreachable
+        log.warning("sync started from the API failed: %s", type(err).__name__)
+    finally:
+        _running.release()

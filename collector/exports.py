@@ -1,0 +1,281 @@
+"""Exports of a form's submissions (or of one repeat's rows): CSV, XLSX and GeoJSON.
+
+Each export reads :func:`collector.queries.stream_rows`, so the rows a caller may see are
+decided there, once, for the API's pages and the exports alike; this module only writes
+them out. CSV and GeoJSON are generators of byte chunks, flat in memory whatever the size.
+XLSX cannot be sent before its zip is closed, so it is written with xlsxwriter's
+``constant_memory`` mode to a temporary file (rows go to disk as they come), then streamed.
+
+Choice values are written as stored (``lang=None``) or as their labels in English, Tajik
+or Russian. ``on_sensitive`` is called with each batch of (instance id, sensitive columns
+read) so that the API can write a manager's reads to the audit log as they happen.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+import orjson
+import xlsxwriter
+
+from collector.queries import (
+    SYSTEM_REPEAT,
+    FieldInfo,
+    FormInfo,
+    Scope,
+    SubmissionFilter,
+    stream_rows,
+)
+
+META_EXPORT = (
+    "instance_id",
+    "submitted_at",
+    "updated_at",
+    "review_state",
+    "district",
+    "submitter_id",
+    "submitter_name",
+    "form_version",
+)
+REPEAT_EXPORT = ("instance_id", "row_id", "parent_row_id", "position", "district")
+XLSX_MAX_ROWS = 1_048_576
+AuditHook = Callable[[list[tuple[str, list[str]]]], None]
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    form: FormInfo
+    flt: SubmissionFilter
+    scope: Scope
+    fields: list[FieldInfo]
+    repeat: FieldInfo | None = None
+    lang: str | None = None
+
+    @property
+    def meta(self) -> tuple[str, ...]:
+        return META_EXPORT if self.repeat is None else REPEAT_EXPORT
+
+    def header(self) -> list[str]:
+        return [*self.meta, *(c for f in self.fields for c in f.value_columns())]
+
+
+def _display(form: FormInfo, f: FieldInfo, value: Any, lang: str | None) -> Any:
+    if value is None or lang is None or not f.choice_list:
+        return value
+    if f.select_multiple:
+        return " ".join(form.choice_label(f, v, lang) for v in str(value).split())
+    return form.choice_label(f, str(value), lang)
+
+
+def _cells(spec: ExportSpec, row: dict[str, Any]) -> list[Any]:
+    out = [row.get(m) for m in spec.meta]
+    for f in spec.fields:
+        for c in f.value_columns():
+            out.append(_display(spec.form, f, row.get(c), spec.lang))
+    return out
+
+
+def _sensitive_read(spec: ExportSpec, row: dict[str, Any]) -> list[str]:
+    return [
+        c for f in spec.fields if f.sensitive for c in f.value_columns() if row.get(c) is not None
+    ]
+
+
+def _rows(
+    engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None
+) -> Iterator[dict[str, Any]]:
+    """The rows, with the audit hook fed per batch of 1,000 submissions read."""
+    pending: list[tuple[str, list[str]]] = []
+    for row in stream_rows(
+        engine, spec.form, flt=spec.flt, scope=spec.scope, fields=spec.fields, repeat=spec.repeat
+    ):
+        if on_sensitive is not None:
+            read = _sensitive_read(spec, row)
+            if read:
+                pending.append((row["instance_id"], read))
+                if len(pending) >= 1000:
+                    on_sensitive(pending)
+                    pending = []
+        yield row
+    if pending and on_sensitive is not None:
+        on_sensitive(pending)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return repr(value)
+    return str(value)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(value: Any) -> str:
+    """Text answers typed by people in the field could start a spreadsheet formula; such a
+    cell gets a leading apostrophe (OWASP "CSV injection"). Numbers are left alone."""
+    text = _text(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def csv_chunks(
+    engine: Any, spec: ExportSpec, *, on_sensitive: AuditHook | None = None, chunk_rows: int = 500
+) -> Iterator[bytes]:
+    """CSV in UTF-8 with a byte-order mark (so Excel reads Tajik and Russian right)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    buf.write("\ufeff")
+    writer.writerow(spec.header())
+    for n, row in enumerate(_rows(engine, spec, on_sensitive), start=1):
+        writer.writerow([_csv_text(v) for v in _cells(spec, row)])
+        if n % chunk_rows == 0:
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode()
+
+
+def xlsx_file(
+    engine: Any,
+    spec: ExportSpec,
+    *,
+    on_sensitive: AuditHook | None = None,
+    directory: str | None = None,
+) -> str:
+    """Write the XLSX to a temporary file and return its path (the caller deletes it)."""
+    fd, path = tempfile.mkstemp(suffix=".xlsx", dir=directory)
+    os.close(fd)
+    wb = xlsxwriter.Workbook(
+        path,
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_urls": False,
+            "strings_to_formulas": False,
+        },
+    )
+    try:
+        name = spec.form.xml_form_id if spec.repeat is None else spec.repeat.name
+        header = spec.header()
+        bold = wb.add_format({"bold": True})
+        sheet_no, r = 1, 0
+        ws = wb.add_worksheet(name[:31])
+        ws.write_row(0, 0, header, bold)
+        for row in _rows(engine, spec, on_sensitive):
+            r += 1
+            if r >= XLSX_MAX_ROWS:
+                sheet_no += 1
+                ws = wb.add_worksheet(f"{name[:27]} ({sheet_no})")
+                ws.write_row(0, 0, header, bold)
+                r = 1
+            for c, value in enumerate(_cells(spec, row)):
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    ws.write_string(r, c, _text(value))
+                else:
+                    ws.write_number(r, c, value)
+        _fields_sheet(wb, spec, bold)
+    finally:
+        wb.close()
+    return path
+
+
+def _fields_sheet(wb: xlsxwriter.Workbook, spec: ExportSpec, bold: Any) -> None:
+    """A second sheet naming each column's question in the three languages."""
+    ws = wb.add_worksheet("fields")
+    ws.write_row(0, 0, ["column", "path", "type", "label (en)", "label (tg)", "label (ru)"], bold)
+    r = 0
+    for f in spec.fields:
+        for c in f.value_columns():
+            r += 1
+            ws.write_row(
+                r,
+                0,
+                [
+                    c,
+                    f.path,
+                    f.type,
+                    f.labels.get("en") or "",
+                    f.labels.get("tg") or "",
+                    f.labels.get("ru") or "",
+                ],
+            )
+
+
+def file_chunks(path: str, size: int = 1 << 16) -> Iterator[bytes]:
+    """Stream a file and delete it afterwards (also when the client goes away)."""
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(size):
+                yield chunk
+    finally:
+        os.unlink(path)
+
+
+def geojson_chunks(
+    engine: Any,
+    spec: ExportSpec,
+    geopoint: FieldInfo,
+    *,
+    on_sensitive: AuditHook | None = None,
+    chunk_rows: int = 500,
+) -> Iterator[bytes]:
+    """A GeoJSON FeatureCollection of the rows with a value in ``geopoint`` (RFC 7946:
+    coordinates are longitude, latitude, altitude)."""
+    lat_c, lon_c, alt_c, acc_c = geopoint.value_columns()
+    others = [m for m in spec.meta]
+    props_fields = [f for f in spec.fields if f.path != geopoint.path]
+    yield b'{"type":"FeatureCollection","features":['
+    first = True
+    parts: list[bytes] = []
+    for row in _rows(engine, spec, on_sensitive):
+        lat, lon = row.get(lat_c), row.get(lon_c)
+        if lat is None or lon is None:
+            continue
+        coords = [lon, lat] if row.get(alt_c) is None else [lon, lat, row[alt_c]]
+        props: dict[str, Any] = {m: _json_value(row.get(m)) for m in others}
+        props["accuracy"] = row.get(acc_c)
+        for f in props_fields:
+            for c in f.value_columns():
+                props[c] = _json_value(_display(spec.form, f, row.get(c), spec.lang))
+        feature = {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": coords},
+            "properties": props,
+        }
+        parts.append((b"" if first else b",") + orjson.dumps(feature))
+        first = False
+        if len(parts) >= chunk_rows:
+            yield b"".join(parts)
+            parts = []
+    parts.append(b"]}")
+    yield b"".join(parts)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return value
+
+
+__all__ = [
+    "SYSTEM_REPEAT",
+    "ExportSpec",
+    "csv_chunks",
+    "file_chunks",
+    "geojson_chunks",
+    "xlsx_file",
+]

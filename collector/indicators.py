@@ -1,0 +1,442 @@
+"""The programme's indicators, defined in one place, each with its formula.
+
+An indicator is a count or a sum over one form's live (not deleted) submissions, cut by
+period (of the date named in ``date_field``, else the submission date), by district
+(``submission.district``) and by the breakdowns it declares. ``INDICATORS`` is the whole
+list; the API serves it as it is, so the formulas a data manager reads are the ones the
+code runs.
+
+Small cells: for roles below manager, a cell of an indicator that counts people is
+withheld when it holds fewer than ``threshold`` people (``settings.suppression_threshold``,
+default 5) and more than none, so that a count by village and answer cannot single out a
+woman. Then, within every group of cells that differ in one breakdown only, a lone
+withheld cell is joined by the next smallest, so that it cannot be recovered by
+subtracting its visible siblings from a coarser total (complementary suppression; see
+the OCHA Centre for Humanitarian Data's guidance note on statistical disclosure control).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from collector.queries import (
+    FormInfo,
+    InvalidValue,
+    Scope,
+    UnknownName,
+    form_info,
+    link_table_for,
+    submission_t,
+    table_for,
+)
+
+PERIODS = ("none", "day", "month", "quarter", "year")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One column of a sum, and the breakdown values its number belongs to."""
+
+    field: str
+    values: Mapping[str, str]  # breakdown name -> value, e.g. {"sex": "female"}
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many submissions (with ``link_field``: how many values chosen in it)."""
+
+    link_field: str | None = None  # a select_multiple: count its chosen values
+    link_breakdown: str | None = None  # the breakdown those values form
+
+    def describe(self) -> str:
+        if self.link_field:
+            return f"number of answers chosen in `{self.link_field}`"
+        return "number of submissions"
+
+
+@dataclass(frozen=True)
+class Sum:
+    """The sum of integer questions; ``parts`` say which breakdown each one is."""
+
+    parts: tuple[Part, ...]
+
+    def describe(self) -> str:
+        return "sum of " + " + ".join(f"`{p.field}`" for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Indicator:
+    id: str
+    title: str
+    form: str
+    unit: str
+    measure: Count | Sum
+    counts_people: bool
+    date_field: str | None = None
+    breakdowns: Mapping[str, str] = field(default_factory=dict)  # name -> field (select)
+    conditions: tuple[tuple[str, str], ...] = ()  # (field, value) that must hold
+    note: str = ""
+
+    @property
+    def part_breakdowns(self) -> list[str]:
+        if isinstance(self.measure, Sum):
+            return sorted({k for p in self.measure.parts for k in p.values})
+        if self.measure.link_breakdown:
+            return [self.measure.link_breakdown]
+        return []
+
+    def breakdown_names(self) -> list[str]:
+        return ["district", *self.breakdowns, *self.part_breakdowns]
+
+    @property
+    def formula(self) -> str:
+        when = (
+            f"`{self.date_field}` (else the submission date)"
+            if self.date_field
+            else ("the submission date")
+        )
+        where = "".join(f" where `{f}` = '{v}'" for f, v in self.conditions)
+        text = f"{self.measure.describe()} in `{self.form}`{where}, deleted submissions left out; period by {when}"
+        return f"{text}. {self.note}".strip() if self.note else text + "."
+
+
+_SEX_AGE = {
+    "audience_girls": {"sex": "female", "age_group": "child"},
+    "audience_women": {"sex": "female", "age_group": "adult"},
+    "audience_boys": {"sex": "male", "age_group": "child"},
+    "audience_men": {"sex": "male", "age_group": "adult"},
+}
+_ORG_KINDS = (
+    "hrc_office",
+    "migration_service",
+    "women_committee",
+    "child_rights_centre",
+    "local_government",
+    "community",
+    "international",
+    "ngo",
+    "media",
+)
+
+INDICATORS: tuple[Indicator, ...] = (
+    Indicator(
+        id="ic_people_reached",
+        title="People reached by information centres",
+        form="info_centre_consultation",
+        unit="people",
+        measure=Count(),
+        counts_people=True,
+        date_field="consultation_date",
+        breakdowns={
+            "info_centre": "info_centre",
+            "sex": "visitor_sex",
+            "age_band": "age_band",
+            "visitor_kind": "visitor_kind",
+            "topic": "topics",
+        },
+        note="One consultation is one person; by `topic`, a person is counted under each topic they asked about.",
+    ),
+    Indicator(
+        id="ic_booklets_distributed",
+        title="Booklets distributed by information centres",
+        form="info_centre_consultation",
+        unit="booklets",
+        measure=Sum((Part("booklets_given", {}),)),
+        counts_people=False,
+        date_field="consultation_date",
+        breakdowns={"info_centre": "info_centre"},
+    ),
+    Indicator(
+        id="roundtables_held",
+        title="Roundtables held",
+        form="roundtable",
+        unit="roundtables",
+        measure=Count(),
+        counts_people=False,
+        date_field="event_date",
+    ),
+    Indicator(
+        id="roundtable_participants",
+        title="Roundtable participants by sex",
+        form="roundtable",
+        unit="people",
+        measure=Sum(
+            (
+                Part("participants_women", {"sex": "female"}),
+                Part("participants_men", {"sex": "male"}),
+            )
+        ),
+        counts_people=True,
+        date_field="event_date",
+    ),
+    Indicator(
+        id="roundtable_participants_by_organisation",
+        title="Roundtable participants by kind of organisation",
+        form="roundtable",
+        unit="people",
+        measure=Sum(tuple(Part(f"from_{k}", {"organisation_kind": k}) for k in _ORG_KINDS)),
+        counts_people=True,
+        date_field="event_date",
+    ),
+    Indicator(
+        id="awareness_events_held",
+        title="Awareness events held",
+        form="awareness_event",
+        unit="events",
+        measure=Count(),
+        counts_people=False,
+        date_field="event_date",
+        breakdowns={"event_kind": "event_kind"},
+    ),
+    Indicator(
+        id="awareness_audience",
+        title="Awareness events' audience by sex and age group",
+        form="awareness_event",
+        unit="people",
+        measure=Sum(tuple(Part(f, v) for f, v in _SEX_AGE.items())),
+        counts_people=True,
+        date_field="event_date",
+        breakdowns={"event_kind": "event_kind"},
+    ),
+    Indicator(
+        id="women_visited",
+        title="Women visited at home",
+        form="household_visit",
+        unit="people",
+        measure=Count(),
+        counts_people=True,
+        conditions=(("consent", "yes"),),
+        breakdowns={"husband_situation": "husband_situation"},
+        note="One household visit with consent is one woman visited.",
+    ),
+    Indicator(
+        id="referrals_made",
+        title="Referrals made for women visited, by kind",
+        form="household_visit",
+        unit="people",
+        measure=Count(link_field="referrals", link_breakdown="kind"),
+        counts_people=True,
+        conditions=(("consent", "yes"),),
+        note="A woman referred to two services counts once under each kind.",
+    ),
+    Indicator(
+        id="follow_ups_due",
+        title="Follow-up visits due",
+        form="household_visit",
+        unit="people",
+        measure=Count(),
+        counts_people=True,
+        date_field="follow_up_date",
+        conditions=(("consent", "yes"),),
+        note="Only visits with a follow-up date count; `from`/`to` select the due dates.",
+    ),
+)
+
+INDICATORS_BY_ID: dict[str, Indicator] = {i.id: i for i in INDICATORS}
+
+
+@dataclass(frozen=True)
+class Cell:
+    keys: dict[str, str | None]
+    value: int | float | None
+    suppressed: bool = False
+
+
+@dataclass(frozen=True)
+class IndicatorResult:
+    indicator: Indicator
+    period: str
+    by: list[str]
+    cells: list[Cell]
+    threshold: int | None  # None when nothing was suppressible for this caller
+    form_known: bool
+
+
+def _period_expr(dialect: str, expr: sa.ColumnElement, period: str) -> sa.ColumnElement:
+    if dialect == "postgresql":
+        fmt = {"day": "YYYY-MM-DD", "month": "YYYY-MM", "quarter": 'YYYY-"Q"Q', "year": "YYYY"}
+        return sa.func.to_char(expr, fmt[period])
+    if period == "quarter":
+        month = sa.cast(sa.func.strftime("%m", expr), sa.Integer)
+        return sa.func.strftime("%Y", expr) + "-Q" + sa.cast((month + 2) / 3, sa.String)
+    fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[period]
+    return sa.func.strftime(fmt, expr)
+
+
+def _column(form: FormInfo, table: sa.TableClause, name: str) -> sa.ColumnElement:
+    f = form.field_named(name)
+    if f is None or not f.column_name or f.repeat_path is not None:
+        raise UnknownName("field", name, form.xml_form_id)
+    return table.c[f.column_name]
+
+
+def compute(
+    engine: Engine,
+    indicator: Indicator,
+    *,
+    scope: Scope,
+    period: str = "month",
+    by: Iterable[str] = (),
+    date_from: date | None = None,
+    date_to: date | None = None,
+    districts: Iterable[str] = (),
+    suppress_below: int | None,
+) -> IndicatorResult:
+    """The indicator's cells for this caller; ``suppress_below`` None shows every cell."""
+    by = list(dict.fromkeys(by))
+    if period not in PERIODS:
+        raise InvalidValue("period", period, f"expected one of {', '.join(PERIODS)}")
+    allowed = indicator.breakdown_names()
+    for b in by:
+        if b not in allowed:
+            raise InvalidValue("by", b, f"{indicator.id} breaks down by {', '.join(allowed)}")
+    if date_from and date_to and date_from > date_to:
+        raise InvalidValue("from", date_from.isoformat(), "is after `to`")
+    form = form_info(engine, indicator.form)
+    threshold = suppress_below if indicator.counts_people else None
+    if form is None:
+        return IndicatorResult(indicator, period, by, [], threshold, form_known=False)
+
+    wide = table_for(form)
+    s = submission_t
+    joined = wide.join(s, sa.and_(s.c.form_id == form.id, s.c.instance_id == wide.c.instance_id))
+    conds: list[sa.ColumnElement[bool]] = [
+        s.c.deleted_at.is_(None),
+        scope.district_condition(s.c.district),
+    ]
+    wanted = [d for d in dict.fromkeys(districts) if d]
+    if wanted:
+        conds.append(s.c.district.in_(wanted))
+    for name, value in indicator.conditions:
+        conds.append(_column(form, wide, name) == value)
+
+    if indicator.date_field:
+        date_expr: sa.ColumnElement = sa.func.coalesce(
+            _column(form, wide, indicator.date_field), s.c.submitted_at
+        )
+        if indicator.date_field == "follow_up_date":
+            date_expr = _column(form, wide, indicator.date_field)
+            conds.append(date_expr.is_not(None))
+    else:
+        date_expr = s.c.submitted_at
+    if date_from:
+        conds.append(date_expr >= date_from)
+    if date_to:
+        conds.append(date_expr < date_to + timedelta(days=1))
+
+    group: list[tuple[str, sa.ColumnElement]] = []
+    if period != "none":
+        group.append(("period", _period_expr(engine.dialect.name, date_expr, period)))
+    link_n = 0
+    for b in by:
+        if b == "district":
+            group.append((b, s.c.district))
+        elif b in indicator.breakdowns:
+            f = form.field_named(indicator.breakdowns[b])
+            if f is None:
+                raise UnknownName("field", indicator.breakdowns[b], form.xml_form_id)
+            if f.select_multiple and f.link_table:
+                link_n += 1
+                link = link_table_for(f).alias(f"l{link_n}")
+                joined = joined.join(
+                    link,
+                    sa.and_(
+                        link.c.instance_id == wide.c.instance_id,
+                        link.c.row_id == wide.c.instance_id,
+                    ),
+                )
+                group.append((b, link.c.value))
+            else:
+                group.append((b, _column(form, wide, indicator.breakdowns[b])))
+
+    measure = indicator.measure
+    aggs: list[sa.ColumnElement] = []
+    if isinstance(measure, Count) and measure.link_field:
+        f = form.field_named(measure.link_field)
+        if f is None or not f.link_table:
+            raise UnknownName("field", measure.link_field, form.xml_form_id)
+        link = link_table_for(f).alias("lm")
+        joined = joined.join(
+            link,
+            sa.and_(link.c.instance_id == wide.c.instance_id, link.c.row_id == wide.c.instance_id),
+        )
+        if measure.link_breakdown in by:
+            group.append((measure.link_breakdown, link.c.value))
+        aggs.append(sa.func.count())
+    elif isinstance(measure, Count):
+        aggs.append(sa.func.count(sa.distinct(wide.c.instance_id)))
+    else:
+        aggs.extend(sa.func.sum(_column(form, wide, p.field)) for p in measure.parts)
+
+    query = (
+        sa.select(
+            *(expr.label(f"k{i}") for i, (_, expr) in enumerate(group)),
+            *(a.label(f"a{i}") for i, a in enumerate(aggs)),
+        )
+        .select_from(joined)
+        .where(*conds)
+    )
+    if group:
+        query = query.group_by(*(expr for _, expr in group))
+    names = [n for n, _ in group]
+    part_by = [b for b in by if isinstance(measure, Sum) and b in indicator.part_breakdowns]
+
+    totals: dict[tuple, float] = defaultdict(float)
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            base = tuple(_key(row[f"k{i}"]) for i in range(len(group)))
+            if isinstance(measure, Sum):
+                for i, part in enumerate(measure.parts):
+                    key = base + tuple(part.values.get(b) for b in part_by)
+                    totals[key] += row[f"a{i}"] or 0
+            else:
+                totals[base] += row["a0"] or 0
+
+    key_names = names + part_by
+    order = ["period", *[b for b in by]]
+    cells = [
+        Cell(keys={n: k[key_names.index(n)] for n in order if n in key_names}, value=_number(v))
+        for k, v in sorted(
+            totals.items(), key=lambda kv: tuple("" if x is None else str(x) for x in kv[0])
+        )
+    ]
+    if threshold is not None:
+        cells = suppress(cells, threshold)
+    return IndicatorResult(indicator, period, by, cells, threshold, form_known=True)
+
+
+def _key(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def suppress(cells: list[Cell], threshold: int) -> list[Cell]:
+    """Withhold cells of 1..threshold-1 people, then complementary cells (see module doc)."""
+    hidden = {i for i, c in enumerate(cells) if c.value is not None and 0 < c.value < threshold}
+    names = list(cells[0].keys) if cells else []
+    changed = True
+    while changed:
+        changed = False
+        for dim in names:
+            groups: dict[tuple, list[int]] = defaultdict(list)
+            for i, c in enumerate(cells):
+                groups[tuple(v for n, v in c.keys.items() if n != dim)].append(i)
+            for members in groups.values():
+                lone = [i for i in members if i in hidden]
+                if len(lone) != 1 or len(members) < 2:
+                    continue
+                candidates = [i for i in members if i not in hidden and (cells[i].value or 0) > 0]
+                if candidates:
+                    hidden.add(min(candidates, key=lambda i: cells[i].value or 0))
+                    changed = True
+    return [Cell(c.keys, None, True) if i in hidden else c for i, c in enumerate(cells)]

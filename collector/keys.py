@@ -1,0 +1,211 @@
+"""API keys: create, list, revoke, verify; and the caller a verified key stands for.
+
+A token is ``clk_<secret>``; only its SHA-256 is stored (``api_key.key_hash``, a unique
+index that is also the lookup), so a copy of the database does not hand out working keys.
+The secret is 256 random bits, so a fast hash is enough (slow hashes such as scrypt protect
+low-entropy passwords, which these are not), and looking a hash up by index leaks nothing a
+guesser can use. The plaintext is returned once, by :func:`create_key`, and never stored or
+logged.
+
+Reads are plain SQLAlchemy Core over the ``api_key`` table; writes go through
+``collector.store`` (the only writer), which also takes the audit rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from collector import store
+
+TOKEN_SCHEME = "clk"  # noqa: S105 - the public prefix of every token, not a secret
+
+
+class Role(IntEnum):
+    """Roles in increasing power; a role may do everything the roles below it may.
+
+    viewer: indicators and aggregates (small cells suppressed), form definitions.
+    analyst: rows and exports, every sensitive value withheld.
+    manager: everything, sensitive values (each read audited), review decisions.
+    admin: a manager who also manages keys and triggers syncs.
+    """
+
+    viewer = 1
+    analyst = 2
+    manager = 3
+    admin = 4
+
+    @classmethod
+    def parse(cls, name: str) -> Role:
+        try:
+            return cls[name]
+        except KeyError:
+            allowed = ", ".join(r.name for r in cls)
+            raise ValueError(f"unknown role {name!r}; expected one of: {allowed}") from None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a verified, unrevoked key."""
+
+    key_id: int
+    name: str
+    role: Role
+    districts: frozenset[str] | None  # None: every district
+
+    @property
+    def sees_sensitive(self) -> bool:
+        return self.role >= Role.manager
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    name: str
+    role: str
+    districts: list[str] | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    id: int
+    name: str
+    role: str
+    districts: list[str] | None
+    token: str  # the plaintext, shown once
+
+
+class ApiKeyError(Exception):
+    """Base of the key errors the CLI turns into one line."""
+
+
+class DuplicateKeyName(ApiKeyError):
+    pass
+
+
+class UnknownKey(ApiKeyError):
+    pass
+
+
+_api_key = sa.table(
+    "api_key",
+    sa.column("id"),
+    sa.column("name"),
+    sa.column("key_hash"),
+    sa.column("role"),
+    sa.column("districts"),
+    sa.column("created_at"),
+    sa.column("revoked_at"),
+)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _districts(value: object) -> list[str] | None:
+    """The JSON column comes back as a list (or, on some drivers, as its text).
+
+    None means every district; an empty list (never written by :func:`create_key`) means
+    none, so a damaged row fails closed.
+    """
+    if isinstance(value, str):
+        value = json.loads(value) if value else None
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return []
+    return [str(d) for d in value]
+
+
+def _info(row: sa.Row) -> KeyInfo:
+    return KeyInfo(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        districts=_districts(row.districts),
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def create_key(
+    engine: Engine, *, name: str, role: str | Role, districts: list[str] | None = None
+) -> CreatedKey:
+    """Create a key and return it with its plaintext token, which is never shown again."""
+    role_ = role if isinstance(role, Role) else Role.parse(role)
+    name = name.strip()
+    if not name:
+        raise ValueError("a key needs a non-empty name")
+    cleaned = sorted({d.strip() for d in districts or [] if d.strip()}) or None
+    with engine.connect() as conn:
+        if conn.execute(sa.select(_api_key.c.id).where(_api_key.c.name == name)).first():
+            raise DuplicateKeyName(f"a key named {name!r} exists; choose another name")
+    token = f"{TOKEN_SCHEME}_{secrets.token_urlsafe(32)}"
+    key_id = store.insert_api_key(
+        engine, name=name, role=role_.name, districts=cleaned, key_hash=hash_token(token)
+    )
+    return CreatedKey(
+        id=key_id,
+        name=name,
+        role=role_.name,
+        districts=cleaned,
+        token=token,
+    )
+
+
+def list_keys(engine: Engine, *, include_revoked: bool = False) -> list[KeyInfo]:
+    query = sa.select(_api_key).order_by(_api_key.c.id)
+    if not include_revoked:
+        query = query.where(_api_key.c.revoked_at.is_(None))
+    with engine.connect() as conn:
+        return [_info(r) for r in conn.execute(query)]
+
+
+def key_by_name_or_id(engine: Engine, name_or_id: str) -> KeyInfo | None:
+    cond = _api_key.c.name == name_or_id
+    if name_or_id.isdigit():
+        cond = sa.or_(cond, _api_key.c.id == int(name_or_id))
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(_api_key).where(cond)).first()
+    return _info(row) if row else None
+
+
+def revoke_key(engine: Engine, name_or_id: str) -> KeyInfo:
+    """Revoke a key by name or id; revoking a revoked key is harmless."""
+    info = key_by_name_or_id(engine, name_or_id)
+    if info is None:
+        raise UnknownKey(f"no key named or numbered {name_or_id!r}")
+    if info.revoked_at is None:
+        store.revoke_api_key(engine, key_id=info.id, at=datetime.now(UTC))
+    return key_by_name_or_id(engine, str(info.id)) or info
+
+
+def caller_for_token(engine: Engine, token: str) -> Caller | None:
+    """The caller a bearer token stands for, or None if it is malformed, unknown or revoked."""
+    if not token.startswith(f"{TOKEN_SCHEME}_") or len(token) > 200:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(_api_key).where(
+                _api_key.c.key_hash == hash_token(token), _api_key.c.revoked_at.is_(None)
+            )
+        ).first()
+    if row is None:
+        return None
+    districts = _districts(row.districts)
+    return Caller(
+        key_id=row.id,
+        name=row.name,
+        role=Role.parse(row.role),
+        districts=None if districts is None else frozenset(districts),
+    )
