@@ -38,16 +38,23 @@ def install_stop_signals(stop: threading.Event) -> None:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """Rich log lines on stderr with times; library chatter kept at WARNING."""
+    """Log lines on stderr with times: rich on a terminal, one plain line each otherwise
+    (a log file or ``docker logs`` must not get wrapped, boxed lines)."""
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="%H:%M:%S"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
-        force=True,
+        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
     )
     for noisy in ("apscheduler", "urllib3", "httpx", "requests"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pyodk logs a traceback at ERROR when its token cache file does not exist yet (the
+    # first run); it is not an error, and collector.central reports real login failures.
+    logging.getLogger("pyodk._utils.config").setLevel(logging.CRITICAL)
 
 
 def scheduler(

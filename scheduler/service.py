@@ -41,6 +41,10 @@ def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class RunFailed(Exception):
+    """A run failed for a known reason (Central down, form missing): logged in one line."""
+
+
 @dataclass
 class SchedulerStats:
     """What the process did, for its last log line and for tests that run it in-process."""
@@ -93,9 +97,16 @@ class SchedulerService:
         started = time.monotonic()
         try:
             result = self.sync_one(form_id, self._should_stop)
+        except RunFailed as exc:
+            # Recorded in sync_run by the sync; the next scheduled run tries again. One line,
+            # not a traceback: Central being down is weather, not a bug.
+            self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
+            log.error("%s: sync failed: %s", form_id, exc)
+            return
         except Exception:
             self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
-            raise  # APScheduler logs it through EVENT_JOB_ERROR; the next run tries again
+            log.exception("%s: sync failed unexpectedly; the next run tries again", form_id)
+            return
         self.stats.runs[form_id] = self.stats.runs.get(form_id, 0) + 1
         log.info("%s: synced in %.1f s: %s", form_id, time.monotonic() - started, result)
 

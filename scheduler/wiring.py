@@ -14,7 +14,7 @@ from typing import Any
 
 from collector.settings import Settings
 from scheduler.leader import leader_lock_for
-from scheduler.service import SchedulerService, runner_id
+from scheduler.service import RunFailed, SchedulerService, runner_id
 from scheduler.triggers import FormSchedule
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
     connection per run, so a run never shares a requests session with another thread.
     """
     from collector import store
-    from collector.central import Central
+    from collector.central import Central, CentralError
     from collector.sync import sync_forms
 
     engine = store.engine_for(settings)
@@ -81,10 +81,13 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
             extra["runner"] = runner
         if "should_stop" in accepts:
             extra["should_stop"] = should_stop
-        with Central(settings) as central:
-            (result,) = sync_forms(settings, [form_id], engine=engine, central=central, **extra)
+        try:
+            with Central(settings) as central:
+                (result,) = sync_forms(settings, [form_id], engine=engine, central=central, **extra)
+        except CentralError as exc:
+            raise RunFailed(str(exc)) from exc
         if result.status == "failed":
-            raise SchedulerRunError(f"{form_id}: {result.error}")
+            raise RunFailed(str(result.error))
         return _describe(result)
 
     return sync_one
@@ -95,10 +98,6 @@ def _describe(result: Any) -> str:
         f"{result.written} written, {result.deleted} deleted, {result.fetched} read "
         f"in {result.pages} page(s)"
     )
-
-
-class SchedulerRunError(Exception):
-    """A sync run failed; it is in sync_run, and the next scheduled run tries again."""
 
 
 def build_service(
