@@ -511,3 +511,40 @@ def revoke_app_user(central: Central, user: AppUser) -> None:
             f"status {err.status}",
             status=err.status,
         ) from None
+
+
+# --- reviews (issue 6, H6) -----------------------------------------------------------------
+
+REVIEW_STATES = ("approved", "hasIssues", "rejected")
+"""The decisions a manager may set (Central also has null/received and edited, set by it)."""
+
+
+def set_review_state(
+    central: Central,
+    form_id: str,
+    instance_id: str,
+    review_state: str,
+    *,
+    comment: str | None = None,
+    project_id: int | None = None,
+) -> dict:
+    """Set a submission's review state in Central, then add the comment, if any.
+
+    ``PATCH .../submissions/{instanceId}`` with ``{"reviewState": ...}`` and ``POST
+    .../comments`` with ``{"body": ...}`` (central-backend docs/api.yaml, "Updating
+    Submission metadata" and "Comments"). The PATCH moves ``updatedAt``, so the next sync
+    brings the new state into the store. Returns Central's submission JSON.
+    """
+    if review_state not in REVIEW_STATES:
+        raise ValueError(
+            f"review state {review_state!r}: expected one of {', '.join(REVIEW_STATES)}"
+        )
+    path = (
+        central.form_path(form_id, project_id)
+        + "/submissions/"
+        + requests.utils.quote(instance_id, safe="")
+    )
+    body = central.json("PATCH", path, json={"reviewState": review_state})
+    if comment:
+        central.json("POST", path + "/comments", json={"body": comment})
+    return body
