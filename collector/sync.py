@@ -175,17 +175,20 @@ class FormSync:
     def _run(self) -> None:
         self._load_form(force=False)
         if self.form_json.get("keyId"):
-            raise SyncError(
-                f"form {self.xml_form_id!r} is encrypted: Central's OData feed does not serve "
-                "its submissions, so collector cannot sync it (decrypt and export it in "
-                "Central, or publish an unencrypted version)"
-            )
+            raise SyncError(self._encrypted_message())
         state = store.sync_state(self.engine, self.form_id)
         self._window(state["watermark"])
         self._deletions(state["deleted_watermark"])
-        self._maybe_reconcile(state["reconciled_at"])
+        self._maybe_reconcile(store.sync_state(self.engine, self.form_id)["reconciled_at"])
         self._attachments()
         self.result.watermark = store.sync_state(self.engine, self.form_id)["watermark"]
+
+    def _encrypted_message(self) -> str:
+        return (
+            f"form {self.xml_form_id!r} is encrypted: Central's OData feed does not serve "
+            "its answers, so collector cannot sync it (decrypt and export it in Central, "
+            "or publish a version without encryption)"
+        )
 
     # --- the form's fields and tables --------------------------------------------------------
 
@@ -219,6 +222,8 @@ class FormSync:
         newest = None
         for page in _prefetched(iter(pages)):
             rows = page["value"]
+            if any((r.get("__system") or {}).get("status") == "notDecrypted" for r in rows):
+                raise SyncError(self._encrypted_message())  # lib/data/odata.js: no fields
             self._refresh_if_new_version(rows)
             normalized = rows_for_page(self.shape, rows)
             done = store.store_page(self.engine, self.form_id, self.shape, normalized, self.tables)
@@ -258,6 +263,8 @@ class FormSync:
         # Only now is everything before `newest` stored: Central paged newest first.
         if newest is not None and (watermark is None or newest > watermark):
             store.save_sync_state(self.engine, self.form_id, watermark=newest)
+        if watermark is None:  # a full read just compared every live id
+            store.save_sync_state(self.engine, self.form_id, reconciled_at=store.now())
 
     def _deletions(self, watermark: datetime | None) -> None:
         if watermark is None:
