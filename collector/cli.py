@@ -28,6 +28,10 @@ from collector import cli_run  # noqa: E402 - registers onto app above
 
 cli_run.register(app)
 
+from collector.cli_forms import forms_app  # noqa: E402
+
+app.add_typer(forms_app, name="forms")
+
 from collector import cli_keys  # noqa: E402 - `keys` and `api`
 
 cli_keys.register(app)

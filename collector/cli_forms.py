@@ -1,0 +1,77 @@
+"""``collector forms check | plan | push``: thin commands over formcheck and formpush.
+
+Each command builds Settings at the edge, calls one library function, prints what it
+found, and exits non-zero when something must stop a script or CI job.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from collector.formcheck import CheckResult, check_form, check_manifest_forms
+from collector.manifest import ManifestError, load_manifest
+
+forms_app = typer.Typer(help="Check XLSForms and push them to ODK Central.", no_args_is_help=True)
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _settings():
+    from collector.cli import settings_from_env  # the one edge where Settings is built
+
+    return settings_from_env()
+
+
+def check_targets(forms_dir: Path, names: list[str] | None) -> list[CheckResult]:
+    """Paths to .xlsx files are checked alone; otherwise forms named in the manifest."""
+    paths = [Path(n) for n in names or [] if n.endswith(".xlsx") and Path(n).is_file()]
+    if names and len(paths) == len(names):
+        return [check_form(p) for p in paths]
+    manifest = load_manifest(forms_dir)
+    return check_manifest_forms(manifest, manifest.select(names))
+
+
+def print_findings(results: list[CheckResult]) -> None:
+    for result in results:
+        if not result.findings:
+            _out.print(f"[green]ok[/green]     {escape(result.path.name)}")
+            continue
+        for f in result.findings:
+            colour = "red" if f.severity == "error" else "yellow"
+            text = escape(f"{f.where} {f.code}: {f.message}")
+            _out.print(f"[{colour}]{f.severity:<7}[/{colour}]{text}")
+            _out.print(f"        fix: {escape(f.fix)}")
+
+
+@forms_app.command("check")
+def check_command(
+    forms: list[str] = typer.Argument(None, help="Form ids from the manifest, or .xlsx paths."),
+    as_json: bool = typer.Option(False, "--json", help="Print findings as JSON for tools."),
+) -> None:
+    """Convert each form with pyxform and apply the programme's rules; exit 1 on any error."""
+    settings = _settings()
+    try:
+        results = check_targets(settings.forms_dir, forms)
+    except ManifestError as exc:
+        _err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    errors = sum(len(r.errors) for r in results)
+    if as_json:
+        payload = {
+            "ok": errors == 0,
+            "forms": [
+                {"file": str(r.path), "ok": r.ok, "findings": [f.as_dict() for f in r.findings]}
+                for r in results
+            ],
+        }
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        print_findings(results)
+        _out.print(f"{len(results)} form(s), {errors} error(s)")
+    if errors:
+        raise typer.Exit(1)

@@ -1,0 +1,64 @@
+"""What a form check reports: one ``Finding`` per problem, where a designer can find it.
+
+Shared by the rule modules (``formrules``, ``formexpr``) and ``formcheck``, which runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+LANGUAGE_NAMES = {"en": "English (en)", "tg": "Tajik (tg)", "ru": "Russian (ru)"}
+"""Column suffixes of the programme's languages, as XLSForm headers write them."""
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem, where a designer can find it, and how to fix it."""
+
+    file: str
+    sheet: str | None
+    row: int | None
+    column: str | None  # letter, e.g. "D"
+    code: str
+    message: str
+    fix: str
+    severity: Severity = "error"
+
+    @property
+    def where(self) -> str:
+        place = self.file
+        if self.sheet:
+            place += f" [{self.sheet}"
+            if self.row is not None:
+                place += f" row {self.row}"
+            if self.column:
+                place += f" column {self.column}"
+            place += "]"
+        return place
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Findings:
+    """Gathers the findings for one file, so each rule is a call or two."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.findings: list[Finding] = []
+
+    def add(
+        self,
+        code: str,
+        message: str,
+        fix: str,
+        *,
+        sheet: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+        severity: Severity = "error",
+    ) -> None:
+        self.findings.append(Finding(self.file, sheet, row, column, code, message, fix, severity))

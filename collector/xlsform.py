@@ -1,0 +1,298 @@
+"""Read an XLSForm as the designer wrote it, and convert it to an XForm with pyxform.
+
+Form designers work in a spreadsheet, so every problem we report must point at a cell
+they can find: sheet, row and column letter. ``read_xlsform`` keeps that position for
+every value (openpyxl, no interpretation beyond trimming); ``form_spec`` turns the sheets
+into the ``FormSpec`` the store and API share; ``convert_xlsform`` runs pyxform, the same
+converter Central runs, optionally setting the form version in the settings sheet first,
+because Central refuses to publish a new definition under an already published version
+(409.6; central-backend ``lib/model/query/forms.js`` ``publish``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import openpyxl
+from openpyxl.utils import get_column_letter
+from pyxform.xls2json_backends import get_xlsform
+from pyxform.xls2xform import convert
+
+from collector.formspec import LANGUAGES, ChoiceSpec, FieldSpec, FormSpec
+
+TRANSLATABLE = ("label", "hint", "required_message", "constraint_message")
+"""Columns that carry text a person reads, and so need every language."""
+
+_LANG_COLUMN = re.compile(r"^(?P<key>[a-z_]+)\s*::?\s*(?P<lang>.+)$", re.IGNORECASE)
+_LANG_CODE = re.compile(r"\((?P<code>[A-Za-z-]+)\)\s*$")
+_TRUE = {"yes", "true", "true()", "1"}
+
+# Types that group other rows, and types that are metadata without a label.
+GROUP_BEGIN = {"begin_group": "group", "begin_repeat": "repeat"}
+GROUP_END = {"end_group": "group", "end_repeat": "repeat"}
+METADATA_TYPES = frozenset(
+    {"start", "end", "today", "deviceid", "phonenumber", "username", "email", "audit",
+     "simserial", "subscriberid", "start-geopoint", "background-audio", "calculate", "hidden"}
+)  # fmt: skip
+SELECT_TYPES = frozenset({"select_one", "select_multiple", "rank", "select_one_external"})
+FILE_SELECT_TYPES = frozenset({"select_one_from_file", "select_multiple_from_file"})
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One non-empty value and where it is, in the terms a spreadsheet user sees."""
+
+    sheet: str
+    row: int  # 1-based, the header is row 1
+    column: str  # letter, e.g. "C"
+    header: str  # the column's header as written
+    value: str
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    sheet: str
+    row: int
+    cells: dict[str, Cell]  # header -> cell, only non-empty cells
+
+    def get(self, header: str) -> str:
+        cell = self.cells.get(header)
+        return cell.value if cell else ""
+
+
+@dataclass(frozen=True)
+class Sheet:
+    name: str
+    columns: dict[str, str]  # header -> column letter, in sheet order
+    rows: tuple[SheetRow, ...]  # non-empty data rows only
+
+    def column_of(self, header: str) -> str:
+        """The letter of a header, or the first free column (where it should be added)."""
+        return self.columns.get(header) or get_column_letter(len(self.columns) + 1)
+
+
+@dataclass(frozen=True)
+class XLSForm:
+    path: Path
+    sheets: dict[str, Sheet]  # by sheet name as written
+
+    def sheet(self, name: str) -> Sheet | None:
+        """pyxform matches sheet names case-insensitively; so do we."""
+        for sheet_name, sheet in self.sheets.items():
+            if sheet_name.strip().lower() == name:
+                return sheet
+        return None
+
+    def setting(self, key: str) -> str:
+        settings = self.sheet("settings")
+        if settings is None or not settings.rows:
+            return ""
+        return settings.rows[0].get(key)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    xform: str
+    warnings: tuple[str, ...]
+
+
+def cell_text(value: object) -> str:
+    """A cell's value as pyxform would read it: numbers without a spurious ``.0``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def read_xlsform(path: Path) -> XLSForm:
+    """Every sheet of an .xlsx, keeping the position of each value.
+
+    Raises whatever openpyxl raises for a file that is not a workbook; ``formcheck`` turns
+    that into a finding.
+    """
+    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        sheets: dict[str, Sheet] = {}
+        for worksheet in workbook.worksheets:
+            rows = worksheet.iter_rows(values_only=True)
+            header_values = next(rows, ())
+            columns: dict[str, str] = {}
+            index_to_header: dict[int, str] = {}
+            for index, value in enumerate(header_values, start=1):
+                header = cell_text(value)
+                if header and header not in columns:
+                    columns[header] = get_column_letter(index)
+                    index_to_header[index] = header
+            data_rows: list[SheetRow] = []
+            for row_number, values in enumerate(rows, start=2):
+                cells = {}
+                for index, value in enumerate(values, start=1):
+                    text = cell_text(value)
+                    header = index_to_header.get(index)
+                    if text and header:
+                        cells[header] = Cell(
+                            worksheet.title, row_number, get_column_letter(index), header, text
+                        )
+                if cells:
+                    data_rows.append(SheetRow(worksheet.title, row_number, cells))
+            sheets[worksheet.title] = Sheet(worksheet.title, columns, tuple(data_rows))
+        return XLSForm(path, sheets)
+    finally:
+        workbook.close()
+
+
+def language_of(header: str) -> tuple[str, str] | None:
+    """``label::Tajik (tg)`` -> ``("label", "tg")``; None for a column without a language."""
+    match = _LANG_COLUMN.match(header.strip())
+    if not match:
+        return None
+    code = _LANG_CODE.search(match["lang"])
+    return match["key"].lower(), (code["code"].lower() if code else match["lang"].strip())
+
+
+def texts(row: SheetRow, key: str, default_language: str = "en") -> dict[str, str]:
+    """The text of one translatable column in each language: ``{"en": ..., "tg": ...}``."""
+    out: dict[str, str] = {}
+    for header, cell in row.cells.items():
+        if header.strip().lower() == key:
+            out.setdefault(default_language, cell.value)
+            continue
+        parsed = language_of(header)
+        if parsed and parsed[0] == key:
+            out[parsed[1]] = cell.value
+    return out
+
+
+def split_type(type_text: str) -> tuple[str, str | None]:
+    """``select_one district`` -> ``("select_one", "district")``; ``or_other`` dropped."""
+    parts = type_text.split()
+    if not parts:
+        return "", None
+    joined = "_".join(parts).lower()
+    if joined in GROUP_BEGIN or joined in GROUP_END:
+        return joined, None
+    base = parts[0].lower()
+    if len(parts) > 1 and base in SELECT_TYPES | FILE_SELECT_TYPES:
+        return base, parts[1]
+    return base, None
+
+
+def is_true(text: str) -> bool:
+    return text.strip().lower() in _TRUE
+
+
+def default_language_code(xlsform: XLSForm) -> str:
+    setting = xlsform.setting("default_language")
+    if not setting:
+        return LANGUAGES[0]
+    code = _LANG_CODE.search(setting)
+    return code["code"].lower() if code else setting
+
+
+def form_spec(xlsform: XLSForm, media_dir: Path | None = None) -> FormSpec:
+    """The form's questions, labels, choices and sensitivity, keyed by Central's paths.
+
+    Assumes the form passed ``formcheck`` (balanced groups); CSV choice lists found in
+    ``media_dir`` are included so their values can be labelled too.
+    """
+    lang = default_language_code(xlsform)
+    survey = xlsform.sheet("survey")
+    fields: list[FieldSpec] = []
+    stack: list[tuple[str, str]] = []  # (name, "group" | "repeat")
+    for row in survey.rows if survey else ():
+        base, choice_list = split_type(row.get("type"))
+        if base in GROUP_END:
+            if stack:
+                stack.pop()
+            continue
+        name = row.get("name")
+        if not name:
+            continue
+        parent = "/".join(n for n, _ in stack)
+        path = f"/{parent}/{name}" if parent else f"/{name}"
+        repeats = [i for i, (_, kind) in enumerate(stack) if kind == "repeat"]
+        repeat_path = "/" + "/".join(n for n, _ in stack[: repeats[-1] + 1]) if repeats else None
+        fields.append(
+            FieldSpec(
+                name=name,
+                path=path,
+                type=base,
+                labels=texts(row, "label", lang),
+                hints=texts(row, "hint", lang),
+                choice_list=choice_list,
+                sensitive=is_true(row.get("sensitive")),
+                required=is_true(row.get("required")),
+                repeat_path=repeat_path,
+            )
+        )
+        if base in GROUP_BEGIN:
+            stack.append((name, GROUP_BEGIN[base]))
+    choices: list[ChoiceSpec] = []
+    choice_sheet = xlsform.sheet("choices")
+    for row in choice_sheet.rows if choice_sheet else ():
+        if row.get("list_name") and row.get("name"):
+            choices.append(
+                ChoiceSpec(row.get("list_name"), row.get("name"), texts(row, "label", lang))
+            )
+    if media_dir is not None:
+        for f in fields:
+            if f.type in FILE_SELECT_TYPES and f.choice_list and f.choice_list.endswith(".csv"):
+                choices.extend(csv_choices(media_dir / f.choice_list, lang))
+    return FormSpec(
+        form_id=xlsform.setting("form_id") or xlsform.path.stem,
+        title=xlsform.setting("form_title") or xlsform.setting("form_id") or xlsform.path.stem,
+        version=xlsform.setting("version") or None,
+        fields=tuple(fields),
+        choices=tuple(choices),
+        default_language=lang,
+    )
+
+
+def csv_choices(path: Path, default_language: str = "en") -> list[ChoiceSpec]:
+    """Choices of a ``select_one_from_file`` CSV; the list is named after the file."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        out = []
+        for record in csv.DictReader(fh):
+            labels: dict[str, str] = {}
+            for header, value in record.items():
+                if header is None or not value:
+                    continue
+                if header.strip().lower() == "label":
+                    labels.setdefault(default_language, value.strip())
+                elif (parsed := language_of(header)) and parsed[0] == "label":
+                    labels[parsed[1]] = value.strip()
+            if record.get("name"):
+                out.append(ChoiceSpec(path.name, record["name"].strip(), labels))
+        return out
+
+
+def convert_xlsform(path: Path, version: str | None = None) -> Conversion:
+    """pyxform's XForm for the file, with ``version`` written into its settings if given.
+
+    Raises ``pyxform.errors.PyXFormError`` (and occasionally other errors on odd input);
+    ``formcheck`` maps those to sheet, row and column.
+    """
+    definition = get_xlsform(str(path))
+    if version is not None:
+        settings = [dict(row) for row in (definition.settings or [{}])] or [{}]
+        settings[0]["version"] = version
+        definition.settings = settings
+        # pyxform reads only columns its header row names (``sheet_headers.process_row``)
+        header = [dict(row) for row in (definition.settings_header or [{}])] or [{}]
+        header[0]["version"] = None
+        definition.settings_header = header
+    warnings: list[str] = []
+    result = convert(dataclasses.asdict(definition), warnings=warnings)
+    return Conversion(result.xform, tuple(warnings))
