@@ -124,6 +124,9 @@ def form_row(conn: sqlite3.Connection, project_id: int, xml_form_id: str) -> For
 def int_param(value: str) -> int:
     """A numeric path segment; anything else is a resource that cannot exist (404.1)."""
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise errors.not_found() from None
+    if not 0 <= number < 2**63:  # SQLite's INTEGER range; no such row can exist
+        raise errors.not_found()
+    return number

@@ -119,6 +119,8 @@ def parse_config(data: dict[str, Any]) -> FaultConfig:
                     status=int(raw.get("status", 503)),
                     ms=int(raw.get("ms", 0)),
                     rate=float(raw.get("rate", 1.0)),
+                    seen=int(raw.get("seen", 0)),
+                    fired=int(raw.get("fired", 0)),
                 )
             )
     except (TypeError, ValueError, re.error) as exc:

@@ -223,11 +223,13 @@ def extended_form_json(conn: sqlite3.Connection, form: FormRow, base: dict) -> d
 
 
 def attachment_json(row: tuple) -> dict:
-    name, kind, has_content, updated = row
+    """Central >= v2025.1 attachment shape (pyodk FormAttachment needs ``hash``)."""
+    name, kind, content, updated = row
+    has_content = content is not None
     return {
         "name": name,
         "type": kind,
-        "hash": None,
+        "hash": hashlib.md5(bytes(content)).hexdigest() if has_content else None,  # noqa: S324
         "exists": bool(has_content),
         "blobExists": bool(has_content),
         "datasetExists": False,
@@ -491,8 +493,7 @@ async def draft_publish(request: Request) -> Response:
 
 def _attachments_of(conn: sqlite3.Connection, def_id: int) -> list[dict]:
     rows = conn.execute(
-        "SELECT name, type, content IS NOT NULL, updated_at FROM form_attachments "
-        "WHERE def_id=? ORDER BY name",
+        "SELECT name, type, content, updated_at FROM form_attachments WHERE def_id=? ORDER BY name",
         (def_id,),
     ).fetchall()
     return [attachment_json(r) for r in rows]
@@ -537,7 +538,7 @@ async def draft_attachment_upload(request: Request) -> Response:
         (content, ctype, updated, form.draft_def, name),
     )
     # Central >= v2025.1 answers the attachment (pyodk form_draft_attachments.upload).
-    return ok(attachment_json((name, row[0], True, updated)))
+    return ok(attachment_json((name, row[0], content, updated)))
 
 
 async def draft_attachment_delete(request: Request) -> Response:

@@ -180,6 +180,51 @@ async def attachment_get(request: Request) -> Response:
     return Response(bytes(found[0]), 200, media_type=found[1] or "application/octet-stream")
 
 
+async def attachment_upload(request: Request) -> Response:
+    """``POST .../submissions/{iid}/attachments/{name}`` with the raw bytes (pyodk
+    submission_attachments.upload); only names the current version expects (404.1 else)."""
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    name = request.path_params["name"]
+    version_id = e.conn.execute(
+        "SELECT current_version FROM submissions WHERE id=?", (row[0],)
+    ).fetchone()[0]
+    expected = e.conn.execute(
+        "SELECT 1 FROM submission_attachments WHERE version_id=? AND name=?", (version_id, name)
+    ).fetchone()
+    if expected is None:
+        raise errors.not_found()
+    content = await request.body()
+    ctype = request.headers.get("content-type") or "application/octet-stream"
+    e.conn.execute(
+        "UPDATE submission_attachments SET content=?, content_type=? WHERE version_id=? AND name=?",
+        (content, ctype, version_id, name),
+    )
+    e.conn.execute(
+        "UPDATE submissions SET att_present=(SELECT count(*) FROM submission_attachments "
+        "WHERE version_id=? AND content IS NOT NULL) WHERE id=?",
+        (version_id, row[0]),
+    )
+    return success()
+
+
+async def attachment_delete(request: Request) -> Response:
+    e, _, form = _form(request)
+    row = submission_row(e.conn, form, request.path_params["iid"])
+    version_id = e.conn.execute(
+        "SELECT current_version FROM submissions WHERE id=?", (row[0],)
+    ).fetchone()[0]
+    cur = e.conn.execute(
+        "UPDATE submission_attachments SET content=NULL, content_type=NULL "
+        "WHERE version_id=? AND name=? AND content IS NOT NULL",
+        (version_id, request.path_params["name"]),
+    )
+    if cur.rowcount == 0:
+        raise errors.not_found()
+    e.conn.execute("UPDATE submissions SET att_present=att_present-1 WHERE id=?", (row[0],))
+    return success()
+
+
 async def versions_list(request: Request) -> Response:
     e, _, form = _form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
@@ -215,6 +260,8 @@ ROUTES = [
     Route(S + "/{iid}/comments", comment_create, methods=["POST"]),
     Route(S + "/{iid}/attachments", attachments_list, methods=["GET"]),
     Route(S + "/{iid}/attachments/{name}", attachment_get, methods=["GET"]),
+    Route(S + "/{iid}/attachments/{name}", attachment_upload, methods=["POST"]),
+    Route(S + "/{iid}/attachments/{name}", attachment_delete, methods=["DELETE"]),
     Route(S + "/{iid}/versions", versions_list, methods=["GET"]),
     Route(S + "/{iid}", submission_get, methods=["GET"]),
     Route(S + "/{iid}", submission_put, methods=["PUT"]),

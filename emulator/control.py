@@ -1,0 +1,110 @@
+"""A small client for the emulator's control routes (``/_emulator/...``), for tests and
+benchmarks: set and clear faults, expire tokens, read the truth, commit a late submission.
+
+    ctl = EmulatorControl("http://127.0.0.1:8383")
+    ctl.fail_nth(r"\\.svc/Submissions", 3, status=503)   # the 3rd OData page request fails
+    ctl.fail_next(r"/submission$", 2, status=500)          # the next 2 submissions fail
+    ctl.clear()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+
+class EmulatorControl:
+    """Talks to one running emulator's control routes over HTTP."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        r = self.http.request(
+            method, f"{self.base_url}/_emulator{path}", json=json, timeout=self.timeout
+        )
+        if r.status_code >= 400:
+            raise RuntimeError(f"emulator control {method} {path} -> {r.status_code}: {r.text}")
+        return r.json()
+
+    def health(self) -> bool:
+        return bool(self._call("GET", "/health").get("ok"))
+
+    def faults(self) -> dict[str, Any]:
+        """The current fault settings, with each rule's seen/fired counters."""
+        return self._call("GET", "/faults")
+
+    def set_faults(self, **settings: Any) -> dict[str, Any]:
+        """Replace the fault settings (see emulator/faults.py for the keys)."""
+        return self._call("POST", "/faults", settings)
+
+    def clear(self) -> dict[str, Any]:
+        return self._call("DELETE", "/faults")
+
+    def add_rules(self, *rules: dict[str, Any]) -> dict[str, Any]:
+        """Keep the current settings and rules (with their counters), add scripted rules."""
+        current = self.faults()
+        current.pop("requests", None)
+        current["rules"] = [*current["rules"], *rules]
+        return self.set_faults(**current)
+
+    def fail_nth(
+        self,
+        path: str,
+        n: int,
+        status: int = 503,
+        method: str | None = "GET",
+        action: str = "status",
+    ) -> dict[str, Any]:
+        """The ``n``-th request (1-based, counted from now) matching ``path`` fails."""
+        return self.add_rules(
+            {
+                "path": path,
+                "method": method,
+                "skip": n - 1,
+                "times": 1,
+                "action": action,
+                "status": status,
+            }
+        )
+
+    def fail_next(
+        self,
+        path: str,
+        times: int,
+        status: int = 503,
+        method: str | None = None,
+        action: str = "status",
+    ) -> dict[str, Any]:
+        """The next ``times`` requests matching ``path`` fail."""
+        return self.add_rules(
+            {
+                "path": path,
+                "method": method,
+                "skip": 0,
+                "times": times,
+                "action": action,
+                "status": status,
+            }
+        )
+
+    def expire_tokens(self) -> int:
+        """Every web-user session expires now (the next call gets 401.2)."""
+        return int(self._call("POST", "/expire-tokens")["expired"])
+
+    def truth(self, project_id: int, xml_form_id: str) -> list[dict[str, Any]]:
+        """Every submission of a form, deleted ones included, newest first."""
+        return self._call("GET", f"/truth/{project_id}/{xml_form_id}")
+
+    def backdated_submission(
+        self, project_id: int, xml_form_id: str, xml: str, submission_date: str
+    ) -> dict[str, Any]:
+        """Commit ``xml`` now with an older ``submissionDate`` (getodk/central#1615)."""
+        return self._call(
+            "POST",
+            f"/projects/{project_id}/forms/{xml_form_id}/backdated-submission",
+            {"xml": xml, "submissionDate": submission_date},
+        )

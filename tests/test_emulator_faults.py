@@ -1,0 +1,133 @@
+"""Faults on purpose: each kind does what a client will meet, scripted and seeded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from emulator.control import EmulatorControl
+from tests.conftest import CentralTarget
+from tests.emulator_support import Setup, login, setup_form
+
+
+@pytest.fixture
+def ctl(emulator_central: CentralTarget) -> Iterator[EmulatorControl]:
+    control = EmulatorControl(emulator_central.url)
+    control.clear()
+    yield control
+    control.clear()
+
+
+@pytest.fixture
+def s(emulator_central: CentralTarget, fresh_name: str) -> Setup:
+    return setup_form(emulator_central, fresh_name)
+
+
+def test_error_rate_answers_429_with_retry_after(ctl: EmulatorControl, s: Setup) -> None:
+    ctl.set_faults(seed=1, error_rate=1.0, error_statuses=[429], retry_after=7)
+    r = s.http.get(f"{s.url}/v1/projects", timeout=30)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "7"
+    assert requests.get(f"{s.url}/_emulator/health", timeout=30).ok  # control is never faulted
+    ctl.clear()
+    assert s.http.get(f"{s.url}/v1/projects", timeout=30).ok
+
+
+def test_the_third_odata_page_fails_once(ctl: EmulatorControl, s: Setup) -> None:
+    for i in range(4):
+        s.submit(f"n{i}")
+    ctl.fail_nth(r"\.svc/Submissions", 3, status=503)
+    statuses = []
+    url = f"{s.form_path}.svc/Submissions?$top=1"
+    for _ in range(4):
+        r = s.http.get(url, timeout=30)
+        statuses.append(r.status_code)
+        if r.ok:
+            url = r.json()["@odata.nextLink"]
+    assert statuses == [200, 200, 503, 200]
+    assert ctl.faults()["rules"][0]["fired"] == 1
+
+
+def test_the_next_n_requests_fail_then_recover(ctl: EmulatorControl, s: Setup) -> None:
+    ctl.fail_next(r"/submission$", 2, status=500, method="POST")
+    codes = []
+    for i in range(3):
+        try:
+            s.submit(f"x{i}")
+            codes.append(201)
+        except AssertionError:
+            codes.append(500)
+    assert codes == [500, 500, 201]
+
+
+def test_seeded_error_rate_is_reproducible(ctl: EmulatorControl, s: Setup) -> None:
+    def run() -> list[int]:
+        ctl.set_faults(seed=42, error_rate=0.5, error_statuses=[500, 502, 503])
+        return [s.http.get(f"{s.url}/v1/projects", timeout=30).status_code for _ in range(12)]
+
+    first, second = run(), run()
+    assert first == second
+    assert {200} < set(first)  # some pass, some fail
+
+
+def test_connection_dropped_mid_body(ctl: EmulatorControl, s: Setup) -> None:
+    s.submit()
+    ctl.fail_next(r"\.svc/Submissions", 1, action="drop")
+    with pytest.raises(requests.exceptions.RequestException):
+        s.odata().json()
+    assert s.odata().ok  # the next call is served
+
+
+def test_truncated_and_garbage_bodies(ctl: EmulatorControl, s: Setup) -> None:
+    s.submit()
+    ctl.fail_next(r"\.svc/Submissions", 1, action="truncate")
+    r = s.odata()
+    assert r.status_code == 200
+    with pytest.raises(requests.exceptions.JSONDecodeError):
+        r.json()
+    ctl.fail_next(r"\.svc/Submissions", 1, action="garbage")
+    r = s.odata()
+    assert r.status_code == 200
+    with pytest.raises(requests.exceptions.JSONDecodeError):
+        r.json()
+    assert s.odata().json()["value"]
+
+
+def test_latency(ctl: EmulatorControl, s: Setup) -> None:
+    ctl.set_faults(latency_ms=300)
+    started = time.monotonic()
+    assert s.http.get(f"{s.url}/v1/projects", timeout=30).ok
+    assert time.monotonic() - started >= 0.3
+
+
+def test_tokens_expiring_early(
+    ctl: EmulatorControl, emulator_central: CentralTarget, s: Setup
+) -> None:
+    assert ctl.expire_tokens() >= 1
+    r = s.http.get(f"{s.url}/v1/projects", timeout=30)
+    assert (r.status_code, r.json()["code"]) == (401, 401.2)
+
+    http = login(emulator_central)
+    ctl.fail_next(r"/v1/projects$", 1, action="expire_token", method="GET")
+    assert http.get(f"{s.url}/v1/projects", timeout=30).status_code == 401
+
+    ctl.set_faults(session_ttl_seconds=0.5)
+    short = login(emulator_central)
+    assert short.get(f"{s.url}/v1/projects", timeout=30).ok
+    time.sleep(0.6)
+    assert short.get(f"{s.url}/v1/projects", timeout=30).status_code == 401
+
+
+def test_bad_fault_settings_are_refused(
+    ctl: EmulatorControl, emulator_central: CentralTarget
+) -> None:
+    r = requests.post(f"{emulator_central.url}/_emulator/faults", json={"nonsense": 1}, timeout=30)
+    assert r.status_code == 400
+    r = requests.post(
+        f"{emulator_central.url}/_emulator/faults",
+        json={"rules": [{"action": "explode"}]},
+        timeout=30,
+    )
+    assert r.status_code == 400
