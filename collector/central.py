@@ -156,6 +156,13 @@ class Central:
     def __post_init__(self) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        for name, value in (
+            ("COLLECTOR_CENTRAL_URL", s.central_url),
+            ("COLLECTOR_CENTRAL_EMAIL", s.central_email),
+            ("COLLECTOR_CENTRAL_PASSWORD", s.central_password.get_secret_value()),
+        ):
+            if not value:
+                raise CentralError(f"{name} is empty: collector cannot log in to Central")
         # Config held in memory (pyodk accepts a Config object), so the password is never
         # written to a file; the token cache goes to data_dir, never the home directory.
         config = pyodk_config.Config(
@@ -371,6 +378,107 @@ class Central:
 
 
 # --- forms (create, draft, attachments, publish): H4 ---------------------------------------
+# central-backend docs/api.yaml "Forms", "Draft Form", "Draft Form Attachments"; golden
+# 05-08, 12, 14, 16-19. Definitions go up as XForm XML (pyodk form_drafts.CONTENT_TYPES
+# ".xml"), so Central keeps exactly the bytes we hashed and its ``sha256`` compares with
+# ours. The version is already in that XML, so publish needs no ``?version=``.
+
+XFORM_CONTENT_TYPE = "application/xml"
+
+
+def projects(central: Central) -> list[dict]:
+    """Every project the user can see (``GET /v1/projects``)."""
+    return central.json("GET", "projects")
+
+
+def project_id_named(central: Central, name: str) -> int | None:
+    """The id of the (not deleted) project called ``name``, or None."""
+    for project in projects(central):
+        if project.get("name") == name and not project.get("deletedAt"):
+            return int(project["id"])
+    return None
+
+
+def create_project(central: Central, name: str) -> int:
+    """Create a project; returns its id (``POST /v1/projects``, golden 05)."""
+    body = central.json("POST", "projects", json={"name": name}, retry=False)
+    return int(body["id"])
+
+
+def form_or_none(central: Central, form_id: str, project_id: int) -> dict | None:
+    """The Form JSON (``publishedAt`` null when only a draft exists), or None on 404."""
+    try:
+        return central.form(form_id, project_id)
+    except CentralRejected as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def form_versions(central: Central, form_id: str, project_id: int) -> list[dict]:
+    """Every published version, newest first (golden 14)."""
+    return central.json("GET", central.form_path(form_id, project_id) + "/versions")
+
+
+def create_form(central: Central, form_id: str, xform: bytes, project_id: int) -> dict:
+    """A new form holding only a draft (``publish=false``): publish it after its media."""
+    return central.json(
+        "POST",
+        f"projects/{project_id}/forms",
+        params={"ignoreWarnings": "true", "publish": "false"},
+        data=xform,
+        headers={
+            "Content-Type": XFORM_CONTENT_TYPE,
+            "X-XlsForm-FormId-Fallback": central.session.urlquote(form_id),
+        },
+    )
+
+
+def open_draft(central: Central, form_id: str, xform: bytes, project_id: int) -> None:
+    """Replace the form's draft with this definition; the published version is untouched."""
+    central.json(
+        "POST",
+        central.form_path(form_id, project_id) + "/draft",
+        params={"ignoreWarnings": "true"},
+        data=xform,
+        headers={
+            "Content-Type": XFORM_CONTENT_TYPE,
+            "X-XlsForm-FormId-Fallback": central.session.urlquote(form_id),
+        },
+    )
+
+
+def form_attachments(
+    central: Central, form_id: str, project_id: int, *, draft: bool = False
+) -> list[dict]:
+    """``[{name, type, exists, ...}]`` of the published definition (or the draft)."""
+    suffix = "/draft/attachments" if draft else "/attachments"
+    return central.json("GET", central.form_path(form_id, project_id) + suffix)
+
+
+def form_attachment_bytes(
+    central: Central, form_id: str, name: str, project_id: int, *, draft: bool = False
+) -> bytes:
+    """One media file of the published definition (or the draft)."""
+    base = central.form_path(form_id, project_id) + ("/draft" if draft else "")
+    path = base + central.session.urlformat("/attachments/{name}", name=name)
+    return central.request("GET", path).content
+
+
+def upload_draft_attachment(
+    central: Central, form_id: str, name: str, data: bytes, project_id: int, content_type: str
+) -> None:
+    """Upload one media file to the draft; a name the form does not expect is 404.1."""
+    path = central.form_path(form_id, project_id) + central.session.urlformat(
+        "/draft/attachments/{name}", name=name
+    )
+    # Uploading the same bytes twice is harmless, so a retry after a lost answer is safe.
+    central.request("POST", path, data=data, headers={"Content-Type": content_type})
+
+
+def publish_draft(central: Central, form_id: str, project_id: int) -> None:
+    """Publish the draft under the version its XML carries; 409.6 if that one exists."""
+    central.json("POST", central.form_path(form_id, project_id) + "/draft/publish", retry=False)
 
 
 # --- app users: H8 -----------------------------------------------------------------------

@@ -144,7 +144,8 @@ class SyncRun(SQLModel, table=True):
     xml_form_id: str
     started_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     finished_at: datetime | None = Field(default=None, sa_column=_ts())
-    status: str = "running"  # running | ok | failed
+    status: str = "running"  # running | ok | failed | stopped
+    runner: str | None = None  # who ran it: cli, scheduler host, api
     fetched: int = 0  # rows read from Central
     written: int = 0  # submissions inserted or changed
     deleted: int = 0  # newly marked deleted

@@ -623,16 +623,31 @@ def save_sync_state(engine: Engine, form_id: int, **values: Any) -> None:
         _set_sync_state(conn, form_id, **values)
 
 
-def start_run(engine: Engine, xml_form_id: str, form_id: int | None) -> int:
+def start_run(
+    engine: Engine, xml_form_id: str, form_id: int | None, runner: str | None = None
+) -> int:
     with engine.begin() as conn:
         return conn.execute(
             T["sync_run"]
             .insert()
-            .values(xml_form_id=xml_form_id, form_id=form_id, started_at=now(), status="running")
+            .values(
+                xml_form_id=xml_form_id,
+                form_id=form_id,
+                started_at=now(),
+                status="running",
+                runner=runner,
+            )
         ).inserted_primary_key[0]
 
 
-def finish_run(engine: Engine, run_id: int, *, error: str | None = None, **counts: Any) -> None:
+def finish_run(
+    engine: Engine,
+    run_id: int,
+    *,
+    error: str | None = None,
+    status: str | None = None,
+    **counts: Any,
+) -> None:
     run = T["sync_run"]
     with engine.begin() as conn:
         conn.execute(
@@ -640,7 +655,7 @@ def finish_run(engine: Engine, run_id: int, *, error: str | None = None, **count
             .where(run.c.id == run_id)
             .values(
                 finished_at=now(),
-                status="failed" if error else "ok",
+                status=status or ("failed" if error else "ok"),
                 error=error,
                 **counts,
             )

@@ -54,10 +54,14 @@ class SyncError(Exception):
     """A form that cannot be synced for a reason of its own (the message names it)."""
 
 
+class SyncStopped(Exception):
+    """Asked to stop between pages: what is stored stays, the watermark did not move."""
+
+
 @dataclass
 class FormResult:
     xml_form_id: str
-    status: str = "ok"  # ok | failed
+    status: str = "ok"  # ok | failed | stopped
     run_id: int | None = None
     fetched: int = 0
     written: int = 0
@@ -141,8 +145,10 @@ class FormSync:
     form_json: dict
     progress: Progress | None = None
     reconcile: bool | None = None  # None: when counts differ or the last one is old
+    should_stop: Callable[[], bool] | None = None  # asked between pages
+    runner: str | None = None
     result: FormResult = field(init=False)
-    form_id: int = field(init=False)
+    form_id: int | None = field(init=False, default=None)
     shape: FormShape = field(init=False)
     known_versions: set[str] = field(init=False, default_factory=set)
     newest_deleted: datetime | None = field(init=False, default=None)
@@ -155,9 +161,11 @@ class FormSync:
         self.result = FormResult(self.xml_form_id)
         started = time.perf_counter()
         form_id = store.form_id_for(self.engine, self.xml_form_id)
-        self.result.run_id = store.start_run(self.engine, self.xml_form_id, form_id)
+        self.result.run_id = store.start_run(self.engine, self.xml_form_id, form_id, self.runner)
         try:
             self._run()
+        except SyncStopped:
+            self.result.status = "stopped"
         except (CentralError, SyncError) as err:
             self.result.status, self.result.error = "failed", str(err)
             log.error("sync of form %s failed: %s", self.xml_form_id, err)
@@ -168,7 +176,12 @@ class FormSync:
         finally:
             self.result.seconds = time.perf_counter() - started
             store.finish_run(
-                self.engine, self.result.run_id, error=self.result.error, **self.result.counts()
+                self.engine,
+                self.result.run_id,
+                error=self.result.error,
+                status=self.result.status,
+                form_id=self.form_id,
+                **self.result.counts(),
             )
         return self.result
 
@@ -243,6 +256,8 @@ class FormSync:
                         self.newest_deleted = t
             if self.progress:
                 self.progress(self.xml_form_id, len(rows), page.get("@odata.count"))
+            if self.should_stop and self.should_stop():
+                raise SyncStopped
         return newest
 
     def _params(self, filter_: str | None, *, count: bool = False) -> dict[str, str]:
@@ -386,6 +401,8 @@ def sync_forms(
     central: Central | None = None,
     progress: Progress | None = None,
     reconcile: bool | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    runner: str | None = None,
 ) -> list[FormResult]:
     """Sync the named forms (all of the project's forms when None); one result per form.
 
@@ -404,8 +421,13 @@ def sync_forms(
             if name not in listed:
                 results.append(_unknown_form(engine, settings, name))
                 continue
+            if should_stop and should_stop():
+                break
+            form = listed[name]
             results.append(
-                FormSync(settings, engine, central, listed[name], progress, reconcile).run()
+                FormSync(
+                    settings, engine, central, form, progress, reconcile, should_stop, runner
+                ).run()
             )
         return results
     finally:

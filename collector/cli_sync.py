@@ -1,0 +1,133 @@
+"""``collector sync [FORM...]`` and ``collector status``: pull submissions, show how far.
+
+Thin: build Settings, call :func:`collector.sync.sync_forms` or
+:func:`collector.store.form_statuses`, print, and exit non-zero when a form failed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from collector import store
+from collector.central import CentralError
+from collector.settings import Settings
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _ago(t: datetime | None) -> str:
+    if t is None:
+        return "-"
+    seconds = (store.now() - store.as_utc(t)).total_seconds()
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def register(app: typer.Typer, settings_from_env) -> None:
+    @app.command("sync")
+    def sync_command(
+        forms: list[str] = typer.Argument(
+            None, help="Forms (xmlFormId); all of the project's when none."
+        ),
+        reconcile: bool = typer.Option(
+            False,
+            "--reconcile",
+            help="Compare every instance id with Central's, whatever the counts say.",
+        ),
+    ) -> None:
+        """Pull new, changed and deleted submissions from Central into the store."""
+        from collector.sync import sync_forms
+
+        settings: Settings = settings_from_env()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(form: str, advance: int, total: int | None) -> None:
+                if form not in tasks:
+                    tasks[form] = bar.add_task(form, total=total)
+                elif total is not None and bar.tasks[tasks[form]].total is None:
+                    bar.update(tasks[form], total=total)
+                bar.advance(tasks[form], advance)
+
+            try:
+                results = sync_forms(
+                    settings,
+                    forms or None,
+                    progress=progress,
+                    reconcile=reconcile or None,
+                    runner="cli",
+                )
+            except CentralError as exc:
+                err.print(f"[red]sync failed: {exc}[/red]")
+                raise typer.Exit(1) from None
+        failed = 0
+        for r in results:
+            if r.status == "ok":
+                out.print(
+                    f"{r.xml_form_id}: {r.written} written, {r.deleted} deleted, "
+                    f"{r.restored} restored, {r.attachments} attachments "
+                    f"({r.fetched} read in {r.pages} pages, {r.seconds:.1f} s)"
+                )
+            else:
+                failed += 1
+                err.print(f"[red]{r.xml_form_id}: {r.status}: {r.error}[/red]")
+        if not results:
+            out.print("no forms to sync")
+        if failed:
+            raise typer.Exit(1)
+
+    @app.command("status")
+    def status_command() -> None:
+        """Per form: watermark, last run, counts, lag and last error."""
+        settings: Settings = settings_from_env()
+        engine = store.engine_for(settings)
+        store.create_schema(engine)
+        table = Table(title="sync status")
+        for col in (
+            "form",
+            "watermark",
+            "last run",
+            "result",
+            "stored",
+            "deleted",
+            "issues",
+            "lag",
+            "last error",
+        ):
+            table.add_column(col)
+        for s in store.form_statuses(engine):
+            last = s.last_run or {}
+            finished = last.get("finished_at")
+            result = last.get("status", "-")
+            if last:
+                result += f" ({last.get('written', 0)} written)"
+            table.add_row(
+                s.xml_form_id,
+                s.watermark.isoformat(timespec="seconds") if s.watermark else "-",
+                _ago(finished or last.get("started_at")),
+                result,
+                str(s.stored),
+                str(s.deleted),
+                str(s.issues),
+                _ago(s.watermark),
+                (s.last_error or "")[:80],
+            )
+        out.print(table)
