@@ -41,5 +41,10 @@ def main() -> None:
     app()
 
 
+from collector import cli_sync  # noqa: E402 - `sync` and `status`
+
+cli_sync.register(app, settings_from_env)
+
+
 if __name__ == "__main__":
     main()
