@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import requests
 from pydantic import SecretStr
@@ -34,7 +34,6 @@ from collector.settings import Settings
 # The emulator is ours and listens on loopback only: fixed demo credentials are fine.
 DEMO_EMAIL = "demo-admin@example.org"
 DEMO_PASSWORD = "demo-admin-password"  # noqa: S105 - the local emulator's, printed nowhere
-DEMO_PROJECT = "Migrant families programme (demo)"
 ROLES = ("viewer", "analyst", "manager", "admin")
 EXAMPLE_FORM = "household_visit"
 
@@ -170,6 +169,7 @@ class Demo:
             ],
         )
         if not wait_until(http_ok(f"{self.central_url}/_emulator/health"), seconds=30, child=child):
+            self.exited.add(child.name)
             raise RuntimeError(f"the emulator did not start:\n{child.log_tail()}")
         return f"{self.central_url} (data in {data})"
 
@@ -178,25 +178,28 @@ class Demo:
 
         return Central(self.demo_settings)
 
-    def ensure_project(self) -> str:
-        with self.central() as central:
-            projects = central.json("GET", "projects")
-            found = [p for p in projects if p["name"] == DEMO_PROJECT]
-            if found:
-                self.project_id = found[0]["id"]
-            else:
-                self.project_id = central.json("POST", "projects", json={"name": DEMO_PROJECT})[
-                    "id"
-                ]
-        return f"{DEMO_PROJECT!r} (id {self.project_id})"
-
     def push_forms(self) -> str:
-        from collector.formpush import push_forms
+        """``collector forms push``'s library call: check, create the project, publish."""
+        from collector import store
+        from collector.formpush import push_forms, store_recorder
+        from collector.manifest import load_manifest
 
-        report = push_forms(self.demo_settings)
-        with self.central() as central:
-            self.forms = sorted(f["xmlFormId"] for f in central.forms() if f.get("publishedAt"))
-        return f"{', '.join(self.forms)} published ({_short(report)})"
+        settings = self.demo_settings
+        manifest = load_manifest(settings.forms_dir)
+        engine = store.engine_for(settings)
+        store.create_schema(engine)
+        try:
+            with self.central() as central:
+                results = push_forms(central, manifest, record=store_recorder(engine))
+        finally:
+            engine.dispose()
+        (self.project_id,) = {r.plan.project_id for r in results}
+        self.forms = [r.plan.form_id for r in results]
+        done = ", ".join(
+            f"{r.plan.form_id} ({r.plan.action.value})" if r.published_version else r.plan.form_id
+            for r in results
+        )
+        return f"{done} in project {results[0].plan.project!r} (id {self.project_id})"
 
     def create_keys(self) -> str:
         from collector import store
@@ -231,6 +234,7 @@ class Demo:
         )
         time.sleep(1.5)
         if not child.running:
+            self.exited.add(child.name)
             raise RuntimeError(f"the enumerators exited at once:\n{child.log_tail()}")
         return f"{self.options.rate:g} submissions/s in English, Tajik and Russian"
 
@@ -242,6 +246,7 @@ class Demo:
         )
         time.sleep(1.5)
         if not child.running:
+            self.exited.add(child.name)
             raise RuntimeError(f"the scheduler exited at once:\n{child.log_tail()}")
         return f"every form every {self.options.every} s ({self.demo_settings.resolved_database_url.split(':')[0]} store)"
 
@@ -253,6 +258,7 @@ class Demo:
             [sys.executable, "-m", "collector", "api", "--host", "127.0.0.1", "--port", str(port)],
         )
         if not wait_until(http_ok(f"{self.api_url}/health"), seconds=30, child=child):
+            self.exited.add(child.name)
             raise RuntimeError(f"the API did not start:\n{child.log_tail()}")
         return self.api_url
 
@@ -312,16 +318,16 @@ class Demo:
         return {f["xmlFormId"]: int(f.get("submissions") or 0) for f in forms}
 
     def api_counts(self) -> tuple[dict[str, int], str]:
-        """Per form, submissions the API reports stored; and the newest sync's time."""
-        body = requests.get(
+        """Per form, the submissions the API serves (``/v1/sync/status``); newest sync time."""
+        response = requests.get(
             f"{self.api_url}/v1/sync/status",
             headers={"Authorization": f"Bearer {self.keys['admin']}"},
             timeout=10,
-        ).json()
-        items = body if isinstance(body, list) else body.get("forms", body.get("items", []))
+        )
+        response.raise_for_status()
         counts, last = {}, ""
-        for item in items:
-            counts[item.get("form_id") or item.get("xml_form_id")] = int(item.get("stored") or 0)
+        for item in response.json():
+            counts[item["form_id"]] = int(item.get("submissions") or 0)
             run = item.get("last_run") or {}
             last = max(last, str(run.get("finished_at") or ""))
         return counts, last
@@ -337,13 +343,13 @@ class Demo:
         if self.api_url and "admin" in self.keys:
             try:
                 via_api, last = self.api_counts()
-            except (requests.RequestException, ValueError, AttributeError) as exc:
+            except (requests.RequestException, ValueError, KeyError) as exc:
                 self.console.print(f"[yellow]API not answering: {exc}[/yellow]")
         self.api_seen = max(self.api_seen, sum(via_api.values()))
         per_form = " · ".join(f"{f} {via_api.get(f, 0)}/{n}" for f, n in sorted(on_central.items()))
         self.console.print(
             f"{time.strftime('%H:%M:%S')}  on Central {sum(on_central.values())}  "
-            f"via the API {sum(via_api.values())}   ({per_form})"
+            f"via the API {sum(via_api.values())}   (API/Central: {per_form})"
             + (f"  last sync {last[11:19]}" if last else ""),
             highlight=False,
         )
@@ -397,14 +403,18 @@ def _secret(value: str) -> SecretStr:
     return SecretStr(value)
 
 
-def _short(report: Any) -> str:
-    text = str(report)
-    return text if len(text) < 120 else text[:117] + "..."
+def _how(code: int | None) -> str:
+    """How a child ended: uvicorn re-raises the SIGTERM it handled, so -15 is a clean stop."""
+    if code in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
+        return "stopped cleanly"
+    if code == -signal.SIGKILL:
+        return "killed: it did not stop in time"
+    return f"exit code {code}"
 
 
 def run_demo(settings: Settings, options: DemoOptions, stop: threading.Event) -> int:
     """Run the demo until ``stop`` (Ctrl-C) or ``options.duration``; the exit code."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # long URLs and keys stay whole
     if options.fresh and options.data_dir.exists():
         shutil.rmtree(options.data_dir)
     options.data_dir.mkdir(parents=True, exist_ok=True)
@@ -412,7 +422,6 @@ def run_demo(settings: Settings, options: DemoOptions, stop: threading.Event) ->
     console.rule("[bold]collector demo")
     try:
         if demo.step("Central emulator", demo.start_emulator):
-            demo.step("Central project", demo.ensure_project)
             demo.step("forms pushed", demo.push_forms)
             demo.step("API keys", demo.create_keys)
             demo.step("enumerators", demo.start_enumerators)
@@ -430,5 +439,5 @@ def run_demo(settings: Settings, options: DemoOptions, stop: threading.Event) ->
         # Enumerators first (no new data), the scheduler (its page finishes), API, Central.
         order = {"enumerators": 0, "scheduler": 1, "api": 2, "emulator": 3}
         codes = stop_all(sorted(demo.children, key=lambda c: order.get(c.name, 9)))
-        console.print("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
+        console.print("stopped: " + ", ".join(f"{n} ({_how(c)})" for n, c in codes.items()))
     return code

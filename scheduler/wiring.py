@@ -7,7 +7,6 @@ one. Everything else in ``scheduler/`` is plain APScheduler and locking.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -73,17 +72,18 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
 
     engine = store.engine_for(settings)
     store.create_schema(engine)
-    accepts = inspect.signature(sync_forms).parameters
 
     def sync_one(form_id: str, should_stop: Callable[[], bool]) -> Any:
-        extra: dict[str, Any] = {}
-        if "runner" in accepts:
-            extra["runner"] = runner
-        if "should_stop" in accepts:
-            extra["should_stop"] = should_stop
         try:
             with Central(settings) as central:
-                (result,) = sync_forms(settings, [form_id], engine=engine, central=central, **extra)
+                (result,) = sync_forms(
+                    settings,
+                    [form_id],
+                    engine=engine,
+                    central=central,
+                    runner=runner,
+                    should_stop=should_stop,
+                )
         except CentralError as exc:
             raise RunFailed(str(exc)) from exc
         if result.status == "failed":
