@@ -1,0 +1,502 @@
+"""A small XPath 1.0 evaluator, enough for the relevant/constraint/calculate/choice-filter
+expressions pyxform writes, so simulated enumerators can answer forms the way Collect
+would let them.
+
+It evaluates over the ElementTree the enumerator is filling (the primary instance) and
+the form's secondary instances. Anything it does not know raises :class:`XPathError`;
+callers treat that as "cannot tell" and answer anyway, as the brief asks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from xml.etree.ElementTree import Element
+
+
+class XPathError(ValueError):
+    """The expression uses something this evaluator does not support."""
+
+
+class NodeSet(list):
+    """An XPath node-set: a list of elements (kept distinct from plain values)."""
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+    (?P<num>\d+(?:\.\d*)?|\.\d+)
+  | (?P<str>'[^']*'|"[^"]*")
+  | (?P<op><=|>=|!=|=|<|>|\+|-|\*|\||\(|\)|\[|\]|,|//|/|\.\.|\.|@|\$\{)
+  | (?P<name>[A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)
+  | (?P<close>\})
+)""",
+    re.VERBOSE,
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise XPathError(f"cannot read {text!r} at {pos}")
+        pos = m.end()
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind)))
+    return out
+
+
+# --- AST -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Path:
+    absolute: bool
+    steps: list[tuple[str, list[Any]]]  # (name | "." | ".." | "*", predicates)
+    start: Any = None  # a FuncCall such as instance('x') or current(), else None
+
+
+@dataclass
+class FuncCall:
+    name: str
+    args: list[Any]
+
+
+@dataclass
+class BinOp:
+    op: str
+    left: Any
+    right: Any
+
+
+@dataclass
+class Neg:
+    value: Any
+
+
+@dataclass
+class Literal:
+    value: Any
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.toks = _tokens(text)
+        self.i = 0
+
+    def peek(self, k: int = 0) -> tuple[str, str] | None:
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else None
+
+    def take(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None:
+            raise XPathError("unexpected end of expression")
+        self.i += 1
+        return tok
+
+    def accept(self, value: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok[1] == value and tok[0] in ("op", "name", "close"):
+            self.i += 1
+            return True
+        return False
+
+    def parse(self) -> Any:
+        node = self.or_expr()
+        if self.peek() is not None:
+            raise XPathError(f"unexpected {self.peek()[1]!r}")
+        return node
+
+    def binary(self, sub: Callable[[], Any], ops: tuple[str, ...]) -> Any:
+        node = sub()
+        while (tok := self.peek()) is not None and tok[1] in ops and tok[0] in ("op", "name"):
+            self.i += 1
+            node = BinOp(tok[1], node, sub())
+        return node
+
+    def or_expr(self) -> Any:
+        return self.binary(self.and_expr, ("or",))
+
+    def and_expr(self) -> Any:
+        return self.binary(self.eq_expr, ("and",))
+
+    def eq_expr(self) -> Any:
+        return self.binary(self.rel_expr, ("=", "!="))
+
+    def rel_expr(self) -> Any:
+        return self.binary(self.add_expr, ("<", "<=", ">", ">="))
+
+    def add_expr(self) -> Any:
+        return self.binary(self.mul_expr, ("+", "-"))
+
+    def mul_expr(self) -> Any:
+        return self.binary(self.unary, ("*", "div", "mod"))
+
+    def unary(self) -> Any:
+        if self.accept("-"):
+            return Neg(self.unary())
+        return self.binary(self.path_expr, ("|",))
+
+    def path_expr(self) -> Any:
+        tok = self.peek()
+        if tok is None:
+            raise XPathError("unexpected end of expression")
+        kind, value = tok
+        if kind == "num":
+            self.i += 1
+            return Literal(float(value))
+        if kind == "str":
+            self.i += 1
+            return Literal(value[1:-1])
+        if value == "(":
+            self.i += 1
+            inner = self.or_expr()
+            if not self.accept(")"):
+                raise XPathError("missing )")
+            return inner
+        if value == "${":
+            self.i += 1
+            name = self.take()[1]
+            if not self.accept("}"):
+                raise XPathError("missing } in ${...}")
+            return Path(False, [("${}", [name])])
+        if kind == "name" and (nxt := self.peek(1)) is not None and nxt[1] == "(":
+            self.i += 2
+            args: list[Any] = []
+            if not self.accept(")"):
+                while True:
+                    args.append(self.or_expr())
+                    if self.accept(")"):
+                        break
+                    if not self.accept(","):
+                        raise XPathError("expected , or )")
+            call = FuncCall(value, args)
+            if self.peek() is not None and self.peek()[1] in ("/", "//"):
+                path = self.location(absolute=False)
+                path.start = call
+                return path
+            return call
+        if value in ("/", "//") or kind == "name" or value in (".", "..", "*", "@"):
+            return self.location(absolute=value in ("/", "//"))
+        raise XPathError(f"unexpected {value!r}")
+
+    def location(self, absolute: bool) -> Path:
+        steps: list[tuple[str, list[Any]]] = []
+        if absolute or (self.peek() is not None and self.peek()[1] in ("/", "//")):
+            if self.peek()[1] == "//":
+                raise XPathError("// is not supported")
+            self.i += 1
+            if self.peek() is None or self.peek()[1] in (")", ",", "]"):
+                return Path(True, steps)
+        while True:
+            tok = self.take()
+            if tok[1] == "@":
+                raise XPathError("attributes are not supported")
+            name = tok[1]
+            preds: list[Any] = []
+            while self.accept("["):
+                preds.append(self.or_expr())
+                if not self.accept("]"):
+                    raise XPathError("missing ]")
+            steps.append((name, preds))
+            if self.peek() is not None and self.peek()[1] == "/":
+                self.i += 1
+                continue
+            break
+        return Path(absolute, steps)
+
+
+_CACHE: dict[str, Any] = {}
+
+
+def compile_xpath(text: str) -> Any:
+    """Parse once; expressions repeat across every submission of a form."""
+    node = _CACHE.get(text)
+    if node is None:
+        node = _Parser(text).parse()
+        _CACHE[text] = node
+    return node
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def local(tag: str) -> str:
+    if tag[:1] == "{":
+        return tag[tag.index("}") + 1 :]
+    return tag.rsplit(":", 1)[-1]
+
+
+@dataclass
+class Context:
+    """What an expression sees: the primary instance, the node it is about, the node of
+    the question being answered (``current()``), secondary instances, and a parent map."""
+
+    root: Element
+    node: Element
+    current: Element
+    instances: dict[str, Element]
+    parents: dict[int, Element] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # ${name} -> absolute path
+    now: datetime | None = None
+
+    def parent(self, elem: Element) -> Element | None:
+        return self.parents.get(id(elem))
+
+
+def to_string(value: Any) -> str:
+    if isinstance(value, NodeSet):
+        return (value[0].text or "") if value else ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    return "" if value is None else str(value)
+
+
+def to_number(value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    text = to_string(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if _DATE_RE.match(text):
+        # JavaRosa compares dates as days since the epoch
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return math.nan
+        if moment.tzinfo is not None:
+            moment = moment.replace(tzinfo=None)
+        return (moment - datetime(1970, 1, 1)).total_seconds() / 86400
+    return math.nan
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, NodeSet):
+        return len(value) > 0
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return not (value == 0 or math.isnan(value))
+    return len(to_string(value)) > 0
+
+
+def _compare(op: str, a: Any, b: Any) -> bool:
+    if isinstance(a, NodeSet) or isinstance(b, NodeSet):
+        left = [x.text or "" for x in a] if isinstance(a, NodeSet) else [a]
+        right = [x.text or "" for x in b] if isinstance(b, NodeSet) else [b]
+        return any(_compare(op, x, y) for x in left for y in right)
+    if op in ("=", "!="):
+        if isinstance(a, bool) or isinstance(b, bool):
+            same = to_bool(a) == to_bool(b)
+        elif isinstance(a, float) or isinstance(b, float):
+            same = to_number(a) == to_number(b)
+        else:
+            same = to_string(a) == to_string(b)
+        return same if op == "=" else not same
+    x, y = to_number(a), to_number(b)
+    if math.isnan(x) or math.isnan(y):
+        return False
+    return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
+
+
+def evaluate(expr: str | Any, ctx: Context) -> Any:
+    node = compile_xpath(expr) if isinstance(expr, str) else expr
+    return _eval(node, ctx)
+
+
+def _eval(node: Any, ctx: Context) -> Any:
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, Neg):
+        return -to_number(_eval(node.value, ctx))
+    if isinstance(node, BinOp):
+        op = node.op
+        if op == "or":
+            return to_bool(_eval(node.left, ctx)) or to_bool(_eval(node.right, ctx))
+        if op == "and":
+            return to_bool(_eval(node.left, ctx)) and to_bool(_eval(node.right, ctx))
+        left, right = _eval(node.left, ctx), _eval(node.right, ctx)
+        if op in ("=", "!=", "<", "<=", ">", ">="):
+            return _compare(op, left, right)
+        if op == "|":
+            return NodeSet([*left, *right])
+        x, y = to_number(left), to_number(right)
+        if op == "+":
+            return x + y
+        if op == "-":
+            return x - y
+        if op == "*":
+            return x * y
+        if op == "div":
+            return x / y if y else math.nan
+        if op == "mod":
+            return math.fmod(x, y) if y else math.nan
+    if isinstance(node, Path):
+        return _path(node, ctx)
+    if isinstance(node, FuncCall):
+        return _call(node, ctx)
+    raise XPathError(f"cannot evaluate {node!r}")
+
+
+def _children(elem: Element, name: str) -> list[Element]:
+    if name == "*":
+        return list(elem)
+    return [c for c in elem if local(c.tag) == name]
+
+
+def _ancestors_or_self(elem: Element, ctx: Context) -> list[Element]:
+    chain = [elem]
+    while (p := ctx.parent(chain[-1])) is not None:
+        chain.append(p)
+    return chain
+
+
+def _path(node: Path, ctx: Context) -> NodeSet:
+    steps = node.steps
+    if steps and steps[0][0] == "${}":
+        target = ctx.names.get(steps[0][1][0])
+        if target is None:
+            raise XPathError(f"unknown ${{{steps[0][1][0]}}}")
+        return _path(compile_xpath(target), ctx)
+    if node.start is not None:
+        nodes = _eval(node.start, ctx)
+        if not isinstance(nodes, NodeSet):
+            raise XPathError("path from a non-node-set")
+    elif node.absolute:
+        nodes = NodeSet([ctx.root])
+        if steps and local(ctx.root.tag) == steps[0][0]:
+            steps = steps[1:]
+        else:
+            return NodeSet()
+        # contextualize: inside a repeat, /data/rep/x means this repeat instance's x
+        chain = {id(e) for e in _ancestors_or_self(ctx.node, ctx)}
+        for name, preds in steps:
+            nxt: list[Element] = []
+            for n in nodes:
+                matches = _children(n, name) if name not in (".", "..") else [n]
+                mine = [m for m in matches if id(m) in chain]
+                nxt.extend(mine or matches)
+            nodes = _filter(NodeSet(nxt), preds, ctx)
+        return nodes
+    else:
+        nodes = NodeSet([ctx.node])
+    for name, preds in steps:
+        nxt = []
+        for n in nodes:
+            if name == ".":
+                nxt.append(n)
+            elif name == "..":
+                p = ctx.parent(n)
+                if p is not None:
+                    nxt.append(p)
+            else:
+                nxt.extend(_children(n, name))
+        nodes = _filter(NodeSet(nxt), preds, ctx)
+    return nodes
+
+
+def _filter(nodes: NodeSet, preds: list[Any], ctx: Context) -> NodeSet:
+    for pred in preds:
+        kept = NodeSet()
+        for i, n in enumerate(nodes):
+            sub = Context(ctx.root, n, ctx.current, ctx.instances, ctx.parents, ctx.names, ctx.now)
+            value = _eval(pred, sub)
+            if isinstance(value, float) and not isinstance(value, bool):
+                if value == i + 1:
+                    kept.append(n)
+            elif to_bool(value):
+                kept.append(n)
+        nodes = kept
+    return nodes
+
+
+def _fmt_date(d: date) -> str:
+    return d.isoformat()
+
+
+def _call(node: FuncCall, ctx: Context) -> Any:
+    name = node.name
+    args = node.args
+
+    def arg(i: int) -> Any:
+        return _eval(args[i], ctx)
+
+    if name == "instance":
+        inst = ctx.instances.get(to_string(arg(0)))
+        if inst is None:
+            raise XPathError(f"no instance {to_string(arg(0))!r}")
+        return NodeSet([inst])
+    if name == "current":
+        return NodeSet([ctx.current])
+    if name == "true":
+        return True
+    if name == "false":
+        return False
+    if name == "not":
+        return not to_bool(arg(0))
+    if name == "boolean":
+        return to_bool(arg(0))
+    if name in ("number", "int"):
+        value = to_number(arg(0))
+        return float(math.trunc(value)) if name == "int" and not math.isnan(value) else value
+    if name == "string":
+        return to_string(arg(0))
+    if name == "string-length":
+        return float(len(to_string(arg(0) if args else NodeSet([ctx.node]))))
+    if name == "concat":
+        return "".join(to_string(arg(i)) for i in range(len(args)))
+    if name == "contains":
+        return to_string(arg(1)) in to_string(arg(0))
+    if name == "starts-with":
+        return to_string(arg(0)).startswith(to_string(arg(1)))
+    if name == "ends-with":
+        return to_string(arg(0)).endswith(to_string(arg(1)))
+    if name == "regex":
+        return re.search(to_string(arg(1)), to_string(arg(0))) is not None
+    if name == "selected":
+        return to_string(arg(1)).strip() in to_string(arg(0)).split()
+    if name == "count-selected":
+        return float(len(to_string(arg(0)).split()))
+    if name == "count":
+        value = arg(0)
+        return float(len(value)) if isinstance(value, NodeSet) else math.nan
+    if name == "sum":
+        value = arg(0)
+        return float(sum(to_number(NodeSet([n])) for n in value))
+    if name == "if":
+        return arg(1) if to_bool(arg(0)) else arg(2)
+    if name == "coalesce":
+        first = to_string(arg(0))
+        return first if first else to_string(arg(1))
+    if name == "round":
+        value = to_number(arg(0))
+        places = int(to_number(arg(1))) if len(args) > 1 else 0
+        return float(round(value, places)) if not math.isnan(value) else value
+    if name in ("today", "now"):
+        now = ctx.now or datetime.now().astimezone()
+        return _fmt_date(now.date()) if name == "today" else now.isoformat(timespec="milliseconds")
+    if name == "position":
+        return 1.0
+    if name in ("uuid",):
+        raise XPathError("uuid() is not deterministic here")
+    raise XPathError(f"function {name}() is not supported")

@@ -1,0 +1,310 @@
+"""Simulated enumerators: Collect-like submissions (offline) and a real run against Central."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import requests
+from pyxform.xls2xform import convert
+
+from emulator.enumerators import AppUserKey, Enumerators, WebUser, device_id
+from emulator.enumerators.tajik import DISTRICTS, LAT_RANGE, LON_RANGE
+from emulator.odata import entity_from_submission
+from emulator.xform import parse_xform
+
+REPO = Path(__file__).resolve().parent.parent
+
+HOUSEHOLD_MD = """
+| survey |
+| | type | name | label | constraint | relevant | required | repeat_count | choice_filter | calculation |
+| | start | start | | | | | | | |
+| | end | end | | | | | | | |
+| | deviceid | deviceid | | | | | | | |
+| | today | today | | | | | | | |
+| | text | name | Name | | | yes | | | |
+| | integer | age | Age | . >= 0 and . <= 120 | | yes | | | |
+| | select_one yn | married | Married? | | ${age} >= 16 | | | | |
+| | begin group | place | Place | | | | | | |
+| | select_one region | region | Region | | | yes | | | |
+| | select_one district | district | District | | | yes | | region=${region} | |
+| | geopoint | gps | GPS | | | yes | | | |
+| | end group | | | | | | | | |
+| | select_multiple need | needs | Needs | | | yes | | | |
+| | text | needs_other | Other need | | selected(${needs}, 'other') | yes | | | |
+| | integer | nkids | Children | . >= 0 and . <= 6 | | yes | | | |
+| | begin repeat | child | Child | | | | ${nkids} | | |
+| | text | child_name | Child name | | | yes | | | |
+| | integer | child_age | Child age | . < 18 | | yes | | | |
+| | end repeat | | | | | | | | |
+| | begin repeat | visit | Visit | | | | | | |
+| | date | visit_date | Visit date | . <= today() | | yes | | | |
+| | end repeat | | | | | | | | |
+| | image | photo | Photo | | | | | | |
+| | decimal | remittance | Remittance | . > 0 | | yes | | | |
+| | calculate | total | | | | | | | ${nkids} + 1 |
+| | note | thanks | Thank you | | | | | | |
+| choices |
+| | list_name | name | label | region |
+| | yn | yes | Yes | |
+| | yn | no | No | |
+| | region | sughd | Sughd | |
+| | region | khatlon | Khatlon | |
+| | district | khujand | Khujand | sughd |
+| | district | isfara | Isfara | sughd |
+| | district | kulob | Kulob | khatlon |
+| | district | bokhtar | Bokhtar | khatlon |
+| | need | legal | Legal aid | |
+| | need | food | Food | |
+| | need | other | Other | |
+| settings |
+| | form_id | version |
+| | {form_id} | 1 |
+"""
+
+SUGHD = {"khujand", "isfara"}
+UUID = re.compile(r"^uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def household_xform(form_id: str = "household") -> bytes:
+    md = HOUSEHOLD_MD.replace("{form_id}", form_id)
+    return convert(md.encode(), file_type=".md", form_name="data").xform.encode()
+
+
+@pytest.fixture(scope="module")
+def xform() -> bytes:
+    return household_xform()
+
+
+def offline(xform: bytes, seed: int | str = 1) -> Enumerators:
+    runner = Enumerators("http://127.0.0.1:1", WebUser("x@example.org", "x"), 1, seed=seed)
+    runner.add_form(xform)
+    return runner
+
+
+def answers(xml: bytes) -> ET.Element:
+    return ET.fromstring(xml)  # noqa: S314 - our own output in a test
+
+
+def test_build__same_seed_same_xml_and_ids(xform):
+    first = [offline(xform, seed=7).build(k) for k in range(6)]
+    again = [offline(xform, seed=7).build(k) for k in range(6)]
+    other = [offline(xform, seed=8).build(k) for k in range(6)]
+    assert [s.xml for s in first] == [s.xml for s in again]
+    assert [s.instance_id for s in first] == [s.instance_id for s in again]
+    assert {s.instance_id for s in first}.isdisjoint({s.instance_id for s in other})
+    # submission k does not depend on what was built before it
+    assert offline(xform, seed=7).build(5).xml == first[5].xml
+
+
+def test_build__answers_respect_the_form(xform):
+    runner = offline(xform, seed="checks")
+    form = parse_xform(xform)
+    cyrillic = 0
+    for k in range(40):
+        sub = runner.build(k)
+        root = answers(sub.xml)
+        assert sub.xml.startswith(b"<?xml version='1.0' ?><data ")
+        assert root.get("id") == "household" and root.get("version") == "1"
+        assert UUID.match(sub.instance_id)
+        assert root.findtext("meta/instanceID") == sub.instance_id
+        assert root.findtext("deviceid") == device_id("checks", k % 4)
+        assert re.fullmatch(r"collect:[A-Za-z0-9]{16}", root.findtext("deviceid"))
+        assert root.findtext("start") < root.findtext("end")
+        age = int(root.findtext("age"))
+        assert 0 <= age <= 120
+        married = root.findtext("married")
+        assert (married in ("yes", "no", None, "")) and (age >= 16 or not married)
+        region, district = root.findtext("place/region"), root.findtext("place/district")
+        assert region in ("sughd", "khatlon")
+        assert (district in SUGHD) == (region == "sughd")  # choice_filter honoured
+        lat, lon, _alt, _acc = map(float, root.findtext("place/gps").split())
+        assert LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LON_RANGE[0] <= lon <= LON_RANGE[1]
+        centre = DISTRICTS[district]
+        assert abs(lat - centre[0]) < 0.1 and abs(lon - centre[1]) < 0.1  # near the district
+        needs = root.findtext("needs").split()
+        assert needs and set(needs) <= {"legal", "food", "other"}
+        assert bool(root.findtext("needs_other")) == ("other" in needs)  # relevant honoured
+        kids = root.findall("child")
+        assert len(kids) == int(root.findtext("nkids"))  # jr:count honoured
+        assert all(0 <= int(c.findtext("child_age")) < 18 for c in kids)
+        assert 1 <= len(root.findall("visit")) <= 5
+        assert all(
+            v.findtext("visit_date") <= root.findtext("today") for v in root.findall("visit")
+        )
+        assert float(root.findtext("remittance")) > 0
+        assert root.findtext("total") == str(len(kids) + 1)  # calculate evaluated
+        assert root.find("thanks") is not None and not root.findtext("thanks")
+        photo = root.findtext("photo")
+        if photo:
+            assert [a[0] for a in sub.attachments] == [photo]
+            assert sub.attachments[0][1].startswith(b"\x89PNG")
+        cyrillic += bool(re.search("[А-Яа-яҶҷҲҳҚқӮӯҒғӢӣ]", sub.xml.decode()))
+        # Central's reading of it works: groups nested, repeats as rows
+        entity = entity_from_submission(form, sub.xml, sub.instance_id)
+        assert entity.data["age"] == age
+        assert len(entity.repeat_rows["Submissions.child"]) == len(kids)
+    assert cyrillic >= 30
+
+
+def test_edit__new_instance_id_and_deprecated_id(xform):
+    runner = offline(xform, seed=3)
+    original = runner.build(0)
+    factory = runner._factory("household", 0)
+    import random
+    from datetime import datetime
+
+    edited = factory.edit(
+        original, random.Random("edit"), datetime.fromisoformat("2026-03-03T10:00:00+05:00")
+    )
+    root = answers(edited.xml)
+    assert edited.instance_id != original.instance_id and UUID.match(edited.instance_id)
+    assert root.findtext("meta/instanceID") == edited.instance_id
+    assert root.findtext("meta/deprecatedID") == original.instance_id
+    assert [c.tag for c in root.find("meta")] == ["instanceID", "deprecatedID"]
+    assert edited.xml != original.xml
+
+
+# --- against a running Central -----------------------------------------------------------------
+
+
+def _session(central) -> requests.Session:
+    s = requests.Session()
+    token = s.post(
+        f"{central.url}/v1/sessions",
+        json={"email": central.email, "password": central.password},
+        timeout=30,
+    ).json()["token"]
+    s.headers["Authorization"] = f"Bearer {token}"
+    return s
+
+
+@pytest.fixture
+def project(central, fresh_name):
+    """A fresh project with the household form published; (session, project id, form id)."""
+    s = _session(central)
+    pid = s.post(f"{central.url}/v1/projects", json={"name": fresh_name}, timeout=30).json()["id"]
+    form_id = f"hh_{fresh_name}"
+    resp = s.post(
+        f"{central.url}/v1/projects/{pid}/forms",
+        params={"publish": "true"},
+        data=household_xform(form_id),
+        headers={"Content-Type": "application/xml"},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    return s, pid, form_id
+
+
+def _odata(central, s, pid, form_id, query: str) -> dict:
+    resp = s.get(
+        f"{central.url}/v1/projects/{pid}/forms/{form_id}.svc/Submissions?{query}", timeout=30
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_run__web_user_submits_edits_reviews_deletes(central, project):
+    s, pid, form_id = project
+    events = []
+    runner = Enumerators(
+        central.url,
+        WebUser(central.email, central.password),
+        pid,
+        seed="e2e",
+        enumerators=3,
+        edit_share=0.4,
+        review_share=0.4,
+        delete_share=0.15,
+        on_event=events.append,
+    )
+    assert runner.prepare() == [form_id]
+    result = runner.run(count=15)
+    assert result.failures == 0, [e for e in events if e.kind == "error"]
+    assert (
+        result.submitted == 15 and result.edits > 0 and result.reviews > 0 and result.deletions > 0
+    )
+    assert sum(e.kind == "submission" for e in events) == 15
+    live = _odata(central, s, pid, form_id, "%24count=true&%24expand=*")
+    assert live["@odata.count"] == 15 - result.deletions
+    rows = {r["__id"]: r for r in live["value"]}
+    assert set(rows) == set(result.instance_ids) - set(result.deleted_ids)
+    assert sum(r["__system"]["edits"] for r in rows.values()) == result.edits
+    assert {r["__system"]["deviceId"] for r in rows.values()} <= {
+        device_id("e2e", i) for i in range(3)
+    }
+    assert any(
+        r["__system"]["reviewState"] in ("approved", "hasIssues", "rejected") for r in rows.values()
+    )
+    # no <child> element at all when nkids is 0: then Central has no key for it
+    assert all(len(r.get("child", [])) == r["nkids"] for r in rows.values())
+    deleted = _odata(central, s, pid, form_id, "%24filter=__system%2FdeletedAt%20ne%20null")
+    assert {r["__id"] for r in deleted["value"]} == set(result.deleted_ids)
+
+
+def test_run__app_user_key_at_a_rate(central, project):
+    s, pid, form_id = project
+    user = s.post(
+        f"{central.url}/v1/projects/{pid}/app-users",
+        json={"displayName": "enumerator 1"},
+        timeout=30,
+    ).json()
+    resp = s.post(
+        f"{central.url}/v1/projects/{pid}/forms/{form_id}/assignments/app-user/{user['id']}",
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    key = AppUserKey(f"{central.url}/v1/key/{user['token']}/projects/{pid}")
+    runner = Enumerators(
+        central.url,
+        key,
+        seed=5,
+        rate=20,
+        enumerators=2,
+        edit_share=0,
+        review_share=0,
+        delete_share=0,
+    )
+    result = runner.run(count=6)
+    assert (result.submitted, result.failures) == (6, 0)
+    assert result.elapsed >= 5 / 20  # the rate paced them
+    rows = _odata(central, s, pid, form_id, "")["value"]
+    assert {r["__system"]["submitterName"] for r in rows} == {"enumerator 1"}
+
+
+def test_command__runs_and_prints_a_summary(central, project):
+    _s, pid, form_id = project
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emulator.enumerators",
+            "--url",
+            central.url,
+            "--email",
+            central.email,
+            "--project",
+            str(pid),
+            "--form",
+            form_id,
+            "--count",
+            "4",
+            "--seed",
+            "cli",
+            "--enumerators",
+            "2",
+        ],
+        env={"ENUMERATORS_PASSWORD": central.password, "PATH": "/usr/bin:/bin"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sent 4 submissions" in proc.stdout
+    assert proc.stdout.count(" submission ") == 4
+    assert central.password not in proc.stdout + proc.stderr
