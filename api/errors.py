@@ -42,6 +42,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _our_frames(exc: BaseException) -> str:
+    """The traceback's frames in our code: file, line, function and source line, never
+    the exception's message or locals (either can hold a value or a token)."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if "site-packages" not in f.filename
+    ]
+    return "".join(traceback.format_list(frames))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -110,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
             request.method,
             request.url.path,
             type(exc).__name__,
-            "".join(traceback.format_tb(exc.__traceback__)),
+            _our_frames(exc),
         )
         return JSONResponse(
             status_code=500,

@@ -32,6 +32,7 @@ from collector.queries import (
     Scope,
     SubmissionFilter,
     stream_rows,
+    value_key,
 )
 
 META_EXPORT = (
@@ -78,13 +79,17 @@ def _cells(spec: ExportSpec, row: dict[str, Any]) -> list[Any]:
     out = [row.get(m) for m in spec.meta]
     for f in spec.fields:
         for c in f.value_columns():
-            out.append(_display(spec.form, f, row.get(c), spec.lang))
+            out.append(_display(spec.form, f, row.get(value_key(c)), spec.lang))
     return out
 
 
 def _sensitive_read(spec: ExportSpec, row: dict[str, Any]) -> list[str]:
     return [
-        c for f in spec.fields if f.sensitive for c in f.value_columns() if row.get(c) is not None
+        c
+        for f in spec.fields
+        if f.sensitive
+        for c in f.value_columns()
+        if row.get(value_key(c)) is not None
     ]
 
 
@@ -242,15 +247,16 @@ def geojson_chunks(
     first = True
     parts: list[bytes] = []
     for row in _rows(engine, spec, on_sensitive):
-        lat, lon = row.get(lat_c), row.get(lon_c)
+        lat, lon = row.get(value_key(lat_c)), row.get(value_key(lon_c))
         if lat is None or lon is None:
             continue
-        coords = [lon, lat] if row.get(alt_c) is None else [lon, lat, row[alt_c]]
+        alt = row.get(value_key(alt_c))
+        coords = [lon, lat] if alt is None else [lon, lat, alt]
         props: dict[str, Any] = {m: _json_value(row.get(m)) for m in others}
-        props["accuracy"] = row.get(acc_c)
+        props["accuracy"] = row.get(value_key(acc_c))
         for f in props_fields:
             for c in f.value_columns():
-                props[c] = _json_value(_display(spec.form, f, row.get(c), spec.lang))
+                props[c] = _json_value(_display(spec.form, f, row.get(value_key(c)), spec.lang))
         feature = {
             "type": "Feature",
             "geometry": {"type": "Point", "coordinates": coords},

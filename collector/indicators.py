@@ -391,13 +391,13 @@ def compute(
     totals: dict[tuple, float] = defaultdict(float)
     with engine.connect() as conn:
         for row in conn.execute(query):
-            base = tuple(_key(row[f"k{i}"]) for i in range(len(group)))
+            base = tuple(_key(row._mapping[f"k{i}"]) for i in range(len(group)))
             if isinstance(measure, Sum):
                 for i, part in enumerate(measure.parts):
                     key = base + tuple(part.values.get(b) for b in part_by)
-                    totals[key] += row[f"a{i}"] or 0
+                    totals[key] += float(row._mapping[f"a{i}"] or 0)
             else:
-                totals[base] += row["a0"] or 0
+                totals[base] += float(row._mapping["a0"] or 0)
 
     key_names = names + part_by
     order = ["period", *[b for b in by]]

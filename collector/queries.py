@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -109,9 +109,13 @@ class FormInfo:
     choices: dict[str, dict[str, dict[str, str | None]]] = field(default_factory=dict)
 
     def field_named(self, key: str) -> FieldInfo | None:
-        """A field by its path (``/g/q``) or, when unambiguous, its name."""
+        """A field by its path (``/g/q``), its column (``g__q``) or, when unambiguous, its name."""
         for f in self.fields:
-            if f.path == key or f.path == "/" + key.strip("/"):
+            if (
+                f.path == key
+                or f.path == "/" + key.strip("/")
+                or (f.column_name and f.column_name == key)
+            ):
                 return f
         named = [f for f in self.fields if f.name == key]
         return named[0] if len(named) == 1 else None
@@ -237,6 +241,10 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
             .order_by(field_t.c.position, field_t.c.id)
         )
     )
+    if not any(f.labels.get("en") or f.labels.get("tg") or f.labels.get("ru") for f in fields):
+        # The XLSForm was never recorded (only Central's /fields are known), so nobody has
+        # said which questions are sensitive: treat them all as sensitive (fail closed).
+        fields = tuple(replace(f, sensitive=True) if f.has_values else f for f in fields)
     choices: dict[str, dict[str, dict[str, str | None]]] = {}
     for c in conn.execute(
         sa.select(choice_t)
@@ -615,8 +623,14 @@ def _meta_select() -> list[sa.ColumnElement]:
     return [s.c.id.label("_sid"), *(s.c[c] for c in META_COLUMNS)]
 
 
+def value_key(column: str) -> str:
+    """The result key of a field's column: prefixed, so that a question named like a
+    metadata column (``district``, ``instance_id``) never collides with it."""
+    return "v_" + column
+
+
 def _value_select(fields: list[FieldInfo], table: sa.TableClause) -> list[sa.ColumnElement]:
-    return [table.c[c].label(c) for f in fields for c in f.value_columns()]
+    return [table.c[c].label(value_key(c)) for f in fields for c in f.value_columns()]
 
 
 @dataclass(frozen=True)

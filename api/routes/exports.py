@@ -82,16 +82,18 @@ async def export(
     headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
     if fmt == "csv":
         return StreamingResponse(
-            csv_chunks(engine, spec, on_sensitive=audit), MEDIA[fmt], headers=headers
+            csv_chunks(engine, spec, on_sensitive=audit), media_type=MEDIA[fmt], headers=headers
         )
     if fmt == "geojson":
         geo = _geopoint(form, spec, geofield, scope.sensitive)
         return StreamingResponse(
-            geojson_chunks(engine, spec, geo, on_sensitive=audit), MEDIA[fmt], headers=headers
+            geojson_chunks(engine, spec, geo, on_sensitive=audit),
+            media_type=MEDIA[fmt],
+            headers=headers,
         )
     directory = str(settings.data_dir) if settings.data_dir.is_dir() else None
     path = await run_in_threadpool(xlsx_file, engine, spec, on_sensitive=audit, directory=directory)
-    return StreamingResponse(file_chunks(path), MEDIA[fmt], headers=headers)
+    return StreamingResponse(file_chunks(path), media_type=MEDIA[fmt], headers=headers)
 
 
 def _geopoint(form, spec: ExportSpec, geofield: str | None, sensitive: bool):

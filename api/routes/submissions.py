@@ -30,6 +30,7 @@ from collector.queries import (
     select_fields,
     submission_one,
     submissions_page,
+    value_key,
 )
 
 router = APIRouter(tags=["submissions"])
@@ -75,14 +76,14 @@ def values_out(
     labels: dict[str, Any] | None = {} if lang else None
     for f in fields:
         if f.is_geopoint:
-            lat, lon, alt, acc = (row.get(c) for c in f.value_columns())
+            lat, lon, alt, acc = (row.get(value_key(c)) for c in f.value_columns())
             values[f.column_name or f.name] = (
                 None
                 if lat is None and lon is None
                 else {"lat": lat, "lon": lon, "alt": alt, "acc": acc}
             )
             continue
-        value = row.get(f.column_name or "")
+        value = row.get(value_key(f.column_name or ""))
         if f.select_multiple:
             value = None if value is None else str(value).split()
         values[f.column_name or f.name] = value
@@ -97,7 +98,13 @@ def values_out(
 
 
 def sensitive_read(fields: list[FieldInfo], row: dict[str, Any]) -> list[str]:
-    return [c for f in fields if f.sensitive for c in f.value_columns() if row.get(c) is not None]
+    return [
+        c
+        for f in fields
+        if f.sensitive
+        for c in f.value_columns()
+        if row.get(value_key(c)) is not None
+    ]
 
 
 def _meta(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,252 @@
+"""The API over a store synced from the emulator: lists, filters, cursors, one submission,
+exports, indicators with small-cell suppression, reviews, sync status, errors, auth."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import openpyxl
+import pytest
+import sqlalchemy as sa
+
+from collector import store
+from tests.api_fixtures import (
+    HOME_DISTRICT,
+    MARK_HOME,
+    MARK_OTHER,
+    OTHER_DISTRICT,
+    RARE_DISTRICT,
+    api_fixture,  # noqa: F401 - fixture "api"
+    module_database_url_fixture,  # noqa: F401 - fixture
+    synced_fixture,  # noqa: F401 - fixture
+)
+
+
+def all_pages(api, key: str, form: str, **params) -> list[dict]:
+    items, cursor = [], None
+    for _ in range(1000):
+        r = api.get(
+            f"/v1/forms/{form}/submissions", key, **params, **({"cursor": cursor} if cursor else {})
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return items
+    raise AssertionError("pagination did not end")
+
+
+def live_count(engine, form: str, district: str | None = None) -> int:
+    sub, f = store.T["submission"], store.T["form"]
+    q = (
+        sa.select(sa.func.count())
+        .select_from(sub.join(f, f.c.id == sub.c.form_id))
+        .where(f.c.xml_form_id == form, sub.c.deleted_at.is_(None))
+    )
+    if district:
+        q = q.where(sub.c.district == district)
+    with engine.connect() as c:
+        return c.execute(q).scalar_one()
+
+
+def test_api__cursor_pages_cover_every_submission_once_in_order(api):
+    n = live_count(api.synced.engine, "household_visit")
+    for sort in ("-submitted_at", "submitted_at", "visit__respondent_age", "-district"):
+        items = all_pages(api, "analyst", "household_visit", limit=7, sort=sort)
+        ids = [i["instance_id"] for i in items]
+        assert len(ids) == n and len(set(ids)) == n, sort
+    items = all_pages(api, "analyst", "household_visit", limit=5, sort="visit__respondent_age")
+    ages = [i["values"]["visit__respondent_age"] for i in items]
+    present = [a for a in ages if a is not None]
+    assert present == sorted(present) and ages[len(present) :] == [None] * (
+        len(ages) - len(present)
+    )
+
+
+def test_api__filters_by_district_field_and_date(api):
+    e = api.synced.engine
+    items = all_pages(api, "analyst", "household_visit", district=HOME_DISTRICT, limit=50)
+    assert len(items) == live_count(e, "household_visit", HOME_DISTRICT)
+    assert {i["district"] for i in items} == {HOME_DISTRICT}
+    marks = {i["values"]["visit__household_id"] for i in items}
+    assert MARK_HOME in marks and MARK_OTHER not in marks
+    old = all_pages(api, "analyst", "household_visit", where="visit__respondent_age:gte:30")
+    assert old and all(i["values"]["visit__respondent_age"] >= 30 for i in old)
+    young = all_pages(api, "analyst", "household_visit", where="respondent_age:lt:30")
+    assert len(old) + len(young) <= live_count(e, "household_visit")
+    both = all_pages(
+        api, "analyst", "household_visit", where=["respondent_age:gte:30", "consent:eq:yes"]
+    )
+    assert all(i["values"]["consent"] == "yes" for i in both)
+    has = all_pages(api, "analyst", "household_visit", where="referrals:has:legal|health")
+    assert has
+    assert all({"legal", "health"} & set(i["values"]["visit__referrals"]) for i in has)
+    assert all_pages(api, "analyst", "household_visit", to="2000-01-01") == []
+    assert len(
+        all_pages(api, "analyst", "household_visit", **{"from": "2000-01-01"})
+    ) == live_count(e, "household_visit")
+
+
+def test_api__one_submission_with_repeats_and_labels(api):
+    iid = api.synced.planted["roundtable"][0]
+    r = api.get(f"/v1/forms/roundtable/submissions/{iid}", "manager", lang="ru")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["instance_id"] == iid and body["district"] == HOME_DISTRICT
+    assert body["repeats"]["speakers"][0]["values"]["speaker_name"].startswith("PLANTSPEAKER")
+    spec = api.synced.specs["roundtable"]
+    ru = next(
+        c.labels["ru"]
+        for c in spec.choices
+        if (c.list_name, c.value) == ("district", HOME_DISTRICT)
+    )
+    assert body["labels"]["district"] == ru != HOME_DISTRICT
+    r = api.get(f"/v1/forms/roundtable/submissions/{iid}", "analyst")
+    assert "speaker_name" not in r.json()["repeats"]["speakers"][0]["values"]
+
+
+def test_api__bad_input_is_422_naming_parameter_and_value_unknown_is_404(api):
+    cases = [
+        ("/v1/forms/household_visit/submissions", {"limit": "abc"}, 422, "limit"),
+        ("/v1/forms/household_visit/submissions", {"limit": "100000"}, 422, "limit"),
+        ("/v1/forms/household_visit/submissions", {"from": "yesterday"}, 422, "yesterday"),
+        ("/v1/forms/household_visit/submissions", {"where": "respondent_age:gte:old"}, 422, "old"),
+        ("/v1/forms/household_visit/submissions", {"where": "respondent_age~3"}, 422, "where"),
+        ("/v1/forms/household_visit/submissions", {"cursor": "garbage"}, 422, "cursor"),
+        ("/v1/forms/household_visit/submissions", {"lang": "fr"}, 422, "lang"),
+        ("/v1/forms/household_visit/submissions", {"review_state": "done"}, 422, "review_state"),
+        ("/v1/forms/household_visit/submissions", {"where": "no_such:eq:1"}, 404, "no_such"),
+        ("/v1/forms/household_visit/submissions", {"sort": "no_such"}, 404, "no_such"),
+        ("/v1/forms/no_such_form/submissions", {}, 404, "no_such_form"),
+        ("/v1/forms/household_visit/submissions/uuid:nope", {}, 404, "uuid:nope"),
+        ("/v1/forms/household_visit/export.csv", {"repeat": "nope"}, 404, "nope"),
+        ("/v1/indicators/nope", {}, 404, "nope"),
+        ("/v1/indicators/women_visited", {"by": "village"}, 422, "village"),
+        ("/v1/indicators/women_visited", {"period": "fortnight"}, 422, "fortnight"),
+    ]
+    for path, params, status, named in cases:
+        r = api.get(path, "manager", **params)
+        assert r.status_code == status, (path, params, r.status_code, r.text)
+        assert named in r.json()["detail"], (path, params, r.text)
+
+
+def test_api__auth_roles_and_withheld_fields(api):
+    assert api.get("/v1/forms", None).status_code == 401
+    r = api.get("/v1/forms", None)
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert api.get("/v1/forms", "viewer").status_code == 200
+    assert api.get("/v1/forms/household_visit/submissions", "viewer").status_code == 403
+    assert api.get("/v1/keys", "manager").status_code == 403
+    assert api.get("/v1/keys", "admin").status_code == 200
+    for params in (
+        {"where": "respondent_name:eq:x"},
+        {"sort": "respondent_phone"},
+        {"fields": "respondent_name"},
+    ):
+        r = api.get("/v1/forms/household_visit/submissions", "analyst", **params)
+        assert r.status_code == 403, (params, r.text)
+    r = api.get("/v1/forms/household_visit/export.geojson", "analyst")
+    assert r.status_code == 403 and "gps" in r.json()["detail"]
+
+
+def test_api__exports_stream_csv_xlsx_geojson_with_labels(api):
+    n_home = live_count(api.synced.engine, "household_visit", HOME_DISTRICT)
+    r = api.get(
+        "/v1/forms/household_visit/export.csv", "analyst", district=HOME_DISTRICT, lang="tg"
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert len(rows) == n_home
+    assert "visit__respondent_name" not in rows[0] and "visit__household_id" in rows[0]
+    r = api.get("/v1/forms/household_visit/export.xlsx", "manager")
+    assert r.status_code == 200
+    ws = openpyxl.load_workbook(io.BytesIO(r.content), read_only=True)["household_visit"]
+    table = list(ws.iter_rows(values_only=True))
+    assert len(table) - 1 == live_count(api.synced.engine, "household_visit")
+    assert "visit__respondent_name" in table[0]
+    r = api.get("/v1/forms/household_visit/export.csv", "analyst", repeat="children")
+    assert r.status_code == 200
+    kids = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert kids and {"row_id", "child_age"} <= set(kids[0])
+    r = api.get("/v1/forms/household_visit/export.geojson", "manager", district=HOME_DISTRICT)
+    geo = json.loads(r.content)
+    assert geo["type"] == "FeatureCollection" and len(geo["features"]) == n_home
+    lon, lat = geo["features"][0]["geometry"]["coordinates"][:2]
+    assert 36 < lat < 41.5 and 67 < lon < 75.5
+
+
+def test_api__small_cell_suppressed_for_viewer_shown_to_manager(api):
+    params = {"by": "district", "period": "none"}
+    viewer = api.get("/v1/indicators/women_visited", "viewer", **params).json()
+    manager = api.get("/v1/indicators/women_visited", "manager", **params).json()
+    cell = lambda body: next(c for c in body["cells"] if c["keys"]["district"] == RARE_DISTRICT)  # noqa: E731
+    assert cell(manager) == {
+        "keys": {"district": RARE_DISTRICT},
+        "labels": None,
+        "value": 2,
+        "suppressed": False,
+    }
+    assert cell(viewer)["suppressed"] is True and cell(viewer)["value"] is None
+    assert viewer["suppression_threshold"] == 5 and manager["suppression_threshold"] is None
+    shown = [c["value"] for c in viewer["cells"] if not c["suppressed"]]
+    assert all(v == 0 or v >= 5 for v in shown)
+    # counts that are not people (roundtables held) are never suppressed
+    held = api.get("/v1/indicators/roundtables_held", "viewer", **params).json()
+    assert not any(c["suppressed"] for c in held["cells"])
+
+
+@pytest.mark.parametrize(
+    "indicator",
+    ["ic_people_reached", "roundtable_participants", "awareness_audience", "referrals_made"],
+)
+def test_api__indicators_break_down_and_add_up(api, indicator):
+    listed = {i["id"]: i for i in api.get("/v1/indicators", "viewer").json()}
+    assert listed[indicator]["formula"]
+    for b in listed[indicator]["breakdowns"]:
+        r = api.get(f"/v1/indicators/{indicator}", "manager", by=b, period="month", lang="ru")
+        assert r.status_code == 200, (b, r.text)
+        assert all(b in c["keys"] and "period" in c["keys"] for c in r.json()["cells"])
+    if indicator != "ic_people_reached":  # by topic a person counts under each topic
+        total = api.get(f"/v1/indicators/{indicator}", "manager", period="none").json()["cells"]
+        for b in listed[indicator]["breakdowns"]:
+            split = api.get(f"/v1/indicators/{indicator}", "manager", by=b, period="none").json()
+            assert sum(c["value"] for c in split["cells"]) == sum(c["value"] for c in total), b
+
+
+def test_api__district_key_sees_only_its_district(api):
+    items = all_pages(api, "analyst-home", "household_visit")
+    assert items and {i["district"] for i in items} == {HOME_DISTRICT}
+    iid_other = api.synced.planted["household_visit"][1]
+    r = api.get(f"/v1/forms/household_visit/submissions/{iid_other}", "analyst-home")
+    assert r.status_code == 404
+    r = api.get("/v1/forms/household_visit/submissions", "analyst-home", district=OTHER_DISTRICT)
+    assert r.json()["items"] == []
+    cells = api.get(
+        "/v1/indicators/women_visited", "viewer-home", by="district", period="none"
+    ).json()["cells"]
+    assert {c["keys"]["district"] for c in cells} <= {HOME_DISTRICT}
+
+
+def test_api__manager_reads_of_sensitive_values_are_audited(api):
+    audit = store.T["audit_log"]
+    with api.synced.engine.connect() as c:
+        before = c.execute(sa.select(sa.func.count()).select_from(audit)).scalar_one()
+    iid = api.synced.planted["household_visit"][0]
+    assert api.get(f"/v1/forms/household_visit/submissions/{iid}", "manager").status_code == 200
+    assert api.get("/v1/forms/household_visit/submissions/" + iid, "analyst").status_code == 200
+    with api.synced.engine.connect() as c:
+        rows = c.execute(sa.select(audit).where(audit.c.id > 0).order_by(audit.c.id)).all()[before:]
+    assert len(rows) == 1 and rows[0].instance_id == iid and rows[0].action == "read"
+    assert "visit__respondent_name" in rows[0].fields
+
+
+def test_api__sync_status_per_form(api):
+    body = api.get("/v1/sync/status", "viewer").json()
+    forms = {f["form_id"]: f for f in body}
+    assert set(forms) >= {"household_visit", "roundtable"}
+    hv = forms["household_visit"]
+    assert hv["last_run"]["status"] == "ok" and hv["watermark"] and hv["lag_seconds"] >= 0
+    assert hv["submissions"] == live_count(api.synced.engine, "household_visit")
