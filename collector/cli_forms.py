@@ -13,8 +13,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from collector import store
+from collector.central import Central, CentralError
 from collector.formcheck import CheckResult, check_form, check_manifest_forms
-from collector.manifest import ManifestError, load_manifest
+from collector.formpush import (
+    Action,
+    FormPlan,
+    FormsInvalid,
+    PushBlocked,
+    PushFailed,
+    plan_forms,
+    push_forms,
+    store_recorder,
+)
+from collector.manifest import Manifest, ManifestError, load_manifest
 
 forms_app = typer.Typer(help="Check XLSForms and push them to ODK Central.", no_args_is_help=True)
 _out = Console(highlight=False, soft_wrap=True)
@@ -75,3 +87,73 @@ def check_command(
         _out.print(f"{len(results)} form(s), {errors} error(s)")
     if errors:
         raise typer.Exit(1)
+
+
+def print_plans(plans: list[FormPlan], title: str) -> None:
+    """One line per form: what (would be) done, versions, and why."""
+    _out.print(escape(title))
+    colours = {Action.NOTHING: "dim", Action.BLOCKED: "red"}
+    for p in plans:
+        colour = colours.get(p.action, "yellow")
+        versions = p.central_version or "-"
+        if p.action not in (Action.NOTHING, Action.BLOCKED):
+            versions += f" -> {p.version}"
+        _out.print(
+            f"  {escape(p.form_id):<26} [{colour}]{p.action.value:<11}[/{colour}] "
+            f"{escape(versions)}  ({escape(p.reason)}; project '{escape(p.project)}')"
+        )
+
+
+def _load(settings) -> Manifest:
+    try:
+        return load_manifest(settings.forms_dir)
+    except ManifestError as exc:
+        _err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+
+
+def _refuse_invalid(exc: FormsInvalid) -> typer.Exit:
+    print_findings([r for r in exc.results if r.findings])
+    _err.print(f"[red]error[/red] {escape(str(exc))}")
+    return typer.Exit(1)
+
+
+@forms_app.command("plan")
+def plan_command(
+    forms: list[str] = typer.Argument(None, help="Form ids from the manifest (default: all)."),
+) -> None:
+    """Show what a push would do for each form: create, new version, media only, nothing."""
+    settings = _settings()
+    manifest = _load(settings)
+    try:
+        with Central(settings) as central:
+            plans = plan_forms(central, manifest, forms)
+    except FormsInvalid as exc:
+        raise _refuse_invalid(exc) from exc
+    except (CentralError, ManifestError) as exc:
+        _err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    print_plans(plans, f"Plan against {settings.central_url}:")
+
+
+@forms_app.command("push")
+def push_command(
+    forms: list[str] = typer.Argument(None, help="Form ids from the manifest (default: all)."),
+) -> None:
+    """Check, then create or update on Central every form that changed; record fields."""
+    settings = _settings()
+    manifest = _load(settings)
+    engine = store.engine_for(settings)
+    try:
+        with Central(settings) as central:
+            results = push_forms(central, manifest, forms, record=store_recorder(engine))
+    except FormsInvalid as exc:
+        raise _refuse_invalid(exc) from exc
+    except (PushFailed, PushBlocked, CentralError, ManifestError) as exc:
+        _err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    print_plans([r.plan for r in results], f"Pushed to {settings.central_url}:")
+    changed = [r for r in results if r.published_version]
+    _out.print(f"{len(changed)} form(s) published, {len(results) - len(changed)} unchanged")
