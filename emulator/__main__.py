@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app(args.data, args.admin_email, args.admin_password, faults)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
     print(f"ODK Central emulator at http://{shown}:{args.port}", flush=True)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; these
+    # handlers turn that re-raise into a plain exit 0 (a clean stop for compose and tests).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(0))
     uvicorn.run(
         app,
         host=args.host,

@@ -17,8 +17,6 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote
 
-from pyxform.errors import PyXFormError
-from pyxform.xls2xform import convert
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -40,6 +38,9 @@ XLSX_TYPES = {
 
 def xlsform_to_xform(body: bytes, suffix: str, fallback_id: str, ignore_warnings: bool) -> bytes:
     """pyxform, as Central runs it; errors become 400.15 (golden 10), warnings 400.16."""
+    from pyxform.errors import PyXFormError  # imported on first use: it is slow to import
+    from pyxform.xls2xform import convert
+
     warnings: list[str] = []
     name = re.sub(r"[^\w.-]", "_", fallback_id) or "form"
     try:
@@ -371,6 +372,43 @@ async def form_versions(request: Request) -> Response:
     return ok([form_json(e.conn, form, d) for d in ids])  # golden 14
 
 
+def _published_def(conn: sqlite3.Connection, form: FormRow, version: str) -> int:
+    row = conn.execute(
+        "SELECT id FROM form_defs WHERE form_id=? AND version=? AND published_at IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1",
+        (form.id, version),
+    ).fetchone()
+    if row is None:
+        raise errors.not_found()
+    return row[0]
+
+
+async def version_get(request: Request) -> Response:
+    """``GET .../versions/{version}``: one published version (lib/resources/forms.js)."""
+    e = emu(request)
+    require_user(request, e.conn)
+    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    return ok(form_json(e.conn, form, _published_def(e.conn, form, request.path_params["v"])))
+
+
+async def version_xml(request: Request) -> Response:
+    e = emu(request)
+    require_user(request, e.conn)
+    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    def_id = _published_def(e.conn, form, request.path_params["v"])
+    xml = e.conn.execute("SELECT xml FROM form_defs WHERE id=?", (def_id,)).fetchone()[0]
+    return Response(bytes(xml), 200, media_type="application/xml; charset=utf-8")
+
+
+async def version_fields(request: Request) -> Response:
+    e = emu(request)
+    require_user(request, e.conn)
+    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    def_id = _published_def(e.conn, form, request.path_params["v"])
+    odata = is_true(request.query_params.get("odata"))
+    return ok(e.xform(def_id).fields_json(odata))
+
+
 async def form_fields(request: Request) -> Response:
     e = emu(request)
     require_user(request, e.conn)
@@ -590,6 +628,9 @@ ROUTES = [
     Route(P + "/{fid}.xml", form_xml, methods=["GET"]),
     Route(P + "/{fid}.xlsx", form_xlsx, methods=["GET"]),
     Route(P + "/{fid}/versions", form_versions, methods=["GET"]),
+    Route(P + "/{fid}/versions/{v}.xml", version_xml, methods=["GET"]),
+    Route(P + "/{fid}/versions/{v}/fields", version_fields, methods=["GET"]),
+    Route(P + "/{fid}/versions/{v}", version_get, methods=["GET"]),
     Route(P + "/{fid}/fields", form_fields, methods=["GET"]),
     Route(P + "/{fid}/attachments", form_attachments, methods=["GET"]),
     Route(P + "/{fid}/attachments/{name}", published_attachment, methods=["GET"]),

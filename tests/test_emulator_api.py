@@ -125,6 +125,33 @@ def test_app_user_key_is_refused_after_revoke_and_delete(s: Setup) -> None:
     assert requests.get(key.format(users[1]["token"]), headers=hdr, timeout=30).status_code == 403
 
 
+def test_versions_keep_their_own_definition(s: Setup) -> None:
+    from tests.golden_forms import golden_xlsx
+
+    r = s.http.post(
+        f"{s.form_path}/draft?ignoreWarnings=true",
+        data=golden_xlsx("2"),
+        headers={"Content-Type": XLSX, "X-XlsForm-FormId-Fallback": s.form_id},
+        timeout=30,
+    )
+    assert r.ok, r.text
+    again = s.http.post(f"{s.form_path}/draft/publish?version=1", timeout=30)
+    assert (again.status_code, again.json()["code"]) == (409, 409.6)
+    assert s.http.post(f"{s.form_path}/draft/publish?version=2b", timeout=30).ok
+    versions = [v["version"] for v in s.http.get(f"{s.form_path}/versions", timeout=30).json()]
+    assert versions == ["2b", "1"]
+    xml = s.http.get(f"{s.form_path}/versions/2b.xml", timeout=30).text
+    assert 'version="2b"' in xml
+    assert 'version="1"' in s.http.get(f"{s.form_path}/versions/1.xml", timeout=30).text
+    assert (
+        s.http.get(f"{s.form_path}/versions/1/fields?odata=true", timeout=30).json()[0]["name"]
+        == "name"
+    )
+    s.submit("old version still accepted", version="1")
+    s.submit("new version", version="2b")
+    assert {r["__system"]["formVersion"] for r in s.odata().json()["value"]} == {"1", "2b"}
+
+
 def test_form_media_upload_manifest_and_unexpected_name(
     central: CentralTarget, fresh_name: str
 ) -> None:
