@@ -28,9 +28,9 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 def paths(pid: int, fid: str, iid: str) -> list[str]:
     real = {"pid": str(pid), "fid": fid, "iid": iid, "name": "villages.csv", "token": "current",
-            "actor_id": "1", "role": "app-user", "rest": "Submissions"}  # fmt: skip
+            "actor_id": "1", "role": "app-user", "rest": "Submissions", "v": "1"}  # fmt: skip
     odd = {"pid": "-1", "fid": "nope%00", "iid": "uuid:nope", "name": "..%2F..%2Fetc", "token": "x",
-           "actor_id": "abc", "role": "99", "rest": "Submissions('x')/nope"}  # fmt: skip
+           "actor_id": "abc", "role": "99", "rest": "Submissions('x')/nope", "v": "9%2F9"}  # fmt: skip
     out = []
     for module in (routes_core, routes_forms, routes_submissions, openrosa, routes_odata):
         for route in module.ROUTES:
