@@ -166,6 +166,12 @@ class Project:
             r = requests.post(f"{self.url}/_emulator/faults", json=config, timeout=10)
         r.raise_for_status()
 
+    def faults_fired(self) -> int:
+        """How many scripted faults fired since the configuration was set."""
+        r = requests.get(f"{self.url}/_emulator/faults", timeout=10)
+        r.raise_for_status()
+        return sum(rule.get("fired", 0) for rule in r.json().get("rules", []))
+
     def backdated(self, form_id: str, xml: str, when: datetime) -> None:
         r = requests.post(
             f"{self.url}/_emulator/projects/{self.project_id}/forms/{form_id}/backdated-submission",
