@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import re
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from pyxform.xls2xform import convert
 
 from emulator.enumerators import AppUserKey, Enumerators, WebUser, device_id
 from emulator.enumerators.tajik import DISTRICTS, LAT_RANGE, LON_RANGE
+from emulator.enumerators.xpath import Context, evaluate, to_bool
 from emulator.odata import entity_from_submission
 from emulator.xform import parse_xform
 
@@ -155,9 +160,6 @@ def test_edit__new_instance_id_and_deprecated_id(xform):
     runner = offline(xform, seed=3)
     original = runner.build(0)
     factory = runner._factory("household", 0)
-    import random
-    from datetime import datetime
-
     edited = factory.edit(
         original, random.Random("edit"), datetime.fromisoformat("2026-03-03T10:00:00+05:00")
     )
@@ -308,3 +310,86 @@ def test_command__runs_and_prints_a_summary(central, project):
     assert "sent 4 submissions" in proc.stdout
     assert proc.stdout.count(" submission ") == 4
     assert central.password not in proc.stdout + proc.stderr
+
+
+# --- the project's own forms -------------------------------------------------------------------
+
+FORMS = sorted((REPO / "forms").glob("*.xlsx"))
+
+
+def _relevant(elem, path, model, ctx_for, parents) -> bool:
+    node = elem
+    while node is not None:
+        bind = model.binds.get(model_path(node, parents, model))
+        if (
+            bind is not None
+            and bind.relevant
+            and not to_bool(evaluate(bind.relevant, ctx_for(node)))
+        ):
+            return False
+        node = parents.get(id(node))
+    return True
+
+
+def model_path(node, parents, model) -> str:
+    parts = []
+    while node is not None:
+        parts.append(node.tag)
+        node = parents.get(id(node))
+    return "/" + "/".join(reversed(parts))
+
+
+@pytest.mark.skipif(not FORMS, reason="no XLSForms in forms/")
+@pytest.mark.parametrize("xlsx", FORMS, ids=[p.stem for p in FORMS])
+def test_build__project_forms_pass_their_own_rules(xlsx: Path):
+    """Every answer passes its constraint, and every relevant required question is
+    answered, as Collect would insist, on the forms this project really pushes."""
+    runner = Enumerators("http://127.0.0.1:1", WebUser("x@example.org", "x"), 1, seed="rules")
+    form_id = runner.add_form(convert(str(xlsx)).xform.encode())
+    model = runner.models[form_id]
+    for instance_id, filename in model.external.items():
+        model.add_csv_instance(instance_id, (xlsx.parent / filename).read_bytes())
+    for k in range(25):
+        sub = runner.build(k)
+        root = answers(sub.xml)
+        now = datetime.fromisoformat(root.findtext("end")) if root.find("end") is not None else None
+        parents = {id(c): p for p in root.iter() for c in p}
+
+        def ctx_for(node, root=root, parents=parents, now=now):
+            return Context(root, node, node, model.instances, parents, model.names, now)
+
+        for elem in root.iter():
+            if len(elem):
+                continue
+            path = model_path(elem, parents, model)
+            bind = model.binds.get(path)
+            if bind is None:
+                continue
+            if elem.text and bind.constraint:
+                assert to_bool(evaluate(bind.constraint, ctx_for(elem))), (path, elem.text)
+            if bind.required == "true()" and _relevant(elem, path, model, ctx_for, parents):
+                assert elem.text, (form_id, k, path)
+
+
+def test_command__stops_cleanly_on_sigterm(central, project):
+    _s, pid, _form_id = project
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "emulator.enumerators", "--url", central.url,
+            "--email", central.email, "--project", str(pid), "--rate", "10",
+            "--duration", "600", "--quiet",
+        ],
+        env={"ENUMERATORS_PASSWORD": central.password, "PATH": "/usr/bin:/bin"},
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    sent = int(re.search(r"sent (\d+) submissions", out).group(1))
+    assert sent >= 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -85,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         on_event=None if args.quiet else _line,
         clock="real" if args.real_time else "simulated",
     )
+
+    def stop(_signum: int, _frame: object) -> None:
+        runner.stop()  # finish the submission in flight, then print the summary
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         forms = runner.prepare()
         if not args.quiet:
@@ -93,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as exc:
         print(f"enumerators stopped: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     print(
         f"sent {result.submitted} submissions ({result.rate:.1f}/s), {result.edits} edits, "
         f"{result.reviews} reviews, {result.deletions} deletions, {result.failures} failures"

@@ -9,6 +9,7 @@ same XML byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -22,6 +23,7 @@ from xml.etree.ElementTree import Element
 
 from emulator.enumerators import tajik
 from emulator.enumerators.formmodel import Bind, Control, FormModel
+from emulator.enumerators.regexgen import constraint_pattern, string_matching
 from emulator.enumerators.xpath import Context, NodeSet, XPathError, evaluate, local, to_bool
 from emulator.enumerators.xpath import to_string as xpath_string
 
@@ -105,6 +107,8 @@ class SubmissionFactory:
         self.repeats = set(model.xform.repeats)
         self.prefix = f"/{model.root_name}"
         self.referenced = _referenced_paths(model)
+        self._static_choices: dict[str, list[tuple[str, str]]] = {}
+        self.dependents = _itemset_dependents(model)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -277,6 +281,9 @@ class SubmissionFactory:
             elem.text = value or None
             if fill.check(bind.constraint, elem) is not False:
                 break
+        else:
+            if not required:  # Collect would not accept it; the enumerator leaves it blank
+                elem.text = value = ""
         if control.kind in ("select1", "select") and value:
             self._note_district(control, value, elem, fill)
 
@@ -331,7 +338,19 @@ class SubmissionFactory:
                 return ""
             values = [v for v, _ in choices]
             if kind == "select1":
-                return rng.choice(values)
+                if full in self.referenced and "yes" in values and rng.random() < 0.85:
+                    return "yes"  # consent and gate questions: most people say yes
+                deps = self.dependents.get(full)
+                if not deps:
+                    return rng.choice(values)
+                # a district with no jamoats listed would leave the next question without
+                # choices; the enumerator is somewhere the lists cover
+                order = rng.sample(values, k=len(values))
+                for value in order:
+                    elem.text = value
+                    if all(self._evaluate_itemset(dep, elem, fill) for dep in deps):
+                        return value
+                return order[0]
             if kind == "odk:rank":
                 return " ".join(rng.sample(values, k=len(values)))
             picked = set(rng.sample(values, k=rng.randint(1, min(3, len(values)))))
@@ -362,9 +381,13 @@ class SubmissionFactory:
             lo, hi = _bounds(bind.constraint, _decimal_range(name))
             return _num(round(rng.uniform(lo, hi), 2))
         if btype == "date":
-            day = fill.now.date() - timedelta(days=rng.randint(0, 365))
-            if "birth" in name or "dob" in name:
+            constraint = re.sub(r"\s+", "", bind.constraint or "")
+            if ">=today()" in constraint or ">today()" in constraint or "follow" in name:
+                day = fill.now.date() + timedelta(days=rng.randint(1, 60))
+            elif "birth" in name or "dob" in name:
                 day = fill.now.date() - timedelta(days=rng.randint(365, 365 * 80))
+            else:
+                day = fill.now.date() - timedelta(days=rng.randint(0, 365))
             return day.isoformat()
         if btype == "dateTime":
             return collect_time(fill.now - timedelta(minutes=rng.randint(0, 60 * 24 * 30)))
@@ -390,9 +413,19 @@ class SubmissionFactory:
             return ";".join("{} {} {} {}".format(*p) for p in points)
         if btype == "boolean":
             return rng.choice(["true", "false"])
+        pattern = constraint_pattern(bind.constraint)
         if btype == "barcode":
-            return "".join(rng.choice("0123456789") for _ in range(12))
-        return self._text(name, fill)
+            text = "".join(rng.choice("0123456789") for _ in range(12))
+        else:
+            text = self._text(name, fill)
+        if pattern is not None and not re.search(pattern, text):
+            digits = re.sub(r"\D", "", text)
+            for candidate in (digits, digits[-9:]):  # "+992 93 123 4567" typed as the form wants
+                if candidate and re.search(pattern, candidate):
+                    return candidate
+            with contextlib.suppress(ValueError, re.error):
+                text = string_matching(pattern, rng)  # what the constraint lets through
+        return text
 
     def _text(self, name: str, fill: _Fill) -> str:
         rng = fill.rng
@@ -403,10 +436,12 @@ class SubmissionFactory:
             return value
         if "phone" in name or "tel" in name or "mobile" in name:
             return tajik.phone(rng)
+        if name.endswith("_id") or "code" in name:
+            return f"{rng.choice(['HH', 'DU', 'KH', 'SU'])}-{rng.randint(1000, 99999):05d}"
         if "email" in name:
             return f"user{rng.randint(1, 999)}@example.org"
         if any(k in name for k in ("village", "city", "address", "town", "place")):
-            return rng.choice(list(tajik.DISTRICTS)).replace("_", " ").title()
+            return tajik.village(rng, fill.district)
         return tajik.phrase(rng)
 
     def _choices(self, control: Control, elem: Element, fill: _Fill) -> list[tuple[str, str]]:
@@ -414,6 +449,18 @@ class SubmissionFactory:
             return list(control.items)
         if control.itemset is None:
             return []
+        static = "[" not in control.itemset.nodeset  # no choice filter: the same every time
+        if static and control.itemset.nodeset in self._static_choices:
+            return self._static_choices[control.itemset.nodeset]
+        out = self._evaluate_itemset(control, elem, fill)
+        if static:
+            self._static_choices[control.itemset.nodeset] = out
+        return out
+
+    def _evaluate_itemset(
+        self, control: Control, elem: Element, fill: _Fill
+    ) -> list[tuple[str, str]]:
+        assert control.itemset is not None
         try:
             nodes = evaluate(control.itemset.nodeset, fill.context(elem))
         except (XPathError, ValueError, TypeError):
@@ -507,6 +554,22 @@ def _referenced_paths(model: FormModel) -> set[str]:
             if name in model.names:
                 found.add(model.names[name])
     return found
+
+
+def _itemset_dependents(model: FormModel) -> dict[str, list[Control]]:
+    """field path -> the select controls whose choice filter reads that field."""
+    out: dict[str, list[Control]] = {}
+    for control in model.controls.values():
+        if control.itemset is None or "[" not in control.itemset.nodeset:
+            continue
+        nodeset = control.itemset.nodeset
+        paths = set(_ABS_PATH.findall(nodeset))
+        paths.update(
+            model.names[n] for n in re.findall(r"\$\{([^}]+)\}", nodeset) if n in model.names
+        )
+        for path in paths:
+            out.setdefault(path, []).append(control)
+    return out
 
 
 def _true(expr: str | None) -> bool:

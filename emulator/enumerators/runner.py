@@ -115,6 +115,7 @@ class Enumerators:
         self.models: dict[str, FormModel] = {}
         self._factories: dict[tuple[str, int], SubmissionFactory] = {}
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._result = RunResult()
         self._t0 = 0.0
 
@@ -206,6 +207,7 @@ class Enumerators:
         if not self.models:
             self.prepare()
         self._result = RunResult()
+        self._stop.clear()
         self._t0 = time.monotonic()
         threads = [
             threading.Thread(
@@ -216,9 +218,15 @@ class Enumerators:
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            while t.is_alive():  # a timed join lets a signal handler call stop()
+                t.join(0.2)
         self._result.elapsed = time.monotonic() - self._t0
         return self._result
+
+    def stop(self) -> None:
+        """Ask the enumerators to finish what they are sending and stop (thread-safe,
+        signal-handler-safe)."""
+        self._stop.set()
 
     def _emit(
         self, kind: str, sub_form: str, iid: str, who: int, status: int | None, text: str
@@ -242,7 +250,7 @@ class Enumerators:
         pending: list[tuple[int, Submission]] = []
         try:
             j = 0
-            while True:
+            while not self._stop.is_set():
                 k = j * self.n + i
                 j += 1
                 if count is not None and k >= count:
@@ -254,8 +262,8 @@ class Enumerators:
                     wait = k / self.rate - now
                     if duration is not None:
                         wait = min(wait, duration - now)
-                    if wait > 0:
-                        time.sleep(wait)
+                    if wait > 0 and self._stop.wait(wait):
+                        break
                     if duration is not None and time.monotonic() - self._t0 >= duration:
                         break
                 for edit_k, previous in pending:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import re
+from functools import lru_cache
 
 # Tajikistan's bounding box (the brief's figures): lat 36.7-41.0, lon 67.4-75.1
 LAT_RANGE = (36.7, 41.0)
@@ -90,6 +91,7 @@ _ALIASES = {
 }
 
 
+@lru_cache(maxsize=4096)
 def district_centre(value: str) -> tuple[float, float, float] | None:
     """The centre of a district named by a choice value or label, if we know it."""
     key = re.sub(r"[^\w]+", "_", value.strip().lower()).strip("_")
@@ -205,3 +207,15 @@ def point_near(
     lat = min(max(lat, LAT_RANGE[0] + 0.01), LAT_RANGE[1] - 0.01)
     lon = min(max(lon, LON_RANGE[0] + 0.01), LON_RANGE[1] - 0.01)
     return round(lat, 6), round(lon, 6), round(alt, 1), round(rng.uniform(3, 25), 1)
+
+
+_VILLAGE_PARTS = ["Қишлоқи", "Деҳаи", "Маҳаллаи"]
+_VILLAGE_NAMES = ["Навобод", "Гулистон", "Сомониён", "Ғалаба", "Ҷилликӯл", "Обшорон", "Чорбоғ"]
+
+
+def village(rng: random.Random, district: str | None) -> str:
+    """A village name; in the chosen district when there is one."""
+    name = f"{rng.choice(_VILLAGE_PARTS)} {rng.choice(_VILLAGE_NAMES)}"
+    if district:
+        return f"{name} ({district.replace('_', ' ').title()})"
+    return name

@@ -228,10 +228,16 @@ def compile_xpath(text: str) -> Any:
 # --- evaluation ------------------------------------------------------------------------------
 
 
+_LOCAL: dict[str, str] = {}
+
+
 def local(tag: str) -> str:
-    if tag[:1] == "{":
-        return tag[tag.index("}") + 1 :]
-    return tag.rsplit(":", 1)[-1]
+    """Element name without namespace (memoized: the same few tags come up constantly)."""
+    name = _LOCAL.get(tag)
+    if name is None:
+        name = tag[tag.index("}") + 1 :] if tag[:1] == "{" else tag.rsplit(":", 1)[-1]
+        _LOCAL[tag] = name
+    return name
 
 
 @dataclass
@@ -389,13 +395,18 @@ def _path(node: Path, ctx: Context) -> NodeSet:
         else:
             return NodeSet()
         # contextualize: inside a repeat, /data/rep/x means this repeat instance's x
-        chain = {id(e) for e in _ancestors_or_self(ctx.node, ctx)}
+        chain: set[int] | None = None
         for name, preds in steps:
             nxt: list[Element] = []
             for n in nodes:
                 matches = _children(n, name) if name not in (".", "..") else [n]
-                mine = [m for m in matches if id(m) in chain]
-                nxt.extend(mine or matches)
+                if len(matches) > 1:
+                    if chain is None:
+                        chain = {id(e) for e in _ancestors_or_self(ctx.node, ctx)}
+                    mine = [m for m in matches if id(m) in chain]
+                    nxt.extend(mine or matches)
+                else:
+                    nxt.extend(matches)
             nodes = _filter(NodeSet(nxt), preds, ctx)
         return nodes
     else:
