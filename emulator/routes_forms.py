@@ -24,7 +24,7 @@ from starlette.routing import Route
 from emulator import errors
 from emulator.auth import Actor, require_actor, require_user
 from emulator.common import FormRow, emu, form_row, int_param, is_true, ok, project_row, success
-from emulator.db import new_token, now_iso
+from emulator.db import new_token, now_iso, transaction
 from emulator.xform import XForm, XFormError, parse_xform
 
 XLSX_TYPES = {
@@ -285,14 +285,15 @@ async def form_create(request: Request) -> Response:
     if exists:
         # golden 09
         raise errors.uniqueness(["projectId", "xmlFormId"], [str(pid), form.form_id], "forms")
-    cur = e.conn.execute(
-        "INSERT INTO forms (project_id, xml_form_id, state, created_at) VALUES (?,?,?,?)",
-        (pid, form.form_id, "open", now_iso()),
-    )
-    form_pk = int(cur.lastrowid or 0)
-    def_id = insert_def(e.conn, form_pk, xml, xlsx, form, publish, None)
-    column = "current_def" if publish else "draft_def"
-    e.conn.execute(f"UPDATE forms SET {column}=? WHERE id=?", (def_id, form_pk))
+    with transaction(e.conn):
+        cur = e.conn.execute(
+            "INSERT INTO forms (project_id, xml_form_id, state, created_at) VALUES (?,?,?,?)",
+            (pid, form.form_id, "open", now_iso()),
+        )
+        form_pk = int(cur.lastrowid or 0)
+        def_id = insert_def(e.conn, form_pk, xml, xlsx, form, publish, None)
+        column = "current_def" if publish else "draft_def"
+        e.conn.execute(f"UPDATE forms SET {column}=? WHERE id=?", (def_id, form_pk))
     row = form_row(e.conn, pid, form.form_id)
     return ok(form_json(e.conn, row, def_id))
 
@@ -454,11 +455,13 @@ async def draft_create(request: Request) -> Response:
             "The XForm you have uploaded does not match the form you are updating.",
         )
     old_draft = form.draft_def
-    def_id = insert_def(e.conn, form.id, xml, xlsx, definition, False, previous)
-    e.conn.execute("UPDATE forms SET draft_def=? WHERE id=?", (def_id, form.id))
+    with transaction(e.conn):
+        def_id = insert_def(e.conn, form.id, xml, xlsx, definition, False, previous)
+        e.conn.execute("UPDATE forms SET draft_def=? WHERE id=?", (def_id, form.id))
+        if old_draft is not None:
+            e.conn.execute("DELETE FROM form_attachments WHERE def_id=?", (old_draft,))
+            e.conn.execute("DELETE FROM form_defs WHERE id=?", (old_draft,))
     if old_draft is not None:
-        e.conn.execute("DELETE FROM form_attachments WHERE def_id=?", (old_draft,))
-        e.conn.execute("DELETE FROM form_defs WHERE id=?", (old_draft,))
         e.xforms.pop(old_draft, None)
     return success()  # golden 16
 

@@ -26,7 +26,7 @@ import orjson
 from emulator import errors
 from emulator.auth import Actor
 from emulator.common import Emulator, FormRow
-from emulator.db import now_iso
+from emulator.db import now_iso, transaction
 from emulator.odata import entity_from_submission, without_expand
 from emulator.xform import XForm
 
@@ -193,7 +193,25 @@ def store(
     created_at: str | None = None,
     allow_resubmit: bool = True,
 ) -> Stored:
-    """Store a submission or an edit of one; raises Central's error where Central refuses."""
+    """Store a submission or an edit of one, atomically; raises Central's error where
+    Central refuses."""
+    with transaction(e.conn):
+        return _store(
+            e, form, incoming, actor, device_id, user_agent, files, created_at, allow_resubmit
+        )
+
+
+def _store(
+    e: Emulator,
+    form: FormRow,
+    incoming: Incoming,
+    actor: Actor,
+    device_id: str | None,
+    user_agent: str | None,
+    files: dict[str, tuple[bytes, str]] | None = None,
+    created_at: str | None = None,
+    allow_resubmit: bool = True,
+) -> Stored:
     conn = e.conn
     files = files or {}
     if form.state == "closed":
