@@ -393,3 +393,57 @@ def test_command__stops_cleanly_on_sigterm(central, project):
     assert proc.returncode == 0, err
     sent = int(re.search(r"sent (\d+) submissions", out).group(1))
     assert sent >= 5
+
+
+VILLAGES_MD = """
+| survey |
+| | type | name | label | required | choice_filter |
+| | select_one district | district | District | yes | |
+| | select_one_from_file villages.csv | village | Village | yes | district=${district} |
+| choices |
+| | list_name | name | label |
+| | district | nurek | Nurek |
+| | district | rogun | Rogun |
+| | district | khorog | Khorog |
+| settings |
+| | form_id | version |
+| | {form_id} | 1 |
+"""
+VILLAGES_CSV = (
+    "name,label,district\nsarband,Сарбанд,nurek\nobigarm,Обигарм,rogun\nlaur,Лаур,rogun\n"
+)
+
+
+def test_run__reads_csv_media_from_the_manifest(central, project):
+    """select_one_from_file choices come from the form's media, fetched via the manifest;
+    the district with no villages listed (khorog) is never chosen."""
+    s, pid, _ = project
+    form_id = f"villages_{pid}"
+    xml = convert(
+        VILLAGES_MD.replace("{form_id}", form_id).encode(), file_type=".md", form_name="data"
+    ).xform.encode()
+    base = f"{central.url}/v1/projects/{pid}/forms"
+    assert s.post(base, data=xml, headers={"Content-Type": "application/xml"}, timeout=30).ok
+    upload = s.post(
+        f"{base}/{form_id}/draft/attachments/villages.csv",
+        data=VILLAGES_CSV.encode(),
+        headers={"Content-Type": "text/csv"},
+        timeout=30,
+    )
+    assert upload.status_code == 200, upload.text
+    assert s.post(f"{base}/{form_id}/draft/publish", timeout=30).status_code == 200
+    runner = Enumerators(
+        central.url,
+        WebUser(central.email, central.password),
+        pid,
+        forms=[form_id],
+        seed="villages",
+        edit_share=0,
+        review_share=0,
+        delete_share=0,
+    )
+    result = runner.run(count=8)
+    assert (result.submitted, result.failures) == (8, 0)
+    rows = _odata(central, s, pid, form_id, "")["value"]
+    pairs = {(r["district"], r["village"]) for r in rows}
+    assert pairs <= {("nurek", "sarband"), ("rogun", "obigarm"), ("rogun", "laur")}
