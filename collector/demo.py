@@ -220,17 +220,18 @@ class Demo:
                 sys.executable,
                 "-m",
                 "emulator.enumerators",
-                "--central-url",
+                "--url",
                 self.central_url,
                 "--email",
                 DEMO_EMAIL,
-                "--password",
-                DEMO_PASSWORD,
-                "--project-id",
+                "--project",
                 str(self.project_id),
                 "--rate",
                 str(self.options.rate),
+                "--duration",
+                str(365 * 86400),  # until the demo stops them
             ],
+            ENUMERATORS_PASSWORD=DEMO_PASSWORD,  # not on the command line, where ps shows it
         )
         time.sleep(1.5)
         if not child.running:
@@ -332,7 +333,8 @@ class Demo:
             last = max(last, str(run.get("finished_at") or ""))
         return counts, last
 
-    def progress_line(self) -> None:
+    def figures(self) -> tuple[dict[str, int], dict[str, int], str]:
+        """Submissions per form on Central and via the API, and the newest sync's time."""
         try:
             on_central = self.central_counts()
         except Exception as exc:
@@ -346,6 +348,10 @@ class Demo:
             except (requests.RequestException, ValueError, KeyError) as exc:
                 self.console.print(f"[yellow]API not answering: {exc}[/yellow]")
         self.api_seen = max(self.api_seen, sum(via_api.values()))
+        return on_central, via_api, last
+
+    def progress_line(self) -> tuple[dict[str, int], dict[str, int]]:
+        on_central, via_api, last = self.figures()
         per_form = " · ".join(f"{f} {via_api.get(f, 0)}/{n}" for f, n in sorted(on_central.items()))
         self.console.print(
             f"{time.strftime('%H:%M:%S')}  on Central {sum(on_central.values())}  "
@@ -353,6 +359,27 @@ class Demo:
             + (f"  last sync {last[11:19]}" if last else ""),
             highlight=False,
         )
+        return on_central, via_api
+
+    def catch_up(self) -> None:
+        """Stop the field, then wait (bounded) until the API serves all Central holds."""
+        for child in self.children:
+            if child.name == "enumerators":
+                child.stop()
+                self.exited.add(child.name)
+        if not any(c.name == "scheduler" and c.running for c in self.children):
+            return
+        self.console.print("enumerators stopped; waiting for the scheduler to catch up...")
+        deadline = time.monotonic() + 2 * self.options.every + 10
+        while time.monotonic() < deadline and not self.stop.is_set():
+            on_central, via_api = self.progress_line()
+            if on_central and all(via_api.get(f, 0) == n for f, n in on_central.items()):
+                self.console.print(
+                    "[green]caught up: the API serves every submission on Central[/green]"
+                )
+                return
+            self.stop.wait(min(2.0, self.options.every))
+        self.console.print("[yellow]not caught up within two sync intervals[/yellow]")
 
     def watch(self) -> None:
         deadline = (
@@ -374,10 +401,6 @@ class Demo:
 
     def summary(self) -> int:
         self.console.rule("[bold]Summary")
-        try:
-            self.progress_line()
-        except Exception as exc:  # the API may be the part that is missing
-            self.console.print(f"[yellow]no final figures: {exc}[/yellow]")
         table = Table("part", "state", "detail")
         for p in self.parts.values():
             table.add_row(
@@ -434,6 +457,8 @@ def run_demo(settings: Settings, options: DemoOptions, stop: threading.Event) ->
             demo.write_info()
             demo.print_guide()
             demo.watch()
+            if not stop.is_set():  # --duration ran out: show the store catching up
+                demo.catch_up()
         code = demo.summary()
     finally:
         # Enumerators first (no new data), the scheduler (its page finishes), API, Central.

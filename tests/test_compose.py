@@ -1,0 +1,126 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+No engine runs here, so these tests check what can be checked: the file parses as compose
+v2 would read it; every service built from our image runs a command that exists in the
+project and accepts the options compose passes; every COLLECTOR_* variable is a real
+setting; files the deployment mounts or copies exist; the shape the README promises (two
+API replicas behind one published port, one scheduler, a demo profile) holds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from collector.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = REPO / "docker-compose.yml"
+
+_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?(?::?\?[^}]*)?\}")
+
+
+def interpolate(value: str) -> str:
+    """Compose's ``${VAR:-default}`` with nothing set: the default (or empty)."""
+    return _VAR.sub(lambda m: m.group(2) or "", value)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def our_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Services that run our image (built from the Dockerfile)."""
+    return {name: svc for name, svc in compose["services"].items() if "build" in svc}
+
+
+def test_compose__parses_with_the_services_the_readme_names(compose) -> None:
+    services = compose["services"]
+    assert {"postgres", "api", "gateway", "scheduler", "emulator", "enumerators"} <= set(services)
+    assert services["api"]["deploy"]["replicas"] == 2
+    assert "ports" not in services["api"], "replicas publish through the gateway, not directly"
+    (published,) = services["gateway"]["ports"]
+    assert interpolate(published) == "8000:80"
+    assert services["scheduler"].get("deploy", {}).get("replicas", 1) == 1
+    demo = {n for n, s in services.items() if "demo" in s.get("profiles", [])}
+    assert {"emulator", "enumerators"} <= demo
+    assert not {"postgres", "api", "gateway", "scheduler"} & demo
+    for name, svc in services.items():
+        for dep in svc.get("depends_on", {}):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+
+
+def test_compose__our_services_use_the_dockerfile(compose) -> None:
+    services = our_services(compose)
+    assert {"api", "scheduler", "emulator", "enumerators"} <= set(services)
+    for name, svc in services.items():
+        assert svc["build"] == ".", name
+        assert svc.get("command"), f"{name} has no command"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for src in re.findall(r"^COPY\s+(\S+)", dockerfile, flags=re.M):
+        assert (REPO / src).exists(), f"Dockerfile copies {src}, which is not in the project"
+    assert re.search(r'^CMD \["collector", "api"\]', dockerfile, flags=re.M)
+
+
+def test_compose__mounted_files_exist(compose) -> None:
+    for name, svc in compose["services"].items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (REPO / source).is_file(), f"{name} mounts {source}, which is missing"
+
+
+def test_compose__every_collector_variable_is_a_setting(compose) -> None:
+    fields = {f"COLLECTOR_{name.upper()}" for name in Settings.model_fields}
+    seen = set()
+    for name, svc in compose["services"].items():
+        for var in svc.get("environment", {}) or {}:
+            if var.startswith("COLLECTOR_"):
+                seen.add(var)
+                assert var in fields, f"{name} sets {var}, which no setting reads"
+    assert {"COLLECTOR_DATABASE_URL", "COLLECTOR_CENTRAL_URL", "COLLECTOR_CENTRAL_PASSWORD"} <= seen
+    url = compose["services"]["scheduler"]["environment"]["COLLECTOR_DATABASE_URL"]
+    assert interpolate(url).startswith("postgresql+psycopg://"), "deployments use PostgreSQL"
+
+
+def command_of(svc: dict[str, Any]) -> list[str]:
+    cmd = svc["command"]
+    words = cmd if isinstance(cmd, list) else cmd.split()
+    return [interpolate(str(w)) for w in words]
+
+
+def help_argv(words: list[str]) -> tuple[list[str], list[str]]:
+    """The argv that prints the command's help, and the options the service passes it."""
+    if words[0] == "collector":
+        # sub-commands come before the first option
+        first_opt = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
+        sub = words[1:first_opt]
+        argv = [sys.executable, "-m", "collector", *sub, "--help"]
+    elif words[:2] == ["python", "-m"]:
+        argv = [sys.executable, "-m", words[2], "--help"]
+    else:
+        raise AssertionError(f"unexpected command {words}: use `collector ...` or `python -m ...`")
+    options = [w.split("=")[0] for w in words if w.startswith("--")]
+    return argv, options
+
+
+@pytest.mark.parametrize("service", ["api", "scheduler", "emulator", "forms-push", "enumerators"])
+def test_compose__service_command_exists_and_takes_its_options(compose, service: str) -> None:
+    svc = compose["services"][service]
+    argv, options = help_argv(command_of(svc))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    env["COLUMNS"] = "200"  # rich help must not truncate option names
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert done.returncode == 0, (
+        f"{service}: `{' '.join(argv[2:])}` failed:\n{done.stdout}\n{done.stderr}"
+    )
+    for option in options:
+        assert option in done.stdout, f"{service}: {option} is not an option of {argv[2:-1]}"

@@ -1,0 +1,101 @@
+"""``collector demo`` headless, for a bounded time: submissions must reach the API.
+
+The demo runs as a newcomer runs it (a subprocess of the ``collector`` command, nothing
+imported), on free ports with its data in a temporary folder. While it runs, this test
+reads ``demo.json`` (URLs and demo keys) and asks the API, as the analyst, for each form's
+submissions: at least one must arrive through Central, the scheduler and the store. Then
+the demo must stop by itself, exit 0, and leave no server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+DURATION = 25
+
+
+def served_submissions(info: dict) -> int:
+    """Submissions the API lists for the analyst, over every form."""
+    headers = {"Authorization": f"Bearer {info['keys']['analyst']}"}
+    total = 0
+    for form in info["forms"]:
+        r = requests.get(
+            f"{info['api_url']}/v1/forms/{form}/submissions",
+            params={"limit": 50},
+            headers=headers,
+            timeout=10,
+        )
+        if r.ok:
+            total += len(r.json()["items"])
+    return total
+
+
+def answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def test_demo__headless_run_serves_submissions(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    env.update(
+        COLLECTOR_DATA_DIR=str(tmp_path / "data"),
+        COLLECTOR_FORMS_DIR=str(REPO / "forms"),
+        COLUMNS="160",
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "collector",
+        "demo",
+        "--duration",
+        str(DURATION),
+        "--emulator-port",
+        "0",
+        "--api-port",
+        "0",
+        "--every",
+        "3",
+        "--rate",
+        "4",
+    ]
+    log_path = tmp_path / "demo.out"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        info_path = tmp_path / "data" / "demo" / "demo.json"
+        seen = 0
+        info: dict = {}
+        try:
+            deadline = time.monotonic() + DURATION + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                if not info and info_path.exists():
+                    info = json.loads(info_path.read_text())
+                if info and not seen:
+                    with contextlib.suppress(requests.RequestException):  # it may be stopping
+                        seen = served_submissions(info)
+                time.sleep(1)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = log_path.read_text()
+    assert info, f"the demo never wrote demo.json:\n{out}"
+    assert set(info["keys"]) == {"viewer", "analyst", "manager", "admin"}
+    assert seen > 0, f"no submission reached the API while the demo ran:\n{out}"
+    assert code == 0, f"the demo exited {code}:\n{out}"
+    assert "reached the API" in out
+    assert f"{info['api_url']}/docs" in out  # the guide told the data manager where to look
+    # Stopped cleanly: nothing left answering on the demo's ports.
+    assert not answers(info["api_url"] + "/health")
+    assert not answers(info["central_url"] + "/_emulator/health")
