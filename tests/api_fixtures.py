@@ -295,6 +295,14 @@ class LiveApi:
         headers = {"Authorization": f"Bearer {self.synced.tokens[key]}"} if key else {}
         return requests.get(self.url + path, params=params, headers=headers, timeout=60)
 
+    def request(
+        self, method: str, path: str, key: str | None, json: dict | None = None, **params
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.synced.tokens[key]}"} if key else {}
+        return requests.request(
+            method, self.url + path, params=params, json=json, headers=headers, timeout=60
+        )
+
     def post(
         self, path: str, key: str | None, json: dict | None = None, **params
     ) -> requests.Response:
