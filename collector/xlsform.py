@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +115,25 @@ def cell_text(value: object) -> str:
     return str(value).strip()
 
 
+def _stamp(path: Path) -> tuple[str, int, int]:
+    """What identifies a file's content cheaply: path, modification time (ns), size."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
 def read_xlsform(path: Path) -> XLSForm:
     """Every sheet of an .xlsx, keeping the position of each value.
 
     Raises whatever openpyxl raises for a file that is not a workbook; ``formcheck`` turns
-    that into a finding.
+    that into a finding. Parsing a workbook is most of a check's time, and check, plan,
+    push and the store each read the same file, so results are cached per file version.
     """
+    return _read_xlsform(*_stamp(path))
+
+
+@functools.lru_cache(maxsize=32)
+def _read_xlsform(path_text: str, mtime_ns: int, size: int) -> XLSForm:
+    path = Path(path_text)
     workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
         sheets: dict[str, Sheet] = {}
@@ -282,9 +296,14 @@ def convert_xlsform(path: Path, version: str | None = None) -> Conversion:
     """pyxform's XForm for the file, with ``version`` written into its settings if given.
 
     Raises ``pyxform.errors.PyXFormError`` (and occasionally other errors on odd input);
-    ``formcheck`` maps those to sheet, row and column.
+    ``formcheck`` maps those to sheet, row and column. Cached per file version.
     """
-    definition = get_xlsform(str(path))
+    return _convert_xlsform(*_stamp(path), version)
+
+
+@functools.lru_cache(maxsize=64)
+def _convert_xlsform(path_text: str, mtime_ns: int, size: int, version: str | None) -> Conversion:
+    definition = get_xlsform(path_text)
     if version is not None:
         settings = [dict(row) for row in (definition.settings or [{}])] or [{}]
         settings[0]["version"] = version

@@ -92,7 +92,7 @@ def published(client: Central, project_id: int, form_id: str) -> dict:
     return form
 
 
-def relabel(path: Path, name: str, english: str) -> None:
+def relabel(path: Path, name: str, english: str | None) -> None:
     wb = openpyxl.load_workbook(path)
     ws = wb["survey"]
     row = next(r for r in range(2, ws.max_row + 1) if ws[f"B{r}"].value == name)
@@ -328,3 +328,38 @@ def test_push__failure_while_creating_then_rerun_finishes(
         assert plan.action is Action.CREATE and plan.exists
         [done] = push_forms(client, manifest, ["roundtable"])
         assert published(client, pid, "roundtable")["version"] == done.published_version
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+def test_cli_plan_and_push__report_per_form_and_exit_codes(
+    central: CentralTarget, tmp_path: Path, forms_dir: Path, monkeypatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from collector.cli import app
+
+    for key, value in {
+        "COLLECTOR_CENTRAL_URL": central.url,
+        "COLLECTOR_CENTRAL_EMAIL": central.email,
+        "COLLECTOR_CENTRAL_PASSWORD": central.password,
+        "COLLECTOR_DATA_DIR": str(tmp_path / "data"),
+        "COLLECTOR_FORMS_DIR": str(forms_dir),
+    }.items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+    plan = runner.invoke(app, ["forms", "plan"])
+    assert plan.exit_code == 0, plan.output
+    assert plan.output.count(" create ") == 4
+    push = runner.invoke(app, ["forms", "push"])
+    assert push.exit_code == 0, push.output
+    assert "4 form(s) published, 0 unchanged" in push.output
+    assert central.password not in push.output
+    again = runner.invoke(app, ["forms", "push", "roundtable"])
+    assert again.exit_code == 0 and "0 form(s) published, 1 unchanged" in again.output
+
+    relabel(forms_dir / "roundtable.xlsx", "venue", None)  # a question without its label
+    refused = runner.invoke(app, ["forms", "push"])
+    assert refused.exit_code == 1
+    assert "missing-translation" in refused.output and "nothing pushed" in refused.output
