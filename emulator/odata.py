@@ -4,9 +4,9 @@ The row shapes copy central-backend ``lib/data/odata.js`` (``submissionToOData``
 frame of every non-repeat field set to null, then ``__id`` and ``__system``, then one
 ``<repeat>@odata.navigationLink`` per repeat met in the XML, followed by the inline rows
 under ``$expand=*``), the repeat row ids copy its ``hashId`` (sha1 of
-``Submissions#<instanceId>%%<field>#<iteration>...``), and the EDMX copies
-``lib/formats/odata.js`` ``edmxFor`` as recorded in golden 31. ``$filter`` lives in
-:mod:`emulator.odata_filter` and is re-exported here.
+``Submissions#<instanceId>%%<field>#<iteration>...``). ``$filter``
+(:mod:`emulator.odata_filter`), ``$select`` (:mod:`emulator.odata_select`) and the service
+document and EDMX (:mod:`emulator.odata_edmx`) live beside it and are re-exported here.
 
 An :class:`ODataEntity` is built once per submission version and served many times; its
 ``row_json`` caches the JSON around ``__system`` so a page of rows costs one small
@@ -26,11 +26,20 @@ from urllib.parse import quote
 
 import orjson
 
+from emulator.odata_edmx import metadata_edmx, service_document
 from emulator.odata_filter import Filter, ODataError, parse_filter
+from emulator.odata_select import (
+    SYSTEM_FIELDS,
+    SYSTEM_KEYS,
+    Selection,
+    parse_select,
+    select_fields,
+)
 from emulator.xform import XForm, sanitize_odata_identifier
 
 __all__ = [
     "SYSTEM_FIELDS",
+    "SYSTEM_KEYS",
     "Filter",
     "ODataEntity",
     "ODataError",
@@ -46,23 +55,6 @@ __all__ = [
     "with_wkt",
     "without_expand",
 ]
-
-# lib/data/odata.js systemFields; also the key order of __system (golden 34)
-SYSTEM_KEYS = (
-    "submissionDate",
-    "updatedAt",
-    "submitterId",
-    "submitterName",
-    "attachmentsPresent",
-    "attachmentsExpected",
-    "status",
-    "reviewState",
-    "deviceId",
-    "edits",
-    "formVersion",
-    "deletedAt",
-)
-SYSTEM_FIELDS = frozenset(["__system", *(f"__system/{k}" for k in SYSTEM_KEYS)])
 
 _PRIM, _STRUCT, _REPEAT = 0, 1, 2
 _NAV = "@odata.navigationLink"
@@ -495,325 +487,3 @@ def with_wkt(data: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-# --- $select ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Selection:
-    """A validated ``$select``: which keys of a row stay (lib/formats/odata.js filterFields)."""
-
-    tree: dict[str, Any]  # key -> None (whole value) or a sub-tree for a partly kept group
-    system: tuple[str, ...] | None  # None: no __system; () all of it; else these keys
-    keep_id: bool = True
-    parent_key: str | None = None
-
-    def apply(self, row: dict[str, Any]) -> dict[str, Any]:
-        return self._apply(row, self.tree, top=True)
-
-    def _apply(self, row: dict[str, Any], tree: dict[str, Any], top: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in row.items():
-            if top and key == "__id":
-                out[key] = value
-            elif top and key == "__system":
-                if self.system is None:
-                    continue
-                if not self.system or value is None:
-                    out[key] = value
-                else:
-                    out[key] = {k: value[k] for k in SYSTEM_KEYS if k in self.system}
-            elif top and self.parent_key is not None and key == self.parent_key:
-                out[key] = value
-            elif key.endswith(_NAV):
-                if key[: -len(_NAV)] in tree:
-                    out[key] = value
-            elif key in tree:
-                sub = tree[key]
-                if sub is None or type(value) is not dict:
-                    out[key] = value
-                else:
-                    out[key] = self._apply(value, sub, top=False)
-        return out
-
-
-def parse_select(form: XForm, select: str, table: str = "Submissions") -> Selection | None:
-    """Validate ``$select`` for ``table``; None when it selects everything (``*``).
-
-    Raises :class:`ODataError` 400.23 for an unknown property and 400.24 for a field
-    inside a repeat (lib/formats/odata.js filterFields, lib/util/problem.js)."""
-    if not select or select.strip() == "*":
-        return None
-    schema = _schema(form)
-    base = ""
-    parent_key_name = "__Submissions-id" if table != "Submissions" else None
-    if table != "Submissions":
-        segments = table.split(".")[1:]
-        for i, segment in enumerate(segments):
-            base += f"/{segment}"
-            node = schema.by_path.get(base)
-            if node is None:
-                raise ODataError(404, 404.1, "Could not find the resource you were looking for.")
-            if node.kind == _REPEAT and i < len(segments) - 1:
-                parent_key_name = "__Submissions" + base.replace("/", "-") + "-id"
-    props = [p.strip() for p in select.split(",")]
-    tree: dict[str, Any] = {}
-    system: list[str] | None = None
-    keep_parent = False
-    for prop in props:
-        if prop == "__id":
-            continue
-        if parent_key_name is not None and prop == parent_key_name:
-            keep_parent = True
-            continue
-        if table == "Submissions" and prop in SYSTEM_FIELDS:
-            if prop == "__system":
-                system = []
-                continue
-            if system is None or system:
-                system = [*(system or []), prop.split("/", 1)[1]]
-            continue
-        node = schema.by_path.get(f"{base}/{prop}")
-        if node is None:
-            raise ODataError(
-                400, 400.23, f"Could not find a property named '{prop}'", {"property": prop}
-            )
-        # walk up from the field to the table, refusing to cross a repeat
-        steps = prop.split("/")
-        for depth in range(len(steps) - 1):
-            ancestor = schema.by_path.get(base + "/" + "/".join(steps[: depth + 1]))
-            if ancestor is not None and ancestor.kind == _REPEAT:
-                raise ODataError(
-                    400,
-                    400.24,
-                    f"The given OData select property '{prop}' uses features not supported by this server.",
-                    {"property": prop},
-                )
-        cursor = tree
-        for step in steps[:-1]:
-            nxt = cursor.get(step, {})
-            if nxt is None:
-                break  # an ancestor group is already whole
-            cursor[step] = nxt
-            cursor = nxt
-        else:
-            cursor[steps[-1]] = None
-    return Selection(
-        tree=tree,
-        system=None if system is None else tuple(system),
-        parent_key=parent_key_name if keep_parent else None,
-    )
-
-
-def select_fields(
-    row: dict[str, Any], select: str, *, form: XForm | None = None, table: str = "Submissions"
-) -> dict[str, Any]:
-    """The row reduced to a ``$select`` (golden 43). With ``form`` the properties are
-    validated (:func:`parse_select`); without it they are taken as given."""
-    if form is not None:
-        selection = parse_select(form, select, table)
-        return row if selection is None else selection.apply(row)
-    if not select or select.strip() == "*":
-        return row
-    tree: dict[str, Any] = {}
-    system: list[str] | None = None
-    for prop in (p.strip() for p in select.split(",")):
-        if prop == "__id":
-            continue
-        if prop in SYSTEM_FIELDS:
-            system = [] if prop == "__system" else [*(system or []), prop.split("/", 1)[1]]
-            continue
-        cursor = tree
-        steps = prop.split("/")
-        for step in steps[:-1]:
-            cursor = cursor.setdefault(step, {})
-        cursor[steps[-1]] = None
-    parent = next((k for k in row if k.startswith("__") and k.endswith("-id")), None)
-    keep_parent = parent is not None and parent in {p.strip() for p in select.split(",")}
-    return Selection(
-        tree=tree,
-        system=None if system is None else tuple(system),
-        parent_key=parent if keep_parent else None,
-    ).apply(row)
-
-
-# --- service document and EDMX ------------------------------------------------------------------
-
-
-def service_document(form: XForm, base_url: str) -> dict[str, Any]:
-    """GET ``.../forms/{id}.svc`` (golden 30); ``base_url`` is the service root URL."""
-    value = [{"name": "Submissions", "kind": "EntitySet", "url": "Submissions"}]
-    value += [{"name": t, "kind": "EntitySet", "url": t} for t in table_names(form)]
-    return {"@odata.context": f"{base_url.rstrip('/')}/$metadata", "value": value}
-
-
-_TYPE_MAP = {
-    "int": "Edm.Int64",
-    "decimal": "Edm.Decimal",
-    "boolean": "Edm.Boolean",
-    "geopoint": "Edm.GeographyPoint",
-    "geotrace": "Edm.GeographyLineString",
-    "geoshape": "Edm.GeographyPolygon",
-    "date": "Edm.Date",
-    "dateTime": "Edm.DateTimeOffset",
-}
-
-_MUSTACHE_ESCAPES = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    '"': "&quot;",
-    "'": "&#39;",
-    "/": "&#x2F;",
-    "`": "&#x60;",
-    "=": "&#x3D;",
-}
-
-
-def _esc(text: str) -> str:
-    """mustache.js's default HTML escaping of ``{{value}}``."""
-    return "".join(_MUSTACHE_ESCAPES.get(c, c) for c in text)
-
-
-_EDMX_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
-<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">
-  <edmx:DataServices>
-    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="org.opendatakit.submission">
-      <ComplexType Name="metadata">
-        <Property Name="submissionDate" Type="Edm.DateTimeOffset"/>
-        <Property Name="updatedAt" Type="Edm.DateTimeOffset"/>
-        <Property Name="deletedAt" Type="Edm.DateTimeOffset"/>
-        <Property Name="submitterId" Type="Edm.String"/>
-        <Property Name="submitterName" Type="Edm.String"/>
-        <Property Name="attachmentsPresent" Type="Edm.Int64"/>
-        <Property Name="attachmentsExpected" Type="Edm.Int64"/>
-        <Property Name="status" Type="org.opendatakit.submission.Status"/>
-        <Property Name="reviewState" Type="org.opendatakit.submission.ReviewState"/>
-        <Property Name="deviceId" Type="Edm.String"/>
-        <Property Name="edits" Type="Edm.Int64"/>
-        <Property Name="formVersion" Type="Edm.String"/>
-      </ComplexType>
-      <EnumType Name="Status">
-        <Member Name="notDecrypted"/>
-        <Member Name="missingEncryptedFormData"/>
-      </EnumType>
-      <EnumType Name="ReviewState">
-        <Member Name="hasIssues"/>
-        <Member Name="edited"/>
-        <Member Name="rejected"/>
-        <Member Name="approved"/>
-      </EnumType>
-    </Schema>
-"""
-
-_EDMX_PRIMARY_ANNOTATIONS_HEAD = """          <Annotation Term="Org.OData.Capabilities.V1.ConformanceLevel" EnumMember="Org.OData.Capabilities.V1.ConformanceLevelType/Minimal"/>
-          <Annotation Term="Org.OData.Capabilities.V1.BatchSupported" Bool="false"/>
-          <Annotation Term="Org.OData.Capabilities.V1.CountRestrictions">
-            <Record><PropertyValue Property="Countable" Bool="true"/></Record>
-          </Annotation>
-          <Annotation Term="Org.OData.Capabilities.V1.FilterFunctions">
-            <Record>
-              <PropertyValue Property="NonCountableProperties">
-                <Collection>
-                  <String>eq</String>
-                </Collection>
-              </PropertyValue>
-            </Record>
-          </Annotation>
-          <Annotation Term="Org.OData.Capabilities.V1.FilterFunctions">
-            <Record>
-              <PropertyValue Property="Filterable" Bool="true"/>
-              <PropertyValue Property="RequiresFilter" Bool="false"/>
-              <PropertyValue Property="NonFilterableProperties">
-                <Collection>
-"""
-
-_EDMX_PRIMARY_ANNOTATIONS_TAIL = """                </Collection>
-              </PropertyValue>
-            </Record>
-          </Annotation>
-          <Annotation Term="Org.OData.Capabilities.V1.SortRestrictions">
-            <Record><PropertyValue Property="Sortable" Bool="false"/></Record>
-          </Annotation>
-          <Annotation Term="Org.OData.Capabilities.V1.ExpandRestrictions">
-            <Record><PropertyValue Property="Expandable" Bool="false"/></Record>
-          </Annotation>
-"""
-
-
-def metadata_edmx(form: XForm) -> str:
-    """GET ``.../forms/{id}.svc/$metadata`` (lib/formats/odata.js edmxFor; golden 31)."""
-    fqdn = "org.opendatakit.user." + sanitize_odata_identifier(form.form_id)
-
-    def parts(path: str) -> list[str]:
-        return [sanitize_odata_identifier(p) for p in path[1:].split("/")]
-
-    submissions: dict[str, Any] = {"name": "Submissions", "primary": True, "props": []}
-    entity_types = [submissions]
-    complex_types: list[dict[str, Any]] = []
-    stack: list[dict[str, Any]] = [submissions]
-    for f in form.fields:
-        out = stack[-1]
-        while out.get("path") is not None and not f.path.startswith(out["path"] + "/"):
-            stack.pop()
-            out = stack[-1]
-        name = sanitize_odata_identifier(f.name)
-        if f.type == "structure":
-            type_name = ".".join(parts(f.path))
-            cplx = {"name": type_name, "path": f.path, "props": []}
-            complex_types.append(cplx)
-            stack.append(cplx)
-            out["props"].append((name, f"{fqdn}.{type_name}", False))
-        elif f.type == "repeat":
-            type_name = ".".join(parts(f.path))
-            context = next((o for o in reversed(stack) if o.get("repeat")), None)
-            id_parts = ["Submissions"] + (parts(context["path"]) if context else [])
-            entity = {
-                "name": f"Submissions.{type_name}",
-                "path": f.path,
-                "repeat": True,
-                "props": [(f"__{'-'.join(id_parts)}-id", "Edm.String", False)],
-            }
-            entity_types.append(entity)
-            stack.append(entity)
-            out["props"].append((name, f"Collection({fqdn}.Submissions.{type_name})", True))
-        else:
-            out["props"].append((name, _TYPE_MAP.get(f.type, "Edm.String"), False))
-
-    def prop_lines(props: list[tuple[str, str, bool]]) -> str:
-        text = ""
-        for pname, ptype, nav in props:
-            tag = "NavigationProperty" if nav else "Property"
-            text += f'        <{tag} Name="{_esc(pname)}" Type="{_esc(ptype)}"/>\n'
-        return text
-
-    doc = _EDMX_HEAD
-    doc += (
-        f'    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{_esc(fqdn)}">\n'
-    )
-    for et in entity_types:
-        doc += f'      <EntityType Name="{_esc(et["name"])}">\n'
-        doc += '        <Key><PropertyRef Name="__id"/></Key>\n'
-        doc += '        <Property Name="__id" Type="Edm.String"/>\n'
-        if et.get("primary"):
-            doc += (
-                '        <Property Name="__system" Type="org.opendatakit.submission.metadata"/>\n'
-            )
-        doc += prop_lines(et["props"])
-        doc += "      </EntityType>\n"
-    for ct in complex_types:
-        doc += f'      <ComplexType Name="{_esc(ct["name"])}">\n'
-        doc += prop_lines(ct["props"])
-        doc += "      </ComplexType>\n"
-    doc += f'      <EntityContainer Name="{_esc(form.form_id)}">\n'
-    for et in entity_types:
-        doc += f'        <EntitySet Name="{_esc(et["name"])}" EntityType="{_esc(fqdn)}.{_esc(et["name"])}">\n'
-        if et.get("primary"):
-            doc += _EDMX_PRIMARY_ANNOTATIONS_HEAD
-            for pname, _, _ in et["props"]:
-                doc += f"                  <PropertyPath>{_esc(pname)}</PropertyPath>\n"
-            doc += _EDMX_PRIMARY_ANNOTATIONS_TAIL
-        doc += "        </EntitySet>\n"
-    doc += "      </EntityContainer>\n    </Schema>\n  </edmx:DataServices>\n</edmx:Edmx>"
-    return doc
