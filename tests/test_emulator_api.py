@@ -116,6 +116,17 @@ def test_app_user_key_is_refused_after_revoke_and_delete(s: Setup) -> None:
         users.append(u)
     key = f"{s.url}/v1/key/{{}}/projects/{s.project_id}/formList"
     hdr = {"X-OpenRosa-Version": "1.0"}
+    stranger = s.http.post(f"{base}/app-users", json={"displayName": "c"}, timeout=30).json()
+    as_stranger = requests.post(
+        f"{s.url}/v1/key/{stranger['token']}/projects/{s.project_id}/submission",
+        files={"xml_submission_file": ("s.xml", submission(s.form_id, "uuid:x1", "x"), "text/xml")},
+        headers=hdr,
+        timeout=30,
+    )
+    assert as_stranger.status_code == 403  # not assigned to the form
+    assert (
+        "<formID>" not in requests.get(key.format(stranger["token"]), headers=hdr, timeout=30).text
+    )
     assert requests.get(key.format(users[0]["token"]), headers=hdr, timeout=30).status_code == 200
     assert s.http.delete(f"{s.url}/v1/sessions/{users[0]['token']}", timeout=30).ok
     assert requests.get(key.format(users[0]["token"]), headers=hdr, timeout=30).status_code == 403

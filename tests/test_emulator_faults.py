@@ -131,3 +131,35 @@ def test_bad_fault_settings_are_refused(
         timeout=30,
     )
     assert r.status_code == 400
+
+
+def test_faults_can_be_set_at_start(tmp_path) -> None:
+    """``--faults`` JSON: the server is faulty from its first request (control stays up)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--port", str(port), "--data", str(tmp_path),
+         "--admin-email", "a@example.org", "--admin-password", "pw",
+         "--faults", json.dumps({"error_rate": 1.0, "error_statuses": [503]})],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/_emulator/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert requests.get(f"{url}/v1/projects", timeout=5).status_code == 503
+        EmulatorControl(url).clear()
+        assert requests.get(f"{url}/v1/projects", timeout=5).status_code == 403  # anonymous
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0  # a clean stop on SIGTERM

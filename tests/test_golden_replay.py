@@ -179,6 +179,8 @@ def test_golden_exchanges_replay_in_order(central: CentralTarget, fresh_name: st
                         problems.append(f"Content-Type {want['headers'][header]!r}, got {got!r}")
                 elif got is None:
                     problems.append(f"header {header} missing")
+            elif header != "Content-Type" and header in ours.headers:
+                problems.append(f"header {header} present, Central sends none here")
         if "json" in want and not problems:
             whole = not req["path"].endswith("/v1/projects")  # a real server has other projects
             compare(want["json"], ours.json(), "body", problems, whole)
