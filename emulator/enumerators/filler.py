@@ -9,21 +9,24 @@ same XML byte for byte.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import random
 import re
-import struct
 import uuid
-import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from xml.etree.ElementTree import Element
 
-from emulator.enumerators import tajik
-from emulator.enumerators.formmodel import Bind, Control, FormModel
-from emulator.enumerators.regexgen import constraint_pattern, string_matching
+from emulator.enumerators import answers, tajik
+from emulator.enumerators.answers import collect_time
+from emulator.enumerators.formmodel import (
+    Bind,
+    Control,
+    FormModel,
+    itemset_dependents,
+    referenced_paths,
+)
 from emulator.enumerators.xpath import Context, NodeSet, XPathError, evaluate, local, to_bool
 from emulator.enumerators.xpath import to_string as xpath_string
 
@@ -33,11 +36,6 @@ _NO_BIND = Bind()
 def deterministic_uuid(rng: random.Random) -> str:
     """A version-4 UUID drawn from ``rng`` (not uuid4(): runs must repeat for a seed)."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def collect_time(moment: datetime) -> str:
-    """Collect's timestamp format: ``2026-03-02T08:15:23.412+05:00``."""
-    return moment.isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -106,9 +104,9 @@ class SubmissionFactory:
         self.username = username
         self.repeats = set(model.xform.repeats)
         self.prefix = f"/{model.root_name}"
-        self.referenced = _referenced_paths(model)
+        self.referenced = referenced_paths(model)
         self._static_choices: dict[str, list[tuple[str, str]]] = {}
-        self.dependents = _itemset_dependents(model)
+        self.dependents = itemset_dependents(model)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -340,6 +338,9 @@ class SubmissionFactory:
             if kind == "select1":
                 if full in self.referenced and "yes" in values and rng.random() < 0.85:
                     return "yes"  # consent and gate questions: most people say yes
+                sex = self._sex_of_named_person(full, values, elem, fill)
+                if sex is not None:
+                    return sex
                 deps = self.dependents.get(full)
                 if not deps:
                     return rng.choice(values)
@@ -361,88 +362,37 @@ class SubmissionFactory:
             start, end, step = control.range
             steps = int(abs(end - start) / step) if step else 0
             value = start + step * rng.randint(0, max(steps, 0)) * (1 if end >= start else -1)
-            return _num(value)
+            return answers.number_text(value)
         if kind == "upload":
-            return self._attachment(control, fill)
-        return self._typed(full, bind, fill)
+            name, data, ctype = answers.media_file(rng, control.mediatype, fill.now)
+            fill.attachments.append((name, data, ctype))
+            return name
+        field_name = full.rsplit("/", 1)[-1].lower()
+        value = answers.typed_answer(
+            rng,
+            field_name,
+            bind.type.split(":")[-1],
+            bind.constraint,
+            fill.now,
+            fill.centre,
+            fill.district,
+        )
+        if fill.first_name is None and "name" in field_name and value:
+            fill.first_name = value
+        return value
 
-    def _typed(self, full: str, bind: Bind, fill: _Fill) -> str:
-        rng = fill.rng
+    def _sex_of_named_person(
+        self, full: str, values: list[str], elem: Element, fill: _Fill
+    ) -> str | None:
+        """A sex/gender question next to a name answers for that name's person."""
         name = full.rsplit("/", 1)[-1].lower()
-        btype = bind.type.split(":")[-1]
-        if btype == "int":
-            lo, hi = _bounds(bind.constraint, _int_range(name))
-            return str(
-                rng.randint(math.ceil(lo), math.floor(hi))
-                if math.ceil(lo) <= math.floor(hi)
-                else int(lo)
-            )
-        if btype == "decimal":
-            lo, hi = _bounds(bind.constraint, _decimal_range(name))
-            return _num(round(rng.uniform(lo, hi), 2))
-        if btype == "date":
-            constraint = re.sub(r"\s+", "", bind.constraint or "")
-            if ">=today()" in constraint or ">today()" in constraint or "follow" in name:
-                day = fill.now.date() + timedelta(days=rng.randint(1, 60))
-            elif "birth" in name or "dob" in name:
-                day = fill.now.date() - timedelta(days=rng.randint(365, 365 * 80))
-            else:
-                day = fill.now.date() - timedelta(days=rng.randint(0, 365))
-            return day.isoformat()
-        if btype == "dateTime":
-            return collect_time(fill.now - timedelta(minutes=rng.randint(0, 60 * 24 * 30)))
-        if btype == "time":
-            return f"{rng.randint(7, 19):02d}:{rng.randint(0, 59):02d}:00.000{_offset(fill.now)}"
-        if btype == "geopoint":
-            return "{} {} {} {}".format(*tajik.point_near(rng, fill.centre))
-        if btype in ("geotrace", "geoshape"):
-            start = tajik.point_near(rng, fill.centre)
-            points = [start]
-            for _ in range(rng.randint(2, 5)):
-                lat, lon, alt, acc = points[-1]
-                points.append(
-                    (
-                        round(lat + rng.uniform(-0.01, 0.01), 6),
-                        round(lon + rng.uniform(-0.01, 0.01), 6),
-                        alt,
-                        acc,
-                    )
-                )
-            if btype == "geoshape":
-                points.append(points[0])
-            return ";".join("{} {} {} {}".format(*p) for p in points)
-        if btype == "boolean":
-            return rng.choice(["true", "false"])
-        pattern = constraint_pattern(bind.constraint)
-        if btype == "barcode":
-            text = "".join(rng.choice("0123456789") for _ in range(12))
-        else:
-            text = self._text(name, fill)
-        if pattern is not None and not re.search(pattern, text):
-            digits = re.sub(r"\D", "", text)
-            for candidate in (digits, digits[-9:]):  # "+992 93 123 4567" typed as the form wants
-                if candidate and re.search(pattern, candidate):
-                    return candidate
-            with contextlib.suppress(ValueError, re.error):
-                text = string_matching(pattern, rng)  # what the constraint lets through
-        return text
-
-    def _text(self, name: str, fill: _Fill) -> str:
-        rng = fill.rng
-        if "name" in name or name in ("respondent", "head", "interviewee"):
-            value = tajik.full_name(rng)
-            if fill.first_name is None:
-                fill.first_name = value
-            return value
-        if "phone" in name or "tel" in name or "mobile" in name:
-            return tajik.phone(rng)
-        if name.endswith("_id") or "code" in name:
-            return f"{rng.choice(['HH', 'DU', 'KH', 'SU'])}-{rng.randint(1000, 99999):05d}"
-        if "email" in name:
-            return f"user{rng.randint(1, 999)}@example.org"
-        if any(k in name for k in ("village", "city", "address", "town", "place")):
-            return tajik.village(rng, fill.district)
-        return tajik.phrase(rng)
+        if not ("sex" in name or "gender" in name) or not {"female", "male"} <= set(values):
+            return None
+        parent = fill.parents.get(id(elem))
+        for sibling in parent if parent is not None else ():
+            if "name" in sibling.tag and sibling.text:
+                return tajik.gender_of(sibling.text)
+        return None
 
     def _choices(self, control: Control, elem: Element, fill: _Fill) -> list[tuple[str, str]]:
         if control.items:
@@ -495,21 +445,6 @@ class SubmissionFactory:
                 fill.district = picked
                 return
 
-    def _attachment(self, control: Control, fill: _Fill) -> str:
-        rng = fill.rng
-        stamp = int(fill.now.timestamp() * 1000) + rng.randint(0, 999_999)
-        media = control.mediatype or "image/*"
-        if media.startswith("image"):
-            name, ctype, data = f"{stamp}.png", "image/png", _png(rng)
-        elif media.startswith("audio"):
-            name, ctype, data = f"{stamp}.m4a", "audio/mp4", rng.randbytes(256)
-        elif media.startswith("video"):
-            name, ctype, data = f"{stamp}.mp4", "video/mp4", rng.randbytes(512)
-        else:
-            name, ctype, data = f"{stamp}.bin", "application/octet-stream", rng.randbytes(128)
-        fill.attachments.append((name, data, ctype))
-        return name
-
     def _summary(self, fill: _Fill) -> str:
         parts = [self.model.xform.form_id]
         if fill.first_name:
@@ -536,124 +471,8 @@ def _walk(elem: Element, path: str, parent: Element | None = None):
         yield from _walk(child, cpath, child)
 
 
-_ABS_PATH = re.compile(r"/[A-Za-z_][\w.-]*(?:/[A-Za-z_][\w.-]*)+")
-
-
-def _referenced_paths(model: FormModel) -> set[str]:
-    """Fields named in relevant/constraint/calculate/required/repeat-count/choice-filter
-    expressions."""
-    exprs: list[str] = []
-    for bind in model.binds.values():
-        exprs += [e for e in (bind.relevant, bind.constraint, bind.calculate, bind.required) if e]
-    exprs += [e for e in model.repeat_counts.values() if e]
-    exprs += [c.itemset.nodeset for c in model.controls.values() if c.itemset is not None]
-    found: set[str] = set()
-    for expr in exprs:
-        found.update(_ABS_PATH.findall(expr))
-        for name in re.findall(r"\$\{([^}]+)\}", expr):
-            if name in model.names:
-                found.add(model.names[name])
-    return found
-
-
-def _itemset_dependents(model: FormModel) -> dict[str, list[Control]]:
-    """field path -> the select controls whose choice filter reads that field."""
-    out: dict[str, list[Control]] = {}
-    for control in model.controls.values():
-        if control.itemset is None or "[" not in control.itemset.nodeset:
-            continue
-        nodeset = control.itemset.nodeset
-        paths = set(_ABS_PATH.findall(nodeset))
-        paths.update(
-            model.names[n] for n in re.findall(r"\$\{([^}]+)\}", nodeset) if n in model.names
-        )
-        for path in paths:
-            out.setdefault(path, []).append(control)
-    return out
-
-
 def _true(expr: str | None) -> bool:
     return (expr or "").strip() in ("true()", "true", "1")
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _offset(moment: datetime) -> str:
-    text = moment.isoformat()
-    match = re.search(r"[+-]\d\d:\d\d$", text)
-    return match.group(0) if match else "Z"
-
-
-def _int_range(name: str) -> tuple[float, float]:
-    if "age" in name:
-        return 0, 85
-    if "year" in name:
-        return 1950, 2026
-    if any(k in name for k in ("count", "num", "size", "member", "child", "people", "person")):
-        return 0, 8
-    if any(k in name for k in ("month",)):
-        return 0, 36
-    return 0, 50
-
-
-def _decimal_range(name: str) -> tuple[float, float]:
-    if any(k in name for k in ("income", "amount", "wage", "salary", "remit", "sum", "cost")):
-        return 100, 5000
-    return 0, 100
-
-
-_BOUND = re.compile(r"\.\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)")
-_BOUND_REVERSED = re.compile(r"(-?\d+(?:\.\d+)?)\s*(>=|<=|>|<)\s*\.(?![\w/])")
-
-
-def _bounds(constraint: str | None, default: tuple[float, float]) -> tuple[float, float]:
-    """Numeric bounds written as ``. >= 0 and . <= 120`` (the common XLSForm idiom)."""
-    lo, hi = default
-    if not constraint or " or " in constraint:
-        return lo, hi
-    found_lo = found_hi = None
-    for op, num in _BOUND.findall(constraint):
-        value = float(num)
-        if op in (">=", ">"):
-            found_lo = value + (1 if op == ">" else 0)
-        else:
-            found_hi = value - (1 if op == "<" else 0)
-    for num, op in _BOUND_REVERSED.findall(constraint):
-        value = float(num)
-        if op in ("<=", "<"):
-            found_lo = value + (1 if op == "<" else 0)
-        else:
-            found_hi = value - (1 if op == ">" else 0)
-    # keep the plausible default inside the allowed range (an age of 0-85 within 0-120)
-    allowed_lo = found_lo if found_lo is not None else -math.inf
-    allowed_hi = found_hi if found_hi is not None else math.inf
-    if allowed_lo <= hi and lo <= allowed_hi:
-        return max(lo, allowed_lo), min(hi, allowed_hi)
-    if found_lo is not None and found_hi is not None:
-        return (found_lo, found_hi) if found_lo <= found_hi else (found_hi, found_lo)
-    if found_lo is not None:
-        return found_lo, found_lo + 50
-    return allowed_hi - 50, allowed_hi
-
-
-def _png(rng: random.Random) -> bytes:
-    """A valid 4x4 PNG of one random colour: a real picture in a few dozen bytes."""
-    colour = bytes(rng.randrange(256) for _ in range(3))
-    raw = b"".join(b"\x00" + colour * 4 for _ in range(4))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -235,3 +236,39 @@ def _label_text(label: ET.Element | None) -> str:
     if label is None:
         return ""
     return "".join(label.itertext()).strip()
+
+
+_ABS_PATH = re.compile(r"/[A-Za-z_][\w.-]*(?:/[A-Za-z_][\w.-]*)+")
+
+
+def referenced_paths(model: FormModel) -> set[str]:
+    """Fields named in relevant/constraint/calculate/required/repeat-count/choice-filter
+    expressions."""
+    exprs: list[str] = []
+    for bind in model.binds.values():
+        exprs += [e for e in (bind.relevant, bind.constraint, bind.calculate, bind.required) if e]
+    exprs += [e for e in model.repeat_counts.values() if e]
+    exprs += [c.itemset.nodeset for c in model.controls.values() if c.itemset is not None]
+    found: set[str] = set()
+    for expr in exprs:
+        found.update(_ABS_PATH.findall(expr))
+        for name in re.findall(r"\$\{([^}]+)\}", expr):
+            if name in model.names:
+                found.add(model.names[name])
+    return found
+
+
+def itemset_dependents(model: FormModel) -> dict[str, list[Control]]:
+    """field path -> the select controls whose choice filter reads that field."""
+    out: dict[str, list[Control]] = {}
+    for control in model.controls.values():
+        if control.itemset is None or "[" not in control.itemset.nodeset:
+            continue
+        nodeset = control.itemset.nodeset
+        paths = set(_ABS_PATH.findall(nodeset))
+        paths.update(
+            model.names[n] for n in re.findall(r"\$\{([^}]+)\}", nodeset) if n in model.names
+        )
+        for path in paths:
+            out.setdefault(path, []).append(control)
+    return out

@@ -183,6 +183,18 @@ def full_name(rng: random.Random) -> str:
     return f"{first} {surname}"
 
 
+def gender_of(name: str) -> str | None:
+    """ "female"/"male" for a name full_name() made (first name or surname ending)."""
+    parts = name.split()
+    if not parts:
+        return None
+    if parts[0] in FEMALE or parts[0] in ("Gulnoza", "Zarina"):
+        return "female"
+    if parts[0] in MALE or parts[0] in ("Farrukh", "Jamshed"):
+        return "male"
+    return None
+
+
 def phrase(rng: random.Random) -> str:
     lang = rng.choices(["tg", "ru", "en"], weights=[5, 3, 2])[0]
     return rng.choice(PHRASES[lang])
