@@ -67,9 +67,13 @@ class PushFailed(Exception):
     def __init__(self, form_id: str, step: str, cause: CentralError, done: list[str]) -> None:
         self.form_id, self.step, self.cause, self.done = form_id, step, cause, done
         finished = f" (already pushed: {', '.join(done)})" if done else ""
+        state = (
+            "Central may have published it before the answer was lost"
+            if step.startswith("publishing")
+            else "Only its draft changed; the published version is as it was"
+        )
         super().__init__(
-            f"{form_id}: {step} failed: {cause}. Only its draft changed; the published "
-            f"version is as it was. Run push again to finish{finished}."
+            f"{form_id}: {step} failed: {cause}. {state}. Run push again to finish{finished}."
         )
 
 

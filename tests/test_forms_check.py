@@ -486,3 +486,15 @@ def test_cli_check__unknown_form_name_is_a_clear_error(monkeypatch) -> None:
     result = CliRunner().invoke(app, ["forms", "check", "no_such_form"])
     assert result.exit_code == 2
     assert "no form 'no_such_form'" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("java") is None, reason="ODK Validate needs java")
+@pytest.mark.parametrize("form_id", FORM_IDS)
+def test_programme_form__passes_odk_validate(form_id: str) -> None:
+    """JavaRosa (ODK Validate, shipped with pyxform) opens the XForm as Collect would."""
+    from pyxform.xls2xform import convert
+
+    warnings: list[str] = []
+    convert(str(FORMS / f"{form_id}.xlsx"), warnings=warnings, validate=True)
+    assert warnings == []

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from collector import central as api
 from collector import store
-from collector.central import Central
+from collector.central import Central, CentralGarbage
 from collector.formpush import (
     Action,
     FormsInvalid,
@@ -363,3 +363,25 @@ def test_cli_plan_and_push__report_per_form_and_exit_codes(
     refused = runner.invoke(app, ["forms", "push"])
     assert refused.exit_code == 1
     assert "missing-translation" in refused.output and "nothing pushed" in refused.output
+
+
+@pytest.mark.emulator
+def test_push__publish_answer_cut_short_then_rerun_sees_it_done(
+    faults: CentralTarget, tmp_path: Path, forms_dir: Path
+) -> None:
+    """Central published but its answer was lost: the rerun finds the version in place."""
+    settings = settings_for(faults, tmp_path, forms_dir, central_retries=0)
+    manifest = load_manifest(forms_dir)
+    with Central(settings, backoff=0.01) as client:
+        set_faults(faults, [{"path": "/forms/awareness_event/draft/publish", "method": "POST",
+                             "times": None, "action": "truncate"}])  # fmt: skip
+        with pytest.raises(PushFailed, match="awareness_event: publishing") as info:
+            push_forms(client, manifest, ["awareness_event"])
+        requests.delete(f"{faults.url}/_emulator/faults", timeout=10)
+        assert isinstance(info.value.cause, CentralGarbage)
+        pid = api.project_id_named(client, manifest.form("awareness_event").project)
+        assert pid is not None
+        wire = Wire(client)
+        [rerun] = push_forms(client, manifest, ["awareness_event"])
+        assert rerun.plan.action is Action.NOTHING and wire.writes == []
+        assert published(client, pid, "awareness_event")["version"] == rerun.plan.central_version
