@@ -314,13 +314,17 @@ def _submissions(e: Any, request: Request, form: FormRow, xform: XForm, opts: Op
     hide_deleted = flt is None or not flt.mentions_deleted_at
     cursor_id = decode_skiptoken(opts.skiptoken) if opts.skiptoken else None
     names = _names(e.conn)
-    rows: Iterator[tuple] = _iter_rows(e.conn, form, blobs, hide_deleted, cursor_id)
+    # Two phases when rows may be passed over (filter, $orderby, $skip): choose the page from
+    # the metadata columns, then read the stored JSON of those rows only.
+    two_phase = flt is not None or bool(opts.orderby) or opts.skip > 0
+    rows: Iterator[tuple] = _iter_rows(
+        e.conn, form, "NULL, NULL" if two_phase else blobs, hide_deleted, cursor_id
+    )
     if opts.orderby:
         rows = iter(_apply_orderby(list(rows), opts.orderby))
 
-    out: list[bytes] = []
+    page: list[tuple] = []
     matched = 0
-    last_id: str | None = None
     more = False
     top = opts.top
     for row in rows:
@@ -329,11 +333,14 @@ def _submissions(e: Any, request: Request, form: FormRow, xform: XForm, opts: Op
         matched += 1
         if matched <= opts.skip:
             continue
-        if top is not None and len(out) >= top:
+        if top is not None and len(page) >= top:
             more = True
             break
-        out.append(_render(row, names, opts, xform, selection))
-        last_id = row[1]
+        page.append(row)
+    if two_phase and page:
+        page = _with_blobs(e.conn, page, blobs)
+    out = [_render(row, names, opts, xform, selection) for row in page]
+    last_id = page[-1][1] if page else None
 
     parts = [b'{"value":[', b",".join(out), b'],"@odata.context":']
     parts.append(orjson.dumps(_context(request, form, "Submissions")))
@@ -348,6 +355,19 @@ def _submissions(e: Any, request: Request, form: FormRow, xform: XForm, opts: Op
         parts += [b',"@odata.count":', str(_count(e, form, flt, hide_deleted, names)).encode()]
     parts.append(b"}")
     return b"".join(parts)
+
+
+def _with_blobs(conn: sqlite3.Connection, page: list[tuple], blobs: str) -> list[tuple]:
+    """The page's rows with their stored JSON columns filled in, order kept."""
+    found: dict[int, tuple] = {}
+    for start in range(0, len(page), 500):
+        ids = [row[0] for row in page[start : start + 500]]
+        marks = ",".join("?" * len(ids))
+        for sid, a, b in conn.execute(
+            f"SELECT s.id, {blobs} FROM submissions s WHERE s.id IN ({marks})", ids
+        ):
+            found[sid] = (a, b)
+    return [row[:12] + found[row[0]] for row in page]
 
 
 def _count(e: Any, form: FormRow, flt: Any, hide_deleted: bool, names: dict[int, str]) -> int:
