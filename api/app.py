@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from api.errors import install_error_handlers
+from api.errors import CatchAll, install_error_handlers
 from api.ratelimit import RateLimiter
 from api.routes import (
     data_issues,
@@ -48,6 +48,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.engine = engine if engine is not None else store.engine_for(settings)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_minute)
     install_error_handlers(app)
+    app.add_middleware(CatchAll)
     app.include_router(health.router)
     for module in (
         forms,

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.keys import ApiKeyError, DuplicateKeyName, UnknownKey
 from collector.queries import InvalidValue, UnknownName, Withheld
@@ -109,19 +110,43 @@ def install_error_handlers(app: FastAPI) -> None:
             content={"detail": f"the store is unavailable; retry later (error {error_id})"},
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        error_id = uuid.uuid4().hex[:12]
-        # Type and path only: an exception's message can hold a value or a token.
-        log.error(
-            "unexpected error [%s] on %s %s: %s\n%s",
-            error_id,
-            request.method,
-            request.url.path,
-            type(exc).__name__,
-            _our_frames(exc),
-        )
-        return JSONResponse(
-            status_code=500,
-            content={"detail": f"internal error {error_id}; it has been logged"},
-        )
+
+class CatchAll:
+    """The last line: an exception no handler took becomes a 500 that names an error id,
+    logged with our frames only (Starlette's own error middleware would log the message
+    and re-raise, and a message can hold a value or a token)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            error_id = uuid.uuid4().hex[:12]
+            log.error(
+                "unexpected error [%s] on %s %s: %s\n%s",
+                error_id,
+                scope.get("method"),
+                scope.get("path"),
+                type(exc).__name__,
+                _our_frames(exc),
+            )
+            if started:  # a stream already under way can only be cut short
+                return
+            response = JSONResponse(
+                status_code=500,
+                content={"detail": f"internal error {error_id}; it has been logged"},
+            )
+            await response(scope, receive, send)

@@ -92,6 +92,10 @@ class DuplicateKeyName(ApiKeyError):
     pass
 
 
+class InvalidKeyRequest(ApiKeyError, ValueError):
+    """A key request that makes no sense (an empty name, an unknown role)."""
+
+
 class UnknownKey(ApiKeyError):
     pass
 
@@ -142,10 +146,13 @@ def create_key(
     engine: Engine, *, name: str, role: str | Role, districts: list[str] | None = None
 ) -> CreatedKey:
     """Create a key and return it with its plaintext token, which is never shown again."""
-    role_ = role if isinstance(role, Role) else Role.parse(role)
+    try:
+        role_ = role if isinstance(role, Role) else Role.parse(role)
+    except ValueError as err:
+        raise InvalidKeyRequest(str(err)) from None
     name = name.strip()
-    if not name:
-        raise ValueError("a key needs a non-empty name")
+    if not name or not name.isprintable():
+        raise InvalidKeyRequest(f"a key needs a printable, non-empty name, not {name!r}")
     cleaned = sorted({d.strip() for d in districts or [] if d.strip()}) or None
     with engine.connect() as conn:
         if conn.execute(sa.select(_api_key.c.id).where(_api_key.c.name == name)).first():

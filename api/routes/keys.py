@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from api.deps import AdminDep, EngineDep
@@ -67,4 +67,6 @@ def create_key(body: KeyIn, caller: AdminDep, engine: EngineDep) -> KeyCreatedOu
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)
 def revoke_key(key_id: int, caller: AdminDep, engine: EngineDep) -> KeyOut:
+    if key_id == caller.key_id:
+        raise HTTPException(409, "a key cannot revoke itself; use another admin key or the CLI")
     return _out(keys.revoke_key(engine, str(key_id)))
