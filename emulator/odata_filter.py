@@ -49,6 +49,16 @@ def _unparseable(reason: str) -> ODataError:
     )
 
 
+def _unsupported(kind: str, pos: int, raw: str) -> ODataError:
+    # lib/util/problem.js unsupportedODataExpression
+    return ODataError(
+        501,
+        501.4,
+        f'The given OData filter expression uses features not supported by this server: {kind} at {pos} ("{raw}")',
+        {"at": pos, "type": kind, "text": raw},
+    )
+
+
 # lib/model/query/submissions.js filterableFields
 _FILTERABLE = ("submissionDate", "updatedAt", "submitterId", "reviewState", "deletedAt")
 _TIME_FIELDS = frozenset(("submissionDate", "updatedAt", "deletedAt"))
@@ -103,11 +113,20 @@ def _iso(text: str) -> datetime | None:
 
 # --- parsing ------------------------------------------------------------------------------------
 
-Node = tuple  # ("member", raw, pos) | ("lit", value, raw, pos) | ("method", name, args, raw, pos)
+Node = tuple
+# ("member", raw, pos) | ("lit", value, raw, pos) | ("method", name, args, raw, pos)
+# | ("arith", op, left, right, raw, pos) | ("pcommon", inner, raw, pos) | ("bare", inner, raw, pos)
 # | ("cmp", op, left, right) | ("and"|"or", left, right) | ("not", inner) | ("paren", inner)
+
+_ARITH = ("add", "sub", "mul", "div", "mod")
 
 
 class _Parser:
+    """odata-v4-parser's ``boolCommonExpr`` grammar, including its shape: ``and``/``or``
+    bind to everything on their right (``A and B or C`` is ``A and (B or C)``) and ``not``
+    takes the whole rest of the expression, because Central evaluates the tree that parser
+    builds."""
+
     def __init__(self, text: str) -> None:
         self.s = text
         self.n = len(text)
@@ -127,68 +146,76 @@ class _Parser:
             return None
         return k
 
-    def expr(self, i: int) -> tuple[Node, int] | None:
-        return self.or_expr(i)
-
-    def or_expr(self, i: int) -> tuple[Node, int] | None:
-        first = self.and_expr(i)
-        if first is None:
-            return None
-        node, j = first
-        while (k := self.keyword(j, "or")) is not None:
-            nxt = self.and_expr(k)
-            if nxt is None:
-                break
-            node, j = ("or", node, nxt[0]), nxt[1]
-        return node, j
-
-    def and_expr(self, i: int) -> tuple[Node, int] | None:
+    def bool_common(self, i: int) -> tuple[Node, int] | None:
         first = self.not_expr(i)
         if first is None:
+            common = self.common(i)
+            if common is not None:
+                node, j = common
+                for op in _OPS:
+                    k = self.keyword(j, op)
+                    if k is None:
+                        continue
+                    right = self.common(k)
+                    if right is not None:
+                        node, j = ("cmp", op, node, right[0]), right[1]
+                        break
+                else:
+                    node = ("bare", node, self.s[i:j], i)
+                first = (node, j)
+        if first is None:
+            first = self.bool_paren(i)
+        if first is None:
             return None
         node, j = first
-        while (k := self.keyword(j, "and")) is not None:
-            nxt = self.not_expr(k)
-            if nxt is None:
-                break
-            node, j = ("and", node, nxt[0]), nxt[1]
+        for word in ("and", "or"):
+            k = self.keyword(j, word)
+            if k is None:
+                continue
+            rest = self.bool_common(k)
+            if rest is not None:
+                return (word, node, rest[0]), rest[1]
         return node, j
 
     def not_expr(self, i: int) -> tuple[Node, int] | None:
-        if self.s.startswith("not", i):
-            j = i + 3
-            k = self.spaces(j)
-            if k > j or (k < self.n and self.s[k] == "("):
-                inner = self.not_expr(k)
-                if inner is not None:
-                    return ("not", inner[0]), inner[1]
-        return self.cmp_expr(i)
-
-    def cmp_expr(self, i: int) -> tuple[Node, int] | None:
-        left = self.operand(i)
-        if left is None:
+        if not self.s.startswith("not", i):
             return None
-        node, j = left
-        for op in _OPS:
+        k = self.spaces(i + 3)
+        if k == i + 3:
+            return None
+        inner = self.bool_common(k)
+        if inner is None:
+            return None
+        return ("not", inner[0]), inner[1]
+
+    def bool_paren(self, i: int) -> tuple[Node, int] | None:
+        if i >= self.n or self.s[i] != "(":
+            return None
+        inner = self.bool_common(self.spaces(i + 1))
+        if inner is None:
+            return None
+        j = self.spaces(inner[1])
+        if j < self.n and self.s[j] == ")":
+            return ("paren", inner[0]), j + 1
+        return None
+
+    def common(self, i: int) -> tuple[Node, int] | None:
+        first = self.primary(i)
+        if first is None:
+            return None
+        node, j = first
+        for op in _ARITH:
             k = self.keyword(j, op)
             if k is None:
                 continue
-            right = self.operand(k)
+            right = self.common(k)
             if right is not None:
-                return ("cmp", op, node, right[0]), right[1]
+                return ("arith", op, node, right[0], self.s[i : right[1]], i), right[1]
         return node, j
 
-    def operand(self, i: int) -> tuple[Node, int] | None:
+    def primary(self, i: int) -> tuple[Node, int] | None:
         s = self.s
         if i >= self.n:
-            return None
-        if s[i] == "(":
-            inner = self.expr(self.spaces(i + 1))
-            if inner is None:
-                return None
-            j = self.spaces(inner[1])
-            if j < self.n and s[j] == ")":
-                return ("paren", inner[0]), j + 1
             return None
         if s[i] == "'":
             j, chars = i + 1, []
@@ -225,32 +252,37 @@ class _Parser:
         ident = _IDENT.match(s, i)
         if ident and ident.end() < self.n and s[ident.end()] == "(":
             name = ident.group(0)
-            if name not in _KNOWN_METHODS:
-                return None
-            j = self.spaces(ident.end() + 1)
-            args: list[Node] = []
-            if j < self.n and s[j] == ")":
-                return ("method", name, args, s[i : j + 1], i), j + 1
-            while True:
-                arg = self.operand(j)
-                if arg is None:
-                    return None
-                args.append(arg[0])
-                j = self.spaces(arg[1])
-                if j < self.n and s[j] == ",":
-                    j = self.spaces(j + 1)
-                    continue
+            if name in _KNOWN_METHODS:
+                j = self.spaces(ident.end() + 1)
+                args: list[Node] = []
                 if j < self.n and s[j] == ")":
                     return ("method", name, args, s[i : j + 1], i), j + 1
-                return None
+                while True:
+                    arg = self.common(j)
+                    if arg is None:
+                        return None
+                    args.append(arg[0])
+                    j = self.spaces(arg[1])
+                    if j < self.n and s[j] == ",":
+                        j = self.spaces(j + 1)
+                        continue
+                    if j < self.n and s[j] == ")":
+                        return ("method", name, args, s[i : j + 1], i), j + 1
+                    return None
         if m := _MEMBER.match(s, i):
             return ("member", m.group(0), i), m.end()
+        if s[i] == "(":
+            inner = self.common(self.spaces(i + 1))
+            if inner is not None:
+                j = self.spaces(inner[1])
+                if j < self.n and s[j] == ")":
+                    return ("pcommon", inner[0], s[i : j + 1], i), j + 1
         return None
 
 
 def _parse(text: str) -> Node:
     parser = _Parser(text)
-    result = parser.expr(0)
+    result = parser.bool_common(0)
     if result is None:
         raise _unparseable("Fail at 0")
     node, end = result
@@ -403,6 +435,14 @@ class _Compiler:
                 lit = _coerce_literal(lnode[1], rkind)
                 return (lambda iid, system: _compare(op, lit, right(iid, system))), "bool"
             return (lambda iid, system: _compare(op, left(iid, system), right(iid, system))), "bool"
+        if tag in ("arith", "pcommon", "bare"):
+            kind = {
+                "arith": f"{node[1].capitalize()}Expression" if tag == "arith" else "",
+                "pcommon": "ParenExpression",
+                "bare": "CommonExpression",
+            }[tag]
+            raw, pos = node[-2], node[-1]
+            raise _unsupported(kind, pos, raw)
         if tag == "method":
             name, args, raw, pos = node[1], node[2], node[3], node[4]
             if name == "now" and not args:
@@ -419,12 +459,7 @@ class _Compiler:
                     return getattr(value.astimezone(UTC), attr)
 
                 return extract, "int"
-            raise ODataError(
-                501,
-                501.4,
-                f'The given OData filter expression uses features not supported by this server: MethodCallExpression at {pos} ("{raw}")',
-                {"at": pos, "type": "MethodCallExpression", "text": raw},
-            )
+            raise _unsupported("MethodCallExpression", pos, raw)
         raise AssertionError(f"unknown filter node {tag}")
 
 

@@ -359,3 +359,27 @@ def test_filter__is_cheap():
         assert filt.matches("uuid:a", SYSTEM)
     # a real Central serves 7,500 rows/s; the filter must be a small part of that
     assert datetime.now(UTC) - start < timedelta(seconds=1)
+
+
+def test_filter__groups_as_odata_v4_parser_does():
+    """Central evaluates odata-v4-parser's tree: and/or take everything to their right
+    and not takes the rest, so these read differently from textbook precedence."""
+    no, yes = "__id eq 'nope'", "__id eq 'uuid:a'"
+    assert parse_filter(f"{no} and {no} or {yes}").matches("uuid:a", SYSTEM) is False
+    assert parse_filter(f"({no} and {no}) or {yes}").matches("uuid:a", SYSTEM) is True
+    assert parse_filter(f"not {yes} and {no}").matches("uuid:a", SYSTEM) is True
+    assert parse_filter(f"(not {yes}) and {no}").matches("uuid:a", SYSTEM) is False
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("__system/submissionDate", "CommonExpression"),
+        ("__system/edits add 1 eq 2", "AddExpression"),
+        ("(__system/submitterId) eq 5", "ParenExpression"),
+    ],
+)
+def test_parse_filter__unsupported_expressions_are_501_4(text, kind):
+    with pytest.raises(ODataError) as info:
+        parse_filter(text)
+    assert (info.value.code, info.value.details["type"]) == (501.4, kind)
