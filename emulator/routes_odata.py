@@ -130,19 +130,22 @@ def _non_negative(text: str | None) -> int | None:
         return None  # lib/util/odata.js extractPaging: NaN means "no limit"
 
 
-def encode_skiptoken(instance_id: str) -> str:
-    return "01" + base64.b64encode(orjson.dumps({"instanceId": instance_id})).decode()
+def encode_skiptoken(instance_id: str, key: str = "instanceId") -> str:
+    """lib/model/frames.js QueryOptions.getSkiptoken: ``01`` + base64 of the JSON cursor;
+    ``{"instanceId"}`` for Submissions, ``{"repeatId"}`` for repeat tables."""
+    return "01" + base64.b64encode(orjson.dumps({key: instance_id})).decode()
 
 
-def decode_skiptoken(token: str) -> str:
+def decode_skiptoken(token: str, key: str = "instanceId") -> str:
+    """QueryOptions.parseSkiptoken; a token without the expected cursor is 400.35 too."""
     try:
         if not token.startswith("01"):
             raise ValueError(token)
         data = orjson.loads(base64.b64decode(token[2:], validate=True))
-        instance_id = data["instanceId"]
-        if not isinstance(instance_id, str):
+        cursor = data[key]
+        if not isinstance(cursor, str):
             raise ValueError(token)
-        return instance_id
+        return cursor
     except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise _odata_error(errors.bad_skiptoken()) from None  # golden 41
 
@@ -298,7 +301,7 @@ def _render(
     if opts.wkt:
         data = with_wkt(data)
     if selection is not None:
-        data = selection.apply(data)
+        data = _drop_unselected_id(selection.apply(data), opts.select)
     return orjson.dumps(data)
 
 
@@ -412,7 +415,7 @@ def _single(
         if opts.wkt:
             data = with_wkt(data)
         if selection is not None:
-            data = selection.apply(data)
+            data = _drop_unselected_id(selection.apply(data), opts.select)
         context = _context(request, form, "Submissions")
         return orjson.dumps({"value": [data], "@odata.context": context})
     table_name = "Submissions." + ".".join(p.split("(")[0] for p in sub.split("/"))
@@ -439,15 +442,20 @@ def _repeat_table(
     e: Any, request: Request, form: FormRow, xform: XForm, opts: Options, table_name: str
 ) -> bytes:
     """``Submissions.<repeat>`` (golden 42): every repeat row of the visible submissions in
-    the Submissions order; paging by ``$skip`` in the next link."""
+    the Submissions order. Paged as lib/formats/odata.js rowStreamToOData pages subtables:
+    the next link carries ``$skiptoken`` with the last row's ``repeatId``; a token naming a
+    row that is not there is 400.34."""
     flt = _filter(opts, subtable=True)
     selection = parse_select(xform, opts.select, table_name) if opts.select else None
     hide_deleted = flt is None or not flt.mentions_deleted_at
+    after = decode_skiptoken(opts.skiptoken, "repeatId") if opts.skiptoken else None
+    skip = 0 if after is not None else opts.skip
     names = _names(e.conn)
     out: list[bytes] = []
-    matched = 0
+    counted = 0
     more = False
     top = opts.top
+    last: str | None = None
     needle = orjson.dumps(table_name)
     for row in _iter_rows(e.conn, form, "s.repeats, NULL", hide_deleted, None):
         if flt is not None and not flt.matches(row[1], system_of(row, names)):
@@ -456,32 +464,45 @@ def _repeat_table(
         if needle not in blob:
             continue
         for rep in orjson.loads(blob).get(table_name, []):
-            matched += 1
-            if matched <= opts.skip:
+            counted += 1
+            if after is not None:
+                if rep.get("__id") == after:
+                    after = None
+                continue
+            if counted <= skip or more:
                 continue
             if top is not None and len(out) >= top:
                 more = True
-                break
+                continue
             data = _repeat_row(rep, opts)
             if selection is not None:
-                data = selection.apply(data)
+                data = _drop_unselected_id(selection.apply(data), opts.select)
             out.append(orjson.dumps(data))
+            last = rep.get("__id")
         if more and not opts.count:
             break
+    if after is not None:
+        raise _odata_error(
+            errors.CentralError(400.34, "Record associated with the provided $skiptoken not found.")
+        )
     parts = [b'{"value":[', b",".join(out), b'],"@odata.context":']
     parts.append(orjson.dumps(_context(request, form, table_name)))
-    if more:
-        link = opts.next_link(base_url(request), request.url.path, None, opts.skip + (top or 0))
+    if more and last is not None:
+        link = opts.next_link(
+            base_url(request), request.url.path, encode_skiptoken(last, "repeatId"), None
+        )
         parts += [b',"@odata.nextLink":', orjson.dumps(link)]
     if opts.count:
-        total = 0
-        for row in _iter_rows(e.conn, form, "s.repeats, NULL", hide_deleted, None):
-            if flt is not None and not flt.matches(row[1], system_of(row, names)):
-                continue
-            total += len(orjson.loads(row[12]).get(table_name, []))
-        parts += [b',"@odata.count":', str(total).encode()]
+        parts += [b',"@odata.count":', str(counted).encode()]
     parts.append(b"}")
     return b"".join(parts)
+
+
+def _drop_unselected_id(data: dict[str, Any], select: str | None) -> dict[str, Any]:
+    """lib/formats/odata.js: with ``$select``, ``__id`` stays only when it is selected."""
+    if select and select.strip() != "*" and "__id" not in {p.strip() for p in select.split(",")}:
+        data.pop("__id", None)
+    return data
 
 
 P = "/v1/projects/{pid}/forms/{fid}.svc"

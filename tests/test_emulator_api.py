@@ -305,3 +305,31 @@ def test_backdated_submission_and_truth(emulator_central: CentralTarget, s: Setu
     assert set(truth) == {recent, late}
     assert truth[recent]["deletedAt"] is not None and truth[late]["deletedAt"] is None
     assert len(truth[late]["xmlSha256"]) == 64
+
+
+def test_repeat_table_pages_by_repeat_id(s: Setup) -> None:
+    for i in range(3):
+        iid = f"uuid:{uuid.uuid4()}"
+        xml = submission(s.form_id, iid, f"n{i}").replace(
+            b"</child>", b"</child><child><child_age>9</child_age></child>", 1
+        )
+        assert openrosa(s, xml).status_code == 201
+    table = f"{s.form_path}.svc/Submissions.child"
+    everything = s.http.get(table, timeout=30).json()["value"]
+    assert len(everything) == 6
+    seen, url = [], f"{table}?$top=4&$count=true"
+    while url:
+        page = s.http.get(url, timeout=30).json()
+        assert page["@odata.count"] == 6
+        seen += page["value"]
+        url = page.get("@odata.nextLink")
+        assert url is None or "%24skiptoken=01" in url
+    assert seen == everything
+    gone = s.http.get(f"{table}?$skiptoken=01eyJyZXBlYXRJZCI6Im5vcGUifQ==", timeout=30)
+    assert (gone.status_code, gone.json()["code"]) == (400, 400.34)
+
+
+def test_select_without_id_leaves_it_out(s: Setup) -> None:
+    s.submit("only the name")
+    assert s.odata("?$select=name").json()["value"] == [{"name": "only the name"}]
+    assert list(s.odata("?$select=__id,name").json()["value"][0]) == ["name", "__id"]
