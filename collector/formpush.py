@@ -224,6 +224,13 @@ def plan_form(central: Central, form: LocalForm, project_ids: dict[str, int | No
             "which Central already has: change the version",
         )
     taken = {v.get("version") for v in api.form_versions(central, entry.form_id, pid)}
+    if form.pinned_version and form.pinned_version in taken:
+        return replace(
+            base,
+            action=Action.BLOCKED,
+            reason=f"the settings sheet's version {form.pinned_version} was published before "
+            "(Central refuses it again, 409.6): change the version",
+        )
     version = new_version(form, {v for v in taken if v})
     if definition_changed:
         return replace(

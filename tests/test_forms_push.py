@@ -218,6 +218,18 @@ def test_push__designer_version_is_used_and_a_stale_one_blocks(
         push_forms(client, manifest, ["awareness_event"])
     assert wire.writes == []
 
+    wb = openpyxl.load_workbook(path)
+    wb["settings"]["D2"] = "2026.2"
+    wb.save(path)
+    [bumped] = push_forms(client, manifest, ["awareness_event"])
+    assert bumped.published_version == "2026.2"
+    relabel(path, "venue", "Place of the event, again")
+    wb = openpyxl.load_workbook(path)
+    wb["settings"]["D2"] = "2026.1"  # back to a version Central already had
+    wb.save(path)
+    [plan] = plan_forms(client, manifest, ["awareness_event"])
+    assert plan.action is Action.BLOCKED and "published before" in plan.reason
+
 
 @pytest.mark.parametrize("case_id", sorted(CORPUS))
 def test_push__broken_form_never_reaches_central(
