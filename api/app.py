@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from api.errors import CatchAll, install_error_handlers
 from api.ratelimit import RateLimiter
 from api.routes import (
+    activity,
     data_issues,
     exports,
     forms,
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         sync_status,
         data_issues,
         keys,
+        activity,
     ):
         app.include_router(module.router, prefix="/v1")
     return app
