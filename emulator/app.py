@@ -69,8 +69,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (404, 405):
         return _error_response(request, errors.not_found())
-    if exc.status_code == 400:
-        return _error_response(request, errors.unparseable("multipart", 0))
+    if exc.status_code == 400:  # starlette's multipart parser refused the body
+        return _error_response(request, errors.multipart_parsing_failed())
     return _error_response(request, CentralError(float(exc.status_code), str(exc.detail)))
 
 

@@ -112,13 +112,17 @@ def _js_repr(v: Any) -> str:
     return str(v)
 
 
-def invalid_header(field: str, value: str | None) -> CentralError:
-    # golden 25 (newer wording than problem.js: no "(got: ...)").
+def invalid_header(field: str) -> CentralError:
+    # golden 25; problem.js invalidHeader called with the field name only.
     return CentralError(
         400.6,
         f"An expected header field ({field}) did not match the expected format.",
-        {"field": field, "value": value},
+        {"field": field},
     )
+
+
+def multipart_parsing_failed() -> CentralError:
+    return CentralError(400.39, "Multipart form content failed to parse.")
 
 
 def missing_multipart_field(field: str) -> CentralError:

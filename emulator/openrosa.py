@@ -121,7 +121,7 @@ async def submission(request: Request) -> Response:
     """``POST /v1/projects/{p}/submission`` (golden 20-26, 61)."""
     e = emu(request)
     if request.headers.get("x-openrosa-version") is None:
-        raise errors.invalid_header("X-OpenRosa-Version", None)  # golden 25
+        raise errors.invalid_header("X-OpenRosa-Version")  # golden 25
     actor = require_actor(request, e.conn)
     pid = project_row(e.conn, int_param(request.path_params["pid"]))[0]
     ctype = request.headers.get("content-type", "")

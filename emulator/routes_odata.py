@@ -106,7 +106,8 @@ class Options:
         if self.orderby and self.skiptoken:
             raise _odata_error(errors.not_implemented("$orderby with $skiptoken"))
         self.top = _non_negative(q.get("$top"))
-        self.skip = _non_negative(q.get("$skip")) or 0
+        # lib/util/odata.js extractPaging: $skip is ignored when a $skiptoken is given
+        self.skip = 0 if self.skiptoken else (_non_negative(q.get("$skip")) or 0)
         self.count = is_true(q.get("$count"))
         self.wkt = is_true(q.get("$wkt"))
         self.filter_text = q.get("$filter")

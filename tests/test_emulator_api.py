@@ -258,6 +258,17 @@ OPENROSA_BAD = [
     ({"headers": {}}, 400, "X-OpenRosa-Version"),
     ({"data": b"plain"}, 400, "xml_submission_file"),
     ({"files": {"other": ("a", b"b")}}, 400, "xml_submission_file"),
+    (
+        {
+            "data": b"--zz\r\ngarbage",
+            "headers": {
+                "X-OpenRosa-Version": "1.0",
+                "Content-Type": "multipart/form-data; boundary=zz",
+            },
+        },
+        400,
+        "",
+    ),
     ({"files": {"xml_submission_file": ("s.xml", b"<broken", "text/xml")}}, 400, "Could not parse"),
     (
         {"files": {"xml_submission_file": ("s.xml", b'<data id="nope"/>', "text/xml")}},
