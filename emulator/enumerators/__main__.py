@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import sys
 import time
@@ -31,7 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None, help="submissions per second, all together")
     p.add_argument("--count", type=int, default=None, help="how many submissions to send")
     p.add_argument("--duration", type=float, default=None, help="or how many seconds to run")
-    p.add_argument("--seed", default="0", help="same seed, same submissions")
+    p.add_argument(
+        "--seed",
+        default=None,
+        help="same seed, same submissions (default: a new one each run, printed)",
+    )
     p.add_argument("--enumerators", type=int, default=4, help="devices sending in parallel")
     p.add_argument("--edit-share", type=float, default=0.05)
     p.add_argument("--review-share", type=float, default=0.1)
@@ -71,12 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("give --url, --email, --password and --project, or --key-url", file=sys.stderr)
         return 2
+    # a fresh seed per run unless asked: a rerun against the same Central must not replay
+    # the last run's instance ids (Central would take them as resubmissions or stale edits)
+    seed = args.seed if args.seed is not None else str(secrets.randbelow(10**9))
     runner = Enumerators(
         url,
         auth,
         project_id=args.project,
         forms=args.form or None,
-        seed=args.seed,
+        seed=seed,
         rate=args.rate,
         enumerators=args.enumerators,
         edit_share=args.edit_share,
@@ -95,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         forms = runner.prepare()
         if not args.quiet:
-            print(f"filling {', '.join(forms)} with {args.enumerators} enumerators", flush=True)
+            print(
+                f"filling {', '.join(forms)} with {args.enumerators} enumerators (seed {seed})",
+                flush=True,
+            )
         result = runner.run(count=args.count, duration=args.duration)
     except DeviceError as exc:
         print(f"enumerators stopped: {exc}", file=sys.stderr)

@@ -248,6 +248,12 @@ class SubmissionFactory:
         relevant: bool,
     ) -> None:
         default = (template.text or "").strip()
+        first_load = self.model.first_load.get(full)
+        if first_load is not None:  # a dynamic default, computed when the form opens
+            try:
+                default = xpath_string(evaluate(first_load, fill.context(elem)))
+            except (XPathError, ValueError, TypeError, ZeroDivisionError, OverflowError):
+                default = ""
         rel_path = full[len(self.prefix) :]
         if rel_path in ("/meta/instanceID", "/meta/deprecatedID"):
             return  # set at the end

@@ -60,6 +60,8 @@ class FormModel:
     external: dict[str, str]  # instance id -> media file name (jr://file/x.csv)
     labels: dict[str, str]  # itext id -> label in the default language
     names: dict[str, str] = field(default_factory=dict)  # field name -> absolute path
+    # <setvalue event="odk-instance-first-load" ref=... value=...>: dynamic defaults
+    first_load: dict[str, str] = field(default_factory=dict)
 
     @property
     def root_name(self) -> str:
@@ -157,6 +159,16 @@ def parse_form_model(xml: bytes) -> FormModel:
                 if value is not None and _attr(text, "id"):
                     labels[_attr(text, "id") or ""] = "".join(value.itertext()).strip()
 
+    first_load: dict[str, str] = {}
+    for elem in doc.iter():
+        if local(elem.tag) != "setvalue" or "odk-instance-first-load" not in (
+            _attr(elem, "event") or ""
+        ):
+            continue
+        ref, value = _attr(elem, "ref"), _attr(elem, "value")
+        if ref and value is not None:
+            first_load.setdefault(_abs(ref, root_name), value)
+
     names: dict[str, str] = {}
     for f in xform.fields:
         names.setdefault(f.name, f"/{root_name}{f.path}")
@@ -170,6 +182,7 @@ def parse_form_model(xml: bytes) -> FormModel:
         external=external,
         labels=labels,
         names=names,
+        first_load=first_load,
     )
 
 
