@@ -269,7 +269,13 @@ class Enumerators:
                 for edit_k, previous in pending:
                     self._edit(i, edit_k, previous, device)
                 pending = []
-                submission = self.build(k)
+                try:
+                    submission = self.build(k)
+                except Exception as exc:  # a form feature we cannot fill: report, go on
+                    with self._lock:
+                        self._result.failures += 1
+                    self._emit("error", "?", "-", i, None, f"cannot fill form: {exc!r}")
+                    continue
                 if not self._send(i, submission, device, "submission"):
                     continue
                 edit, review, delete = self._follow_ups(k)
@@ -322,7 +328,15 @@ class Enumerators:
         rng = random.Random(f"{self.seed}:{k}:edit")
         _, finished = self._times(rng, k)
         factory = self._factory(previous.form_id, i)
-        edited = factory.edit(previous, rng, finished + timedelta(hours=2))
+        try:
+            edited = factory.edit(previous, rng, finished + timedelta(hours=2))
+        except Exception as exc:  # as in build: report and go on
+            with self._lock:
+                self._result.failures += 1
+            self._emit(
+                "error", previous.form_id, previous.instance_id, i, None, f"cannot edit: {exc!r}"
+            )
+            return
         self._send(i, edited, device, "edit")
 
     def _review(
