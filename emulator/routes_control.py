@@ -9,7 +9,8 @@
   older submissionDate, the way a slow transaction lands behind the sync watermark
   (getodk/central#1615);
 - ``GET /_emulator/truth/{p}/{f}``: every submission, deleted ones included, with its current
-  XML's sha256, for store-equals-truth checks.
+  XML's sha256, for store-equals-truth checks;
+- ``POST /_emulator/crash``: raises, to show the catch-all answering 500.1.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ from emulator.submissions import find_form, read_incoming, store
 
 async def health(request: Request) -> Response:
     return ok({"ok": True})
+
+
+async def crash(request: Request) -> Response:
+    """An unexpected exception on purpose, so tests can see the catch-all answer Central's
+    500.1 body (and the server keep serving) without a bug being needed."""
+    raise RuntimeError("emulator: crash requested through /_emulator/crash")
 
 
 async def faults_get(request: Request) -> Response:
@@ -127,6 +134,7 @@ async def truth(request: Request) -> Response:
 
 ROUTES = [
     Route("/_emulator/health", health, methods=["GET"]),
+    Route("/_emulator/crash", crash, methods=["POST"]),
     Route("/_emulator/faults", faults_get, methods=["GET"]),
     Route("/_emulator/faults", faults_set, methods=["POST"]),
     Route("/_emulator/faults", faults_clear, methods=["DELETE"]),

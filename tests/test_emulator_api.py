@@ -47,6 +47,32 @@ def test_resubmission_rules_identical_changed_deleted(s: Setup) -> None:
     assert s.odata("?$count=true").json()["@odata.count"] == 0
 
 
+def test_xlsform_errors_carry_pyxforms_message(s: Setup) -> None:
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.active.title = "survey"
+    wb.active.append(["type", "name", "label"])
+    wb.active.append(["no_such_type", "q", "Q"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    r = s.http.post(
+        f"{s.url}/v1/projects/{s.project_id}/forms?ignoreWarnings=true",
+        data=buf.getvalue(),
+        headers={"Content-Type": XLSX, "X-XlsForm-FormId-Fallback": "broken"},
+        timeout=30,
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 400.15)
+    assert "no_such_type" in r.json()["details"]["error"]
+
+
+def test_submission_xml_is_the_current_version(s: Setup) -> None:
+    iid = s.submit("first words")
+    assert "first words" in s.http.get(f"{s.form_path}/submissions/{iid}.xml", timeout=30).text
+
+
 def test_edit_over_openrosa_keeps_the_logical_id(s: Setup) -> None:
     iid = s.submit("before")
     new = f"uuid:{uuid.uuid4()}"

@@ -61,3 +61,21 @@ def test_no_request_gets_a_500(emulator_central: CentralTarget, fresh_name: str)
                         f"{method} {path}: {r.status_code} without a code: {r.text[:80]}"
                     )
     assert not failures, "\n".join(failures[:30])
+
+
+@pytest.mark.emulator
+def test_an_unexpected_exception_is_answered_as_central_500_1(
+    emulator_central: CentralTarget,
+) -> None:
+    """The catch-all: a crash becomes Central's 500.1 body, logged, and the server serves on."""
+    import requests
+
+    r = requests.post(f"{emulator_central.url}/_emulator/crash", timeout=30)
+    assert r.status_code == 500
+    assert r.json() == {
+        "message": "An unknown internal problem has occurred. Please try again later.",
+        "code": 500.1,
+    }
+    assert requests.get(f"{emulator_central.url}/_emulator/health", timeout=30).ok
+    if emulator_central.data_dir is not None:
+        assert "crash requested" in (emulator_central.data_dir / "emulator.log").read_text()
