@@ -163,7 +163,7 @@ class SubmissionFactory:
             form_id=previous.form_id,
             instance_id=instance_id,
             xml=serialize(root),
-            attachments=[],
+            attachments=list(previous.attachments),  # Collect sends every media file again
             summary=previous.summary + " (edited)",
             deprecated_id=previous.instance_id,
             tree=root,
