@@ -8,6 +8,8 @@ golden 25). Collect sends the device id as the ``deviceID`` query parameter.
 
 from __future__ import annotations
 
+import hashlib
+
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -92,15 +94,15 @@ async def manifest(request: Request) -> Response:
     actor = require_actor(request, e.conn)
     pid = int_param(request.path_params["pid"])
     form = find_form(e.conn, pid, request.path_params["fid"])
-    if not can_read_form(e.conn, actor, form) or form.current_def is None:
-        raise errors.insufficient_rights() if form.current_def else errors.not_found()
+    if form.current_def is None:
+        raise errors.not_found()
+    if not can_read_form(e.conn, actor, form):
+        raise errors.insufficient_rights()
     rows = e.conn.execute(
         "SELECT name, content FROM form_attachments WHERE def_id=? AND content IS NOT NULL "
         "ORDER BY name",
         (form.current_def,),
     ).fetchall()
-    import hashlib
-
     root = f"{base_url(request)}{key_prefix(request)}/projects/{pid}/forms/{form.xml_form_id}"
     files = "".join(
         "\n    <mediaFile>"
