@@ -242,6 +242,10 @@ def test_run__web_user_submits_edits_reviews_deletes(central, project):
     assert any(
         r["__system"]["reviewState"] in ("approved", "hasIssues", "rejected") for r in rows.values()
     )
+    # photos went up with their submissions, and again with each edit
+    systems = [r["__system"] for r in rows.values()]
+    assert all(x["attachmentsPresent"] == x["attachmentsExpected"] for x in systems)
+    assert any(x["attachmentsExpected"] == 1 for x in systems)
     # no <child> element at all when nkids is 0: then Central has no key for it
     assert all(len(r.get("child", [])) == r["nkids"] for r in rows.values())
     deleted = _odata(central, s, pid, form_id, "%24filter=__system%2FdeletedAt%20ne%20null")
