@@ -23,7 +23,7 @@ from enum import IntEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from collector import store
+from collector import models, store
 
 TOKEN_SCHEME = "clk"  # noqa: S105 - the public prefix of every token, not a secret
 
@@ -100,16 +100,7 @@ class UnknownKey(ApiKeyError):
     pass
 
 
-_api_key = sa.table(
-    "api_key",
-    sa.column("id"),
-    sa.column("name"),
-    sa.column("key_hash"),
-    sa.column("role"),
-    sa.column("districts"),
-    sa.column("created_at"),
-    sa.column("revoked_at"),
-)
+_api_key = models.ApiKey.__table__  # typed: timestamps and the JSON list come back as such
 
 
 def hash_token(token: str) -> str:

@@ -9,9 +9,10 @@ import json
 
 import openpyxl
 import pytest
+import requests
 import sqlalchemy as sa
 
-from collector import store
+from collector import store, sync
 from tests.api_fixtures import (
     HOME_DISTRICT,
     MARK_HOME,
@@ -250,3 +251,38 @@ def test_api__sync_status_per_form(api):
     hv = forms["household_visit"]
     assert hv["last_run"]["status"] == "ok" and hv["watermark"] and hv["lag_seconds"] >= 0
     assert hv["submissions"] == live_count(api.synced.engine, "household_visit")
+
+
+def test_api__review_goes_to_central_and_shows_in_both_after_sync(api):
+    s = api.synced
+    iid = s.planted["household_visit"][2]
+    path = f"/v1/forms/household_visit/submissions/{iid}/review"
+    body = {"review_state": "hasIssues", "comment": "age looks wrong; call back"}
+    assert api.post(path, "analyst", json=body).status_code == 403
+    assert api.post(path, "manager", json={"review_state": "edited"}).status_code == 422
+    assert (
+        api.post(
+            "/v1/forms/household_visit/submissions/uuid:nope/review", "manager", json=body
+        ).status_code
+        == 404
+    )
+    r = api.post(path, "manager", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["central_review_state"] == "hasIssues"
+    p = s.project
+    central = requests.get(
+        p.v1(f"projects/{p.project_id}/forms/household_visit/submissions/{iid}"),
+        headers=p.headers(),
+        timeout=30,
+    ).json()
+    comments = requests.get(
+        p.v1(f"projects/{p.project_id}/forms/household_visit/submissions/{iid}/comments"),
+        headers=p.headers(),
+        timeout=30,
+    ).json()
+    assert central["reviewState"] == "hasIssues" and comments[-1]["body"] == body["comment"]
+    sync.sync_forms(s.settings, ["household_visit"], engine=s.engine)
+    got = api.get(f"/v1/forms/household_visit/submissions/{iid}", "manager").json()
+    assert got["review_state"] == "hasIssues"
+    listed = all_pages(api, "analyst", "household_visit", review_state="hasIssues")
+    assert iid in {i["instance_id"] for i in listed}

@@ -1,0 +1,112 @@
+"""Keys from the command line (printed once, stored hashed, revocable) and the per-key
+rate limit, against a real SQLite file and the API on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+import requests
+import sqlalchemy as sa
+
+from api.app import create_app
+from api.ratelimit import RateLimiter
+from collector import store
+from collector.keys import create_key
+from collector.settings import Settings
+from tests.api_fixtures import serve
+from tests.conftest import REPO
+
+
+def cli(db_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    env["COLLECTOR_DATABASE_URL"] = db_url
+    return subprocess.run(
+        [sys.executable, "-m", "collector", "keys", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_keys_cli__token_printed_once_stored_hashed_revoked_stops_working(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    made = cli(db_url, "create", "kulob-analyst", "--role", "analyst", "--district", "kulob")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("clk_") and len(token) > 40
+    engine = store.engine_for(db_url)
+    with engine.connect() as c:
+        rows = c.execute(sa.select(store.T["api_key"])).all()
+    assert len(rows) == 1 and rows[0].key_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in str(rows[0]) and rows[0].districts == ["kulob"]
+    listed = cli(db_url, "list")
+    assert "kulob-analyst" in listed.stdout and token not in listed.stdout + listed.stderr
+    assert cli(db_url, "create", "kulob-analyst").returncode == 1  # names are unique
+    bad = cli(db_url, "create", "x", "--role", "superuser")
+    assert bad.returncode == 1 and "superuser" in bad.stderr
+
+    server, thread, url = serve(
+        create_app(Settings(database_url=db_url, data_dir=tmp_path), engine=engine)
+    )
+    try:
+        auth = {"Authorization": f"Bearer {token}"}
+        assert requests.get(f"{url}/v1/indicators", headers=auth, timeout=10).status_code == 200
+        assert cli(db_url, "revoke", "kulob-analyst").returncode == 0
+        r = requests.get(f"{url}/v1/indicators", headers=auth, timeout=10)
+        assert r.status_code == 401 and token not in r.text
+        assert cli(db_url, "revoke", "no-such-key").returncode == 1
+        r = requests.get(
+            f"{url}/v1/indicators", headers={"Authorization": "Bearer clk_forged"}, timeout=10
+        )
+        assert r.status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
+
+
+def test_rate_limit__429_with_retry_after_per_key(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = store.engine_for(db_url)
+    store.create_schema(engine)
+    busy = create_key(engine, name="busy", role="viewer").token
+    calm = create_key(engine, name="calm", role="viewer").token
+    settings = Settings(database_url=db_url, data_dir=tmp_path, api_rate_limit_per_minute=5)
+    server, thread, url = serve(create_app(settings, engine=engine))
+    try:
+        codes = []
+        for _ in range(8):
+            r = requests.get(
+                f"{url}/v1/indicators", headers={"Authorization": f"Bearer {busy}"}, timeout=10
+            )
+            codes.append(r.status_code)
+        assert codes[:5] == [200] * 5 and 429 in codes[5:]
+        r = requests.get(
+            f"{url}/v1/indicators", headers={"Authorization": f"Bearer {busy}"}, timeout=10
+        )
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        # another key is not starved by the first one
+        r = requests.get(
+            f"{url}/v1/indicators", headers={"Authorization": f"Bearer {calm}"}, timeout=10
+        )
+        assert r.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
+
+
+def test_rate_limiter__refills_at_the_configured_rate():
+    limiter = RateLimiter(per_minute=60, burst=2)
+    t = time.monotonic()
+    assert limiter.acquire(1, t) == 0 and limiter.acquire(1, t) == 0
+    wait = limiter.acquire(1, t)
+    assert 0.9 < wait <= 1.0
+    assert limiter.acquire(1, t + 1.0) == 0  # one token a second came back
+    assert limiter.acquire(2, t) == 0  # keys have their own buckets
