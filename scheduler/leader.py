@@ -8,7 +8,9 @@ Two kinds of lock, chosen by the store's database:
   dies (SIGKILL, host lost: TCP keepalives end the session) frees the lead, and the next
   standby that polls takes it. https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
 - SQLite (embedded, one host): an exclusive ``flock`` on a file in ``settings.data_dir``
-  (filelock). The kernel drops it when the holding process exits, however it exits.
+  (filelock), or beside the database file when it lives elsewhere (see
+  ``sqlite_lock_path``). The kernel drops it when the holding process exits, however it
+  exits.
 
 A lock is only ever taken with a "try" call, never waited on, so a standby keeps polling and
 can still stop promptly on SIGTERM.
@@ -163,6 +165,18 @@ class FileLeaderLock:
             self._lock.release(force=True)
 
 
+def sqlite_lock_path(settings: Settings) -> Path:
+    """The lock file for an SQLite store: ``<data_dir>/scheduler.lock`` for the default
+    database (which lives in data_dir); beside the database file when it lives elsewhere,
+    so that two schedulers writing one file always contend for one lock."""
+    database = make_url(settings.resolved_database_url).database
+    if database and database != ":memory:":
+        db_path = Path(database).resolve()
+        if db_path.parent != settings.data_dir.resolve():
+            return db_path.with_name(db_path.name + ".scheduler.lock")
+    return settings.data_dir / "scheduler.lock"
+
+
 def leader_lock_for(settings: Settings) -> LeaderLock:
     """The lock that fits the store: advisory lock on PostgreSQL, file lock on SQLite."""
     url = settings.resolved_database_url
@@ -170,7 +184,7 @@ def leader_lock_for(settings: Settings) -> LeaderLock:
     if backend == "postgresql":
         return PostgresLeaderLock(url)
     if backend == "sqlite":
-        return FileLeaderLock(settings.data_dir / "scheduler.lock")
+        return FileLeaderLock(sqlite_lock_path(settings))
     raise ValueError(
         f"COLLECTOR_DATABASE_URL uses {backend!r}; the scheduler supports postgresql and sqlite"
     )

@@ -154,6 +154,11 @@ def test_leader_lock_for__follows_the_database(tmp_path: Path) -> None:
         Settings(data_dir=tmp_path, database_url="postgresql+psycopg://u:p@127.0.0.1:1/db")
     )
     assert isinstance(pg, PostgresLeaderLock)
+    elsewhere = leader_lock_for(
+        Settings(data_dir=tmp_path / "a", database_url=f"sqlite:///{tmp_path / 'db' / 's.db'}")
+    )
+    assert isinstance(elsewhere, FileLeaderLock)
+    assert elsewhere.path == tmp_path / "db" / "s.db.scheduler.lock"  # one store, one lock
     with pytest.raises(ValueError, match="mysql"):
         leader_lock_for(Settings(database_url="mysql://u@h/db"))
 
