@@ -105,7 +105,7 @@ class Submission(SQLModel, table=True):
         Index("ix_submission_form_deleted", "form_id", "deleted_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
-    form_id: int = Field(foreign_key="form.id", index=True)
+    form_id: int = Field(foreign_key="form.id")  # indexed by the unique key's first column
     instance_id: str
     form_version: str | None = None
     submitted_at: datetime | None = Field(default=None, sa_column=_ts())
@@ -210,3 +210,22 @@ class AuditLog(SQLModel, table=True):
     instance_id: str | None = None
     fields: list[str] | None = Field(default=None, sa_column=Column(JSON))
     action: str = "read"
+
+
+# --- enumerators: H8 (issue 8) -----------------------------------------------------------
+
+
+class Enumerator(SQLModel, table=True):
+    """A field enumerator = one Central app user, set up by ``collector enumerators add``.
+
+    Never holds the app user's token (that lives in Central and the QR code only);
+    ``app_user_id`` is what Central reports as a submission's ``submitterId``.
+    """
+
+    __tablename__ = "enumerator"
+    project_id: int = Field(primary_key=True)
+    app_user_id: int = Field(primary_key=True)
+    display_name: str = Field(index=True)
+    district: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts())

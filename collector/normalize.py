@@ -464,41 +464,66 @@ def raw_json(row: Mapping[str, Any]) -> tuple[str, str]:
     return data.decode(), hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
+# A value already of its column's Python type is stored as is, without a call.
+_NATIVE = {"text": (str,), "int": (int,), "decimal": (float,), "bool": (bool,)}
+
+
+def _plan(table: TableSpec) -> list[tuple]:
+    """Per column, what :func:`_fill` needs, precomputed once per page."""
+    return [
+        (
+            c.name,
+            c.keys,
+            c.kind,
+            _NATIVE.get(c.kind, ()),
+            _CONVERT.get(c.kind),
+            c.link_table,
+            c.path,
+            (f"{c.name}_lat", f"{c.name}_lon", f"{c.name}_alt", f"{c.name}_acc"),
+        )
+        for c in table.columns
+    ]
+
+
 def _fill(
     table: TableSpec,
+    plan: list[tuple],
     obj: Mapping[str, Any],
     out: dict,
     instance_id: str,
     row_id: str,
     page: PageRows,
 ) -> None:
-    for c in table.columns:
-        v = _dig(obj, c.keys)
-        if c.kind == "geopoint":
+    """Fill ``out`` with ``obj``'s typed values for ``table`` (the hot loop of a sync)."""
+    for name, keys, kind, native, convert, link, path, geo in plan:
+        v = obj
+        for k in keys:
+            v = v.get(k) if v.__class__ is dict else None
+            if v is None:
+                break
+        if kind == "geopoint":
             lat = lon = alt = acc = None
             if v is not None:
                 try:
                     lat, lon, alt, acc = geopoint(v)
                 except Misfit as why:
-                    page.issues.append(_issue(instance_id, c.path, row_id, table, v, why))
-            out[c.name + "_lat"], out[c.name + "_lon"] = lat, lon
-            out[c.name + "_alt"], out[c.name + "_acc"] = alt, acc
+                    page.issues.append(_issue(instance_id, path, row_id, table, v, why))
+            out[geo[0]], out[geo[1]], out[geo[2]], out[geo[3]] = lat, lon, alt, acc
             continue
-        if v is None:
-            out[c.name] = None
-            continue
-        try:
-            out[c.name] = _CONVERT[c.kind](v)
-        except Misfit as why:
-            out[c.name] = None
-            page.issues.append(_issue(instance_id, c.path, row_id, table, v, why))
-            continue
-        if c.link_table is not None:
-            links = page.tables[c.link_table]
-            for pos, value in enumerate(str(out[c.name]).split(), start=1):
-                links.append(
-                    {"instance_id": instance_id, "row_id": row_id, "position": pos, "value": value}
-                )
+        if v is None or v.__class__ in native:
+            out[name] = v
+        else:
+            try:
+                v = out[name] = convert(v)
+            except Misfit as why:
+                out[name] = None
+                page.issues.append(_issue(instance_id, path, row_id, table, v, why))
+                continue
+        if link is not None and v is not None:
+            page.tables[link].extend(
+                {"instance_id": instance_id, "row_id": row_id, "position": pos, "value": value}
+                for pos, value in enumerate(str(v).split(), start=1)
+            )
 
 
 def _issue(
@@ -523,6 +548,7 @@ def rows_for_page(shape: FormShape, rows: Iterable[Mapping[str, Any]]) -> PageRo
         children.setdefault(t.parent, []).append(t)
     main = shape.main
     main_rows = page.tables[main.name]
+    plans = {t.name: _plan(t) for t in shape.tables}
     max_seen = None
     for row in rows:
         raw, raw_hash = raw_json(row)
@@ -540,9 +566,9 @@ def rows_for_page(shape: FormShape, rows: Iterable[Mapping[str, Any]]) -> PageRo
             "deleted_at": sub["deleted_at"],
             "review_state": sub["review_state"],
         }
-        _fill(main, row, out, iid, iid, page)
+        _fill(main, plans[main.name], row, out, iid, iid, page)
         main_rows.append(out)
-        _repeats(main.name, row, iid, None, children, page)
+        _repeats(main.name, row, iid, None, children, plans, page)
     page.max_seen = max_seen
     return page
 
@@ -553,6 +579,7 @@ def _repeats(
     instance_id: str,
     holder_row_id: str | None,
     children: dict[str | None, list[TableSpec]],
+    plans: dict[str, list[tuple]],
     page: PageRows,
 ) -> None:
     """Rows of the repeats inside ``obj``; ``holder_row_id`` is None at the form's level."""
@@ -573,6 +600,6 @@ def _repeats(
                 "parent_row_id": holder_row_id,
                 "position": pos,
             }
-            _fill(child, item, out, instance_id, out["row_id"], page)
+            _fill(child, plans[child.name], item, out, instance_id, out["row_id"], page)
             rows.append(out)
-            _repeats(child.name, item, instance_id, out["row_id"], children, page)
+            _repeats(child.name, item, instance_id, out["row_id"], children, plans, page)

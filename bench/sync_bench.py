@@ -1,0 +1,299 @@
+"""Sync against its baselines, on the same emulator data, in SQLite and PostgreSQL.
+
+    .venv/bin/python -m bench.sync_bench [--sizes 2000,20000] [--with-100k] [--page 5000]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Starts the emulator on loopback, publishes a household-visit form (about 30 questions, a
+group, a geopoint, a select_multiple and a repeat of 2-6 household members), loads
+submissions (their dates spread over the past 90 days, as months of field work leave
+them), and at each size prints:
+
+- **serve only**: the time the emulator takes just to serve every row with ``$expand=*``
+  (one response, and in our pages) and a client to parse it: the floor of any sync;
+- **naive**: pyodk ``get_table(expand="*")`` -> pandas ``json_normalize`` -> ``to_sql``
+  (replace), the pipeline people write first; it re-pulls everything every time;
+- **ours, first sync**: ``collector.sync.sync_forms`` into an empty store;
+- **steady state**: 200 new or edited submissions on top, synced;
+- **no-op**: a sync with nothing new;
+- **normalize + store alone**, from pages already parsed: submissions/s.
+
+Loading goes through the emulator's backdated-submission control route from 4 threads
+(the same code path as an OpenRosa POST), so loading 20,000 takes a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import psycopg
+import requests
+import sqlalchemy as sa
+from pydantic import SecretStr
+from pyodk._utils import config as pyodk_config
+from pyodk.client import Client
+
+from bench.emulator_bench import XLSX, household_form, household_xml, start
+from collector import store, sync
+from collector.central import Central
+from collector.normalize import rows_for_page
+from collector.settings import Settings
+
+EMAIL, PASSWORD = "bench@example.org", "bench-password"
+FORM_ID = "household"
+
+
+class Bench:
+    def __init__(self, url: str, data: Path, postgres: str | None, page: int) -> None:
+        self.url, self.data, self.postgres, self.page = url, data, postgres, page
+        self.http = requests.Session()
+        token = self.http.post(
+            f"{url}/v1/sessions", json={"email": EMAIL, "password": PASSWORD}, timeout=30
+        ).json()["token"]
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.pid = self.http.post(f"{url}/v1/projects", json={"name": "b"}, timeout=30).json()["id"]
+        r = self.http.post(
+            f"{url}/v1/projects/{self.pid}/forms?publish=true&ignoreWarnings=true",
+            data=household_form(FORM_ID),
+            headers={"Content-Type": XLSX, "X-XlsForm-FormId-Fallback": FORM_ID},
+            timeout=60,
+        )
+        r.raise_for_status()
+        self.rng = random.Random(20261124)
+        self.loaded: list[bytes] = []
+        self.dbs = 0
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def load(self, n: int, *, days: float = 90, clients: int = 4) -> float:
+        """Add ``n`` submissions dated over the past ``days``; seconds taken."""
+        now = datetime.now(UTC)
+        bodies = [household_xml(FORM_ID, self.rng) for _ in range(n)]
+        # oldest first, as they would have arrived
+        dates = sorted(now - timedelta(seconds=self.rng.uniform(600, days * 86400)) for _ in bodies)
+        if days == 0:
+            dates = [now] * n
+        work = list(zip(bodies, dates, strict=True))
+        chunks = [work[i::clients] for i in range(clients)]
+        errors: list[str] = []
+
+        def send(chunk) -> None:
+            http = requests.Session()
+            for body, when in chunk:
+                if days == 0:
+                    r = http.post(
+                        f"{self.url}/v1/projects/{self.pid}/submission",
+                        files={"xml_submission_file": ("s.xml", body, "text/xml")},
+                        headers={
+                            "X-OpenRosa-Version": "1.0",
+                            "Authorization": self.http.headers["Authorization"],
+                        },
+                        timeout=60,
+                    )
+                else:
+                    r = http.post(
+                        f"{self.url}/_emulator/projects/{self.pid}/forms/{FORM_ID}/backdated-submission",
+                        json={"xml": body.decode(), "submissionDate": when.isoformat()},
+                        timeout=60,
+                    )
+                if r.status_code not in (200, 201):
+                    errors.append(r.text[:200])
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=send, args=(c,)) for c in chunks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise RuntimeError(f"{len(errors)} refused, e.g. {errors[0]}")
+        self.loaded += bodies
+        return time.perf_counter() - started
+
+    def edit(self, n: int) -> None:
+        """Edit ``n`` earlier submissions (a new version, deprecatedID the old one)."""
+        for body in self.rng.sample(self.loaded[: len(self.loaded) // 2], n):
+            text = body.decode()
+            old = text.split("<instanceID>")[1].split("<")[0]
+            new = f"uuid:{uuid.UUID(int=self.rng.getrandbits(128), version=4)}"
+            text = text.replace(
+                f"<instanceID>{old}</instanceID>",
+                f"<instanceID>{new}</instanceID><deprecatedID>{old}</deprecatedID>",
+            ).replace("<hh_size>", "<hh_size>1")
+            r = self.http.post(
+                f"{self.url}/v1/projects/{self.pid}/submission",
+                files={"xml_submission_file": ("s.xml", text.encode(), "text/xml")},
+                headers={"X-OpenRosa-Version": "1.0"},
+                timeout=60,
+            )
+            r.raise_for_status()
+            self.loaded[self.loaded.index(body)] = text.replace(
+                f"<deprecatedID>{old}</deprecatedID>", ""
+            ).encode()
+
+    # --- stores -------------------------------------------------------------------------------
+
+    def fresh_db(self, kind: str) -> str:
+        self.dbs += 1
+        if kind == "sqlite":
+            return f"sqlite:///{self.data / f'store{self.dbs}.db'}"
+        assert self.postgres
+        name = f"bench_sync_{self.dbs}_{uuid.uuid4().hex[:6]}"
+        admin = sa.make_url(self.postgres).set(drivername="postgresql")
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return sa.make_url(self.postgres).set(database=name).render_as_string(hide_password=False)
+
+    def settings(self, db: str) -> Settings:
+        return Settings(
+            central_url=self.url,
+            central_email=EMAIL,
+            central_password=SecretStr(PASSWORD),
+            central_project_id=self.pid,
+            data_dir=self.data / "collector",
+            database_url=db,
+            sync_page_size=self.page,
+        )
+
+    # --- measures -------------------------------------------------------------------------------
+
+    def serve_only(self, page: int | None) -> float:
+        svc = f"{self.url}/v1/projects/{self.pid}/forms/{FORM_ID}.svc/Submissions?$expand=*"
+        url: str | None = svc + (f"&$top={page}" if page else "")
+        started = time.perf_counter()
+        while url:
+            body = orjson.loads(self.http.get(url, timeout=600).content)
+            url = body.get("@odata.nextLink")
+        return time.perf_counter() - started
+
+    def naive(self, db: str) -> float:
+        engine = store.engine_for(db)
+        config = pyodk_config.Config(
+            central=pyodk_config.CentralConfig(
+                base_url=self.url, username=EMAIL, password=PASSWORD, default_project_id=self.pid
+            )
+        )
+        started = time.perf_counter()
+        client = Client(config=config, cache_path=self.data / "naive_cache.toml")
+        table = client.submissions.get_table(form_id=FORM_ID, expand="*")
+        df = pd.json_normalize(table["value"])
+        for col in df.columns:  # repeats come back as lists, which to_sql cannot bind
+            if df[col].map(lambda v: isinstance(v, list | dict)).any():
+                df[col] = df[col].map(json.dumps)
+        df.to_sql("naive", engine, if_exists="replace", index=False)
+        took = time.perf_counter() - started
+        engine.dispose()
+        return took
+
+    def ours(self, db: str) -> tuple[float, sync.FormResult]:
+        settings = self.settings(db)
+        engine = store.engine_for(db)
+        started = time.perf_counter()
+        with Central(settings) as c:
+            (r,) = sync.sync_forms(settings, [FORM_ID], engine=engine, central=c)
+        took = time.perf_counter() - started
+        engine.dispose()
+        assert r.status == "ok", r.error
+        return took, r
+
+    def normalize_store_alone(self, db: str) -> float:
+        """submissions/s of normalize + store over pages already fetched and parsed."""
+        settings = self.settings(db)
+        engine = store.engine_for(db)
+        store.create_schema(engine)
+        with Central(settings) as c:
+            form = c.form(FORM_ID)
+            fields = c.form_fields(FORM_ID)
+            pages = list(c.odata_pages(FORM_ID, {"$expand": "*", "$top": str(self.page)}))
+        form_id, shape = store.save_central_form(engine, form, fields)
+        tables = store.form_tables(shape)
+        n = sum(len(p["value"]) for p in pages)
+        started = time.perf_counter()
+        for p in pages:
+            store.store_page(engine, form_id, shape, rows_for_page(shape, p["value"]), tables)
+        took = time.perf_counter() - started
+        engine.dispose()
+        return n / took
+
+
+def best(f: Callable[[], float], times: int) -> float:
+    return min(f() for _ in range(times))
+
+
+def median_ms(f: Callable[[], float], times: int) -> float:
+    return statistics.median(f() for _ in range(times)) * 1000
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--sizes", default="2000,20000")
+    p.add_argument("--with-100k", action="store_true", help="also measure at 100,000 stored")
+    p.add_argument("--page", type=int, default=None, help="sync page size (default: Settings')")
+    p.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    p.add_argument("--no-postgres", action="store_true")
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")] + ([100_000] if args.with_100k else [])
+    page = args.page or Settings.model_fields["sync_page_size"].default
+    kinds = ["sqlite"] + ([] if args.no_postgres else ["postgres"])
+
+    with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
+        data = Path(tmp)
+        proc, url = start(data, EMAIL, PASSWORD)
+        try:
+            b = Bench(url, data, None if args.no_postgres else args.postgres, page)
+            print(f"sync page size {page}; times are the best of 2 unless marked")
+            for size in sizes:
+                took = b.load(size - len(b.loaded))
+                print(f"\n=== {size:,} household visits stored (loaded in {took:.0f} s) ===")
+                one = best(lambda: b.serve_only(None), 2)
+                paged = best(lambda: b.serve_only(page), 2)
+                print(f"serve only: one response {one:.2f} s ({size / one:,.0f}/s); "
+                      f"pages of {page} {paged:.2f} s ({size / paged:,.0f}/s)")  # fmt: skip
+                for kind in kinds:
+                    naive = best(lambda k=kind: b.naive(b.fresh_db(k)), 2)
+                    db = b.fresh_db(kind)
+                    first, r = b.ours(db)
+                    assert r.written == len(b.loaded), (r.written, len(b.loaded))
+                    print(f"[{kind}] first full sync: ours {first:.2f} s vs naive {naive:.2f} s "
+                          f"({naive / first:.1f}x faster) vs serve-only {paged:.2f} s "
+                          f"({first / paged:.2f}x of it)")  # fmt: skip
+                    noop = median_ms(lambda d=db: b.ours(d)[0], 5)
+                    probe = b.settings(db)
+                    with Central(probe) as c:
+                        q0 = time.perf_counter()
+                        c.odata_page(
+                            c.form_path(FORM_ID) + ".svc/Submissions",
+                            {"$filter": "__system/submissionDate ge 2999-01-01T00:00:00Z",
+                             "$top": str(page)},
+                        )  # fmt: skip
+                        server = (time.perf_counter() - q0) * 1000
+                    print(f"[{kind}] no-op sync: {noop:.0f} ms (median of 5; one empty "
+                          f"filtered query to the server: {server:.0f} ms)")  # fmt: skip
+                    b.load(150, days=0)
+                    b.edit(50)
+                    steady, r = b.ours(db)
+                    print(f"[{kind}] steady state, 200 new/edited on {size:,}: ours {steady:.2f} s "
+                          f"({r.written} written) vs naive full re-pull {naive:.2f} s "
+                          f"({naive / steady:.0f}x)")  # fmt: skip
+                    rate = b.normalize_store_alone(b.fresh_db(kind))
+                    print(f"[{kind}] normalize + store alone: {rate:,.0f} submissions/s")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
