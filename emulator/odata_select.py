@@ -1,8 +1,8 @@
 """``$select`` as Central applies it to OData rows (central-backend lib/formats/odata.js
 ``filterFields`` and lib/data/odata.js ``submissionToOData`` with ``options.metadata``):
 the selected fields with the groups around them, whole groups when a group is named,
-``__id`` always, ``__system`` only when it (or one of its keys) is named, a repeat table's
-parent key only when named. Unknown properties are 400.23, fields inside a repeat 400.24.
+``__id``, ``__system`` (or one of its keys) and a repeat table's parent key only when
+named. Unknown properties are 400.23, fields inside a repeat 400.24.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Selection:
 
     tree: dict[str, Any]  # key -> None (whole value) or a sub-tree for a partly kept group
     system: tuple[str, ...] | None  # None: no __system; () all of it; else these keys
-    keep_id: bool = True
+    keep_id: bool = True  # ``__id`` named in ``$select``
     parent_key: str | None = None
 
     def apply(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +61,8 @@ class Selection:
         out: dict[str, Any] = {}
         for key, value in row.items():
             if top and key == "__id":
-                out[key] = value
+                if self.keep_id:  # newer lib/formats/odata.js drops an unselected __id
+                    out[key] = value
             elif top and key == "__system":
                 if self.system is None:
                     continue
@@ -146,6 +147,7 @@ def parse_select(form: XForm, select: str, table: str = "Submissions") -> Select
     return Selection(
         tree=tree,
         system=None if system is None else tuple(system),
+        keep_id="__id" in props,
         parent_key=parent_key_name if keep_parent else None,
     )
 
@@ -178,5 +180,6 @@ def select_fields(
     return Selection(
         tree=tree,
         system=None if system is None else tuple(system),
+        keep_id="__id" in {p.strip() for p in select.split(",")},
         parent_key=parent if keep_parent else None,
     ).apply(row)

@@ -103,13 +103,16 @@ def test_select_fields__groups_system_and_errors(entities, form):
     sel = select_fields(full, "place/gps,__system/reviewState,__system/submissionDate", form=form)
     assert sel == {
         "place": {"gps": full["place"]["gps"]},
-        "__id": full["__id"],
         "__system": {
             "submissionDate": row["__system"]["submissionDate"],
             "reviewState": None,
         },
     }
-    assert list(select_fields(full, "place,__system", form=form)) == ["place", "__id", "__system"]
+    assert list(select_fields(full, "place,__id,__system", form=form)) == [
+        "place",
+        "__id",
+        "__system",
+    ]
     assert "child@odata.navigationLink" in select_fields(full, "child", form=form)
     with pytest.raises(ODataError) as info:
         parse_select(form, "nope")
@@ -122,11 +125,13 @@ def test_select_fields__groups_system_and_errors(entities, form):
     assert info.value.code == 400.24
     table_row = entity.repeat_rows["Submissions.child"][0]
     assert select_fields(table_row, "child_age", form=form, table="Submissions.child") == {
-        "child_age": 4,
-        "__id": table_row["__id"],
+        "child_age": 4
     }
+    assert select_fields(full, "name", form=form) == {"name": full["name"]}
     assert list(
-        select_fields(table_row, "child_age,__Submissions-id", form=form, table="Submissions.child")
+        select_fields(
+            table_row, "child_age,__id,__Submissions-id", form=form, table="Submissions.child"
+        )
     ) == ["child_age", "__id", "__Submissions-id"]
 
 
