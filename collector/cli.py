@@ -32,18 +32,22 @@ from collector.cli_forms import forms_app  # noqa: E402
 
 app.add_typer(forms_app, name="forms")
 
+from collector.cli_enumerators import app as enumerators_app  # noqa: E402
+
+app.add_typer(enumerators_app, name="enumerators")
+
 from collector import cli_keys  # noqa: E402 - `keys` and `api`
 
 cli_keys.register(app)
 
 
-def main() -> None:
-    app()
-
-
 from collector import cli_sync  # noqa: E402 - `sync` and `status`
 
 cli_sync.register(app, settings_from_env)
+
+
+def main() -> None:
+    app()
 
 
 if __name__ == "__main__":
