@@ -35,11 +35,12 @@ def typed_answer(
     """An answer for a question of bind type ``btype`` named ``name`` (lower case)."""
     if btype == "int":
         lo, hi = _bounds(constraint, _int_range(name))
-        return str(
-            rng.randint(math.ceil(lo), math.floor(hi))
-            if math.ceil(lo) <= math.floor(hi)
-            else int(lo)
-        )
+        low, high = math.ceil(lo), math.floor(hi)
+        if low > high:
+            return str(int(lo))
+        if "age" in name:  # more young people than old, as in Tajikistan
+            return str(round(rng.triangular(low, high, low + (high - low) * 0.25)))
+        return str(rng.randint(low, high))
     if btype == "decimal":
         lo, hi = _bounds(constraint, _decimal_range(name))
         return number_text(round(rng.uniform(lo, hi), 2))

@@ -31,6 +31,7 @@ from emulator.enumerators.xpath import Context, NodeSet, XPathError, evaluate, l
 from emulator.enumerators.xpath import to_string as xpath_string
 
 _NO_BIND = Bind()
+_GATE_WORDS = ("consent", "agree", "available", "present", "permission")
 
 
 def deterministic_uuid(rng: random.Random) -> str:
@@ -342,8 +343,9 @@ class SubmissionFactory:
                 return ""
             values = [v for v, _ in choices]
             if kind == "select1":
-                if full in self.referenced and "yes" in values and rng.random() < 0.85:
-                    return "yes"  # consent and gate questions: most people say yes
+                gate = any(w in full.rsplit("/", 1)[-1].lower() for w in _GATE_WORDS)
+                if gate and "yes" in values and rng.random() < 0.9:
+                    return "yes"  # consent: most people agree to the interview
                 sex = self._sex_of_named_person(full, values, elem, fill)
                 if sex is not None:
                     return sex
