@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -33,6 +35,7 @@ from starlette.routing import Route
 from emulator import errors
 from emulator.auth import require_user
 from emulator.common import FormRow, base_url, emu, form_row, int_param, is_true
+from emulator.db import iso
 from emulator.errors import CentralError
 from emulator.odata import (
     ODataError,
@@ -237,17 +240,72 @@ async def table(request: Request) -> Response:
     return Response(body, 200, dict(ODATA_HEADERS), media_type=DATA_TYPE)
 
 
+_TIME_COLUMNS = {
+    "__system/submissionDate": "s.created_at",
+    "__system/updatedAt": "s.updated_at",
+    "__system/deletedAt": "s.deleted_at",
+}
+_ATOM = re.compile(
+    r"^(?:\$root/Submissions/)?(__system/(?:submissionDate|updatedAt|deletedAt))\s+(gt|ge|lt|le)\s+"
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}))$"
+)
+
+
+def sql_prefilter(text: str | None) -> tuple[str, list[str]] | None:
+    """A SQL condition every row the ``$filter`` keeps also meets, for the shape sync uses
+    (``__system/<time> gt|ge|lt|le <datetime>`` joined by all-``or`` or all-``and``), or None.
+
+    It only narrows the rows read; the exact filter (emulator.odata_filter) still decides.
+    Bounds are widened to whole milliseconds (times are stored ``...T02:42:54.583Z``), so the
+    string comparison can only let extra rows through, never drop one; a NULL time compares
+    unknown in SQL as in Central's SQL, and the exact filter agrees."""
+    if not text or "(" in text or " not " in f" {text} ":
+        return None
+    parts = re.split(r"\s+(or|and)\s+", text.strip())
+    atoms, joins = parts[0::2], set(parts[1::2])
+    if len(joins) > 1:
+        return None
+    sql: list[str] = []
+    args: list[str] = []
+    for atom in atoms:
+        m = _ATOM.match(atom.strip())
+        if m is None:
+            return None
+        field, op, literal = m.groups()
+        try:
+            moment = datetime.fromisoformat(literal.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        low = iso(moment.replace(microsecond=moment.microsecond // 1000 * 1000))
+        column = _TIME_COLUMNS[field]
+        if op in ("gt", "ge"):
+            sql.append(f"{column} >= ?")
+            args.append(low)
+        else:
+            high = iso(moment + timedelta(milliseconds=1)) if moment.microsecond % 1000 else low
+            sql.append(f"{column} <= ?")
+            args.append(high)
+    joiner = f" {joins.pop().upper()} " if joins else ""
+    return joiner.join(sql), args
+
+
 def _iter_rows(
     conn: sqlite3.Connection,
     form: FormRow,
     blobs: str,
     hide_deleted: bool,
     cursor_instance: str | None,
+    prefilter: tuple[str, list[str]] | None = None,
 ) -> Iterator[tuple]:
     where = "s.form_id=?"
     args: list[Any] = [form.id]
     if hide_deleted:
         where += " AND s.deleted_at IS NULL"
+    if prefilter is not None:
+        where += f" AND ({prefilter[0]})"
+        args += prefilter[1]
     if cursor_instance is not None:
         anchor = conn.execute(
             "SELECT created_at, id FROM submissions WHERE form_id=? AND instance_id=?",
@@ -321,8 +379,9 @@ def _submissions(e: Any, request: Request, form: FormRow, xform: XForm, opts: Op
     # Two phases when rows may be passed over (filter, $orderby, $skip): choose the page from
     # the metadata columns, then read the stored JSON of those rows only.
     two_phase = flt is not None or bool(opts.orderby) or opts.skip > 0
+    narrow = sql_prefilter(opts.filter_text)
     rows: Iterator[tuple] = _iter_rows(
-        e.conn, form, "NULL, NULL" if two_phase else blobs, hide_deleted, cursor_id
+        e.conn, form, "NULL, NULL" if two_phase else blobs, hide_deleted, cursor_id, narrow
     )
     if opts.orderby:
         rows = iter(_apply_orderby(list(rows), opts.orderby))
@@ -356,7 +415,8 @@ def _submissions(e: Any, request: Request, form: FormRow, xform: XForm, opts: Op
             link = opts.next_link(base_url(request), path, encode_skiptoken(last_id), None)
         parts += [b',"@odata.nextLink":', orjson.dumps(link)]
     if opts.count:
-        parts += [b',"@odata.count":', str(_count(e, form, flt, hide_deleted, names)).encode()]
+        total = _count(e, form, flt, hide_deleted, names, narrow)
+        parts += [b',"@odata.count":', str(total).encode()]
     parts.append(b"}")
     return b"".join(parts)
 
@@ -374,7 +434,14 @@ def _with_blobs(conn: sqlite3.Connection, page: list[tuple], blobs: str) -> list
     return [row[:12] + found[row[0]] for row in page]
 
 
-def _count(e: Any, form: FormRow, flt: Any, hide_deleted: bool, names: dict[int, str]) -> int:
+def _count(
+    e: Any,
+    form: FormRow,
+    flt: Any,
+    hide_deleted: bool,
+    names: dict[int, str],
+    narrow: tuple[str, list[str]] | None = None,
+) -> int:
     """``@odata.count``: every row the filter keeps, ignoring paging (golden 34)."""
     if flt is None:
         return e.conn.execute(
@@ -384,7 +451,7 @@ def _count(e: Any, form: FormRow, flt: Any, hide_deleted: bool, names: dict[int,
         ).fetchone()[0]
     return sum(
         1
-        for row in _iter_rows(e.conn, form, "NULL, NULL", hide_deleted, None)
+        for row in _iter_rows(e.conn, form, "NULL, NULL", hide_deleted, None, narrow)
         if flt.matches(row[1], system_of(row, names))
     )
 
