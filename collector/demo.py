@@ -23,10 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import requests
+from psycopg import sql
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from collector.demo_processes import Child, free_port, http_ok, stop_all, wait_until
 from collector.settings import Settings
@@ -178,6 +181,20 @@ class Demo:
 
         return Central(self.demo_settings)
 
+    def prepare_store(self) -> str:
+        """The store's tables; on PostgreSQL, the database too if it does not exist yet."""
+        from collector import store
+
+        url = self.demo_settings.resolved_database_url
+        made = ensure_postgres_database(url)
+        engine = store.engine_for(url)
+        try:
+            store.create_schema(engine)
+        finally:
+            engine.dispose()
+        where = make_url(url).render_as_string(hide_password=True)
+        return f"{where}" + (" (database created)" if made else "")
+
     def push_forms(self) -> str:
         """``collector forms push``'s library call: check, create the project, publish."""
         from collector import store
@@ -230,6 +247,8 @@ class Demo:
                 str(self.options.rate),
                 "--duration",
                 str(365 * 86400),  # until the demo stops them
+                "--seed",
+                time.strftime("%Y%m%d%H%M%S"),  # a rerun sends new submissions, not replays
             ],
             ENUMERATORS_PASSWORD=DEMO_PASSWORD,  # not on the command line, where ps shows it
         )
@@ -249,7 +268,8 @@ class Demo:
         if not child.running:
             self.exited.add(child.name)
             raise RuntimeError(f"the scheduler exited at once:\n{child.log_tail()}")
-        return f"every form every {self.options.every} s ({self.demo_settings.resolved_database_url.split(':')[0]} store)"
+        backend = make_url(self.demo_settings.resolved_database_url).get_backend_name()
+        return f"every form every {self.options.every} s ({backend} store)"
 
     def start_api(self) -> str:
         port = free_port(self.options.api_port)
@@ -422,6 +442,30 @@ class Demo:
         return 0
 
 
+def ensure_postgres_database(url: str) -> bool:
+    """Create the PostgreSQL database ``url`` names if it does not exist; True if created.
+
+    The demo's "one setting" promise: ``COLLECTOR_DATABASE_URL`` naming a database that
+    is not there yet is made, on a server the user can create databases on.
+    """
+    u = make_url(url)
+    if u.get_backend_name() != "postgresql" or not u.database:
+        return False
+    conninfo = u.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        psycopg.connect(conninfo, connect_timeout=10).close()
+        return False
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    admin = u.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(
+        admin.render_as_string(hide_password=False), autocommit=True, connect_timeout=10
+    ) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(u.database)))
+    return True
+
+
 def _secret(value: str) -> SecretStr:
     return SecretStr(value)
 
@@ -445,6 +489,7 @@ def run_demo(settings: Settings, options: DemoOptions, stop: threading.Event) ->
     console.rule("[bold]collector demo")
     try:
         if demo.step("Central emulator", demo.start_emulator):
+            demo.step("store", demo.prepare_store)
             demo.step("forms pushed", demo.push_forms)
             demo.step("API keys", demo.create_keys)
             demo.step("enumerators", demo.start_enumerators)
