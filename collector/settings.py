@@ -42,7 +42,12 @@ class Settings(BaseSettings):
     forms_dir: Path = Field(default=Path("forms"), description="XLSForms and their manifest.")
 
     # --- sync ----------------------------------------------------------------------------
-    sync_page_size: int = Field(default=1000, ge=1, le=100_000)
+    sync_page_size: int = Field(
+        default=5000,
+        ge=1,
+        le=100_000,
+        description="OData $top per page: few pages (Central pays ~150 ms each), bounded memory.",
+    )
     sync_overlap_seconds: int = Field(
         default=300, ge=0, description="Re-read this much before the watermark (central#1615)."
     )
