@@ -323,7 +323,9 @@ def parse_datetime(v: Any) -> datetime:
         d = datetime.fromisoformat(v)
     except ValueError:
         raise Misfit("not an ISO 8601 date and time") from None
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+    if d.tzinfo is None:
+        return d.replace(tzinfo=UTC)
+    return d if d.tzinfo is UTC else d.astimezone(UTC)  # Central's own times end in Z
 
 
 def _time(v: Any) -> time:
@@ -473,7 +475,8 @@ def _plan(table: TableSpec) -> list[tuple]:
     return [
         (
             c.name,
-            c.keys,
+            c.keys[0],
+            c.keys[1:],
             c.kind,
             _NATIVE.get(c.kind, ()),
             _CONVERT.get(c.kind),
@@ -495,12 +498,13 @@ def _fill(
     page: PageRows,
 ) -> None:
     """Fill ``out`` with ``obj``'s typed values for ``table`` (the hot loop of a sync)."""
-    for name, keys, kind, native, convert, link, path, geo in plan:
-        v = obj
-        for k in keys:
-            v = v.get(k) if v.__class__ is dict else None
-            if v is None:
-                break
+    for name, first, rest, kind, native, convert, link, path, geo in plan:
+        v = obj.get(first)
+        if rest:
+            for k in rest:
+                v = v.get(k) if v.__class__ is dict else None
+                if v is None:
+                    break
         if kind == "geopoint":
             lat = lon = alt = acc = None
             if v is not None:
