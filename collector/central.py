@@ -607,6 +607,12 @@ def revoke_app_user(central: Central, user: AppUser) -> None:
     try:
         central.request("DELETE", path)
     except CentralRejected as err:  # messages carry the URL, i.e. the token: rebuild them
+        # A retried DELETE whose first answer was lost finds the session gone (404/403):
+        # that is success if Central now lists the app user without a token.
+        if err.status in (403, 404) and not any(
+            u.id == user.id and u.active for u in app_users(central, user.project_id)
+        ):
+            return
         raise CentralRejected(
             f"Central refused to revoke app user {user.id} ({user.display_name!r}): "
             f"{err.status} ({err.code}) {err.message}",
