@@ -456,3 +456,40 @@ def test_run__reads_csv_media_from_the_manifest(central, project):
     rows = _odata(central, s, pid, form_id, "")["value"]
     pairs = {(r["district"], r["village"]) for r in rows}
     assert pairs <= {("nurek", "sarband"), ("rogun", "obigarm"), ("rogun", "laur")}
+
+
+def test_run__rides_out_central_misbehaving(emulator_central, project):
+    """Like Collect, a device retries a 503, a dropped connection and an expired session."""
+    s, pid, form_id = project
+    url = emulator_central.url
+    rules = [
+        {"path": f"/projects/{pid}/submission\\?", "method": "POST", "skip": 1, "times": 2,
+         "action": "status", "status": 503},
+        {"path": f"/projects/{pid}/submission\\?", "method": "POST", "skip": 5, "times": 1,
+         "action": "drop"},
+        {"path": f"/projects/{pid}/forms/{form_id}/submissions/", "method": "PATCH", "skip": 0,
+         "times": 1, "action": "expire_token"},
+    ]  # fmt: skip
+    assert requests.post(f"{url}/_emulator/faults", json={"seed": 1, "rules": rules}, timeout=30).ok
+    try:
+        runner = Enumerators(
+            url,
+            WebUser(emulator_central.email, emulator_central.password),
+            pid,
+            seed="faults",
+            enumerators=2,
+            edit_share=0,
+            review_share=0.5,
+            delete_share=0,
+        )
+        result = runner.run(count=8)
+        fired = [
+            r["fired"] for r in requests.get(f"{url}/_emulator/faults", timeout=30).json()["rules"]
+        ]
+    finally:
+        requests.delete(f"{url}/_emulator/faults", timeout=30)
+    assert fired == [2, 1, 1]  # every fault really happened
+    assert (result.submitted, result.failures) == (8, 0)
+    assert result.reviews > 0
+    live = _odata(emulator_central, s, pid, form_id, "%24count=true")
+    assert live["@odata.count"] == 8
