@@ -165,7 +165,7 @@ class DeviceClient:
                     continue
             elif resp.status_code in _RETRY_STATUSES and attempt < self.retries:
                 attempt += 1
-                time.sleep(0.2 * attempt)
+                time.sleep(_retry_delay(resp, attempt))
                 continue
             return resp
 
@@ -243,6 +243,15 @@ class DeviceClient:
             "DELETE",
             f"{self.url}/v1/projects/{self.project_id}/forms/{form_id}/submissions/{instance_id}",
         )
+
+
+def _retry_delay(resp: requests.Response, attempt: int) -> float:
+    """Seconds to wait before trying again: Retry-After when given (capped), else a short
+    growing pause."""
+    after = resp.headers.get("Retry-After", "")
+    if after.isdigit():
+        return min(float(after), 5.0)
+    return 0.2 * attempt
 
 
 def _safe(url: str) -> str:
