@@ -38,7 +38,6 @@ from pyodk._utils import config as pyodk_config
 from pyodk._utils.session import Adapter
 from pyodk.client import Client
 from pyodk.errors import PyODKError
-from requests.adapters import Retry
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -174,7 +173,8 @@ class Central:
             )
         )
         self.client = Client(config=config, cache_path=s.pyodk_cache_path)
-        adapter = Adapter(timeout=s.central_timeout, max_retries=Retry(total=0, read=0))
+        # max_retries=0 is requests' Retry(0, read=False): a read timeout stays a Timeout
+        adapter = Adapter(timeout=s.central_timeout, max_retries=0)
         self.client.session.mount("http://", adapter)
         self.client.session.mount("https://", adapter)
 
