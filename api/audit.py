@@ -19,7 +19,6 @@ def audit_reads(
     """One audit row per submission whose sensitive values this caller was sent."""
     if not reads or not caller.sees_sensitive:
         return
-    write_rows = getattr(store, "write_audit_rows", None)
     rows = [
         {
             "key_id": caller.key_id,
@@ -30,8 +29,4 @@ def audit_reads(
         }
         for iid, cols in reads
     ]
-    if write_rows is not None:
-        write_rows(engine, rows)
-        return
-    for row in rows:  # until the store has its one multi-row insert (asked of H5)
-        store.write_audit(engine, **row)
+    store.write_audit_rows(engine, rows)

@@ -17,7 +17,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -75,41 +75,95 @@ def _display(form: FormInfo, f: FieldInfo, value: Any, lang: str | None) -> Any:
     return form.choice_label(f, str(value), lang)
 
 
-def _cells(spec: ExportSpec, row: dict[str, Any]) -> list[Any]:
-    out = [row.get(m) for m in spec.meta]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_META_TIMES = {"submitted_at", "updated_at", "deleted_at"}
+Convert = Callable[[Any], Any]
+
+
+def _guard(text: str) -> str:
+    """Text typed in the field could start a spreadsheet formula: such a cell gets a
+    leading apostrophe (OWASP "CSV injection"). Numbers are not text and are left alone."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime | date | time) else value
+
+
+def _plan(spec: ExportSpec, *, csv_text: bool) -> list[tuple[str, Convert | None]]:
+    """Per output column: the result key and how its value is written (None: as it is).
+
+    Built once per export, so the per-row work is a lookup and, where needed, one call.
+    """
+    plan: list[tuple[str, Convert | None]] = []
+    for m in spec.meta:
+        if m in _META_TIMES:
+            plan.append((m, _iso))
+        elif csv_text:
+            plan.append((m, lambda v: _guard(v) if isinstance(v, str) else v))
+        else:
+            plan.append((m, None))
     for f in spec.fields:
+        labels: dict[str, str] | None = None
+        if spec.lang and f.choice_list:
+            labels = {
+                v: spec.form.choice_label(f, v, spec.lang)
+                for v in spec.form.choices.get(f.choice_list, {})
+            }
         for c in f.value_columns():
-            out.append(_display(spec.form, f, row.get(value_key(c)), spec.lang))
+            conv: Convert | None
+            if labels is not None and f.select_multiple:
+                conv = lambda v, lab=labels: " ".join(lab.get(x, x) for x in str(v).split())  # noqa: E731
+            elif labels is not None:
+                conv = lambda v, lab=labels: lab.get(str(v), str(v))  # noqa: E731
+            elif f.type in ("date", "dateTime", "time"):
+                conv = _iso
+            elif f.type in ("int", "decimal", "boolean", "geopoint"):
+                conv = None
+            else:
+                conv = str
+            if csv_text and conv is not None and conv is not _iso:
+                inner = conv
+                conv = lambda v, inner=inner: _guard(inner(v))  # noqa: E731
+            plan.append((value_key(c), conv))
+    return plan
+
+
+def _cells(plan: list[tuple[str, Convert | None]], row: Mapping[str, Any]) -> list[Any]:
+    out = []
+    for key, conv in plan:
+        v = row[key]
+        out.append(v if v is None or conv is None else conv(v))
     return out
-
-
-def _sensitive_read(spec: ExportSpec, row: dict[str, Any]) -> list[str]:
-    return [
-        c
-        for f in spec.fields
-        if f.sensitive
-        for c in f.value_columns()
-        if row.get(value_key(c)) is not None
-    ]
 
 
 def _rows(
     engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Mapping[str, Any]]:
     """The rows, with the audit hook fed per batch of 1,000 submissions read."""
+    watched = [(value_key(c), c) for f in spec.fields if f.sensitive for c in f.value_columns()]
+    if on_sensitive is None or not watched:
+        yield from stream_rows(
+            engine,
+            spec.form,
+            flt=spec.flt,
+            scope=spec.scope,
+            fields=spec.fields,
+            repeat=spec.repeat,
+        )
+        return
     pending: list[tuple[str, list[str]]] = []
     for row in stream_rows(
         engine, spec.form, flt=spec.flt, scope=spec.scope, fields=spec.fields, repeat=spec.repeat
     ):
-        if on_sensitive is not None:
-            read = _sensitive_read(spec, row)
-            if read:
-                pending.append((row["instance_id"], read))
-                if len(pending) >= 1000:
-                    on_sensitive(pending)
-                    pending = []
+        read = [c for key, c in watched if row[key] is not None]
+        if read:
+            pending.append((row["instance_id"], read))
+            if len(pending) >= 1000:
+                on_sensitive(pending)
+                pending = []
         yield row
-    if pending and on_sensitive is not None:
+    if pending:
         on_sensitive(pending)
 
 
@@ -118,21 +172,7 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, datetime | date | time):
         return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return repr(value)
     return str(value)
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_text(value: Any) -> str:
-    """Text answers typed by people in the field could start a spreadsheet formula; such a
-    cell gets a leading apostrophe (OWASP "CSV injection"). Numbers are left alone."""
-    text = _text(value)
-    if isinstance(value, str) and text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
 
 
 def csv_chunks(
@@ -143,8 +183,9 @@ def csv_chunks(
     writer = csv.writer(buf, lineterminator="\r\n")
     buf.write("\ufeff")
     writer.writerow(spec.header())
+    plan = _plan(spec, csv_text=True)
     for n, row in enumerate(_rows(engine, spec, on_sensitive), start=1):
-        writer.writerow([_csv_text(v) for v in _cells(spec, row)])
+        writer.writerow(_cells(plan, row))
         if n % chunk_rows == 0:
             yield buf.getvalue().encode()
             buf.seek(0)
@@ -178,6 +219,7 @@ def xlsx_file(
         sheet_no, r = 1, 0
         ws = wb.add_worksheet(name[:31])
         ws.write_row(0, 0, header, bold)
+        plan = _plan(spec, csv_text=False)
         for row in _rows(engine, spec, on_sensitive):
             r += 1
             if r >= XLSX_MAX_ROWS:
@@ -185,7 +227,7 @@ def xlsx_file(
                 ws = wb.add_worksheet(f"{name[:27]} ({sheet_no})")
                 ws.write_row(0, 0, header, bold)
                 r = 1
-            for c, value in enumerate(_cells(spec, row)):
+            for c, value in enumerate(_cells(plan, row)):
                 if value is None:
                     continue
                 if isinstance(value, bool) or not isinstance(value, int | float):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -267,11 +267,28 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
     )
 
 
+_FORM_CACHE: dict[tuple[str, int, str], tuple[tuple[Any, ...], FormInfo]] = {}
+
+
 def form_info(engine: Engine, xml_form_id: str) -> FormInfo | None:
-    """The form with its fields and choices, or None if the store does not know it."""
+    """The form with its fields and choices, or None if the store does not know it.
+
+    Building it reads every field and choice; it is kept per engine and rebuilt when the
+    ``form`` row's ``updated_at`` moves (the store bumps it whenever it records the form's
+    fields), so a request pays one small query for it.
+    """
     with engine.connect() as conn:
         row = conn.execute(sa.select(form_t).where(form_t.c.xml_form_id == xml_form_id)).first()
-        return _form_info(conn, row) if row else None
+        if row is None:
+            return None
+        key = (str(engine.url), id(engine), xml_form_id)
+        stamp = (row.id, row.updated_at, row.version, row.title)
+        hit = _FORM_CACHE.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        info = _form_info(conn, row)
+        _FORM_CACHE[key] = (stamp, info)
+        return info
 
 
 def all_forms(engine: Engine) -> list[FormInfo]:
@@ -718,7 +735,7 @@ def stream_rows(
     fields: list[FieldInfo],
     repeat: FieldInfo | None = None,
     batch: int = 1000,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Mapping[str, Any]]:
     """Every matching row (of the wide table, or of one repeat's table), streamed.
 
     The database cursor is server-side on PostgreSQL (``stream_results``) and SQLite steps
@@ -749,7 +766,7 @@ def stream_rows(
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
         for row in result:
-            yield dict(row._mapping)
+            yield row._mapping
 
 
 # --- sync history and data issues ------------------------------------------------------------

@@ -982,6 +982,35 @@ def enumerators(engine: Engine, *, project_id: int | None = None) -> list[m.Enum
     ]
 
 
+# --- audit rows in bulk (issue 6, H6; added by H6 after asking H5, see h6-to-h5.md) --------
+
+
+def write_audit_rows(engine: Engine, rows: Sequence[dict]) -> None:
+    """Many audit rows in one go (executemany, which SQLAlchemy sends as multi-row INSERTs):
+    an export audits every submission it reads.
+
+    Each dict holds ``key_id``, ``form``, ``instance_id``, ``fields`` (a list) and ``action``;
+    ``at`` is filled in here.
+    """
+    if not rows:
+        return
+    at = now()
+    values = [
+        {
+            "key_id": r.get("key_id"),
+            "at": at,
+            "form": r.get("form"),
+            "instance_id": r.get("instance_id"),
+            "fields": list(r.get("fields") or []),
+            "action": r.get("action") or "read",
+        }
+        for r in rows
+    ]
+    with engine.begin() as conn:
+        for chunk in _chunks(values, 500):
+            conn.execute(T["audit_log"].insert(), list(chunk))
+
+
 __all__ = [
     "PageResult",
     "create_schema",

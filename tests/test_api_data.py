@@ -286,3 +286,17 @@ def test_api__review_goes_to_central_and_shows_in_both_after_sync(api):
     assert got["review_state"] == "hasIssues"
     listed = all_pages(api, "analyst", "household_visit", review_state="hasIssues")
     assert iid in {i["instance_id"] for i in listed}
+
+
+def test_api__manager_export_audits_every_submission_with_sensitive_values(api):
+    audit = store.T["audit_log"]
+    with api.synced.engine.connect() as c:
+        before = c.execute(sa.select(sa.func.max(audit.c.id))).scalar() or 0
+    r = api.get("/v1/forms/household_visit/export.csv", "manager")
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    with_sensitive = {x["instance_id"] for x in rows if x["visit__respondent_name"]}
+    r = api.get("/v1/forms/household_visit/export.csv", "analyst")  # nothing sensitive: no rows
+    with api.synced.engine.connect() as c:
+        got = c.execute(sa.select(audit).where(audit.c.id > before)).all()
+    assert {g.instance_id for g in got} == with_sensitive and len(got) == len(with_sensitive)
+    assert {g.action for g in got} == {"export.csv"}
