@@ -362,7 +362,8 @@ class Demo:
             self.console.print(f"[yellow]Central not answering: {exc}[/yellow]")
         via_api: dict[str, int] = {}
         last = ""
-        if self.api_url and "admin" in self.keys:
+        api = self.parts.get("API")
+        if api is not None and api.ok and "admin" in self.keys:
             try:
                 via_api, last = self.api_counts()
             except (requests.RequestException, ValueError, KeyError) as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-DURATION = 25
+DURATION = 20
 
 
 def served_submissions(info: dict) -> int:
