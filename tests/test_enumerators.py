@@ -493,3 +493,43 @@ def test_run__rides_out_central_misbehaving(emulator_central, project):
     assert result.reviews > 0
     live = _odata(emulator_central, s, pid, form_id, "%24count=true")
     assert live["@odata.count"] == 8
+
+
+def test_run__same_seed_sends_the_same_submissions(central, fresh_name):
+    """Two projects, one seed: the same instance ids and the same XML arrive in both."""
+    s = _session(central)
+    sent = []
+    for suffix in ("a", "b"):
+        pid = s.post(
+            f"{central.url}/v1/projects", json={"name": f"{fresh_name}{suffix}"}, timeout=30
+        ).json()["id"]
+        resp = s.post(
+            f"{central.url}/v1/projects/{pid}/forms",
+            params={"publish": "true"},
+            data=household_xform(f"same_{fresh_name}"),
+            headers={"Content-Type": "application/xml"},
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+        runner = Enumerators(
+            central.url,
+            WebUser(central.email, central.password),
+            pid,
+            seed="same",
+            enumerators=3,
+            review_share=0,
+            delete_share=0,
+            edit_share=0,
+        )
+        result = runner.run(count=6)
+        assert (result.submitted, result.failures) == (6, 0)
+        xml = {
+            iid: s.get(
+                f"{central.url}/v1/projects/{pid}/forms/same_{fresh_name}/submissions/{iid}.xml",
+                timeout=30,
+            ).content
+            for iid in result.instance_ids
+        }
+        assert all(iid.encode() in body for iid, body in xml.items())
+        sent.append(xml)
+    assert sent[0] == sent[1]
