@@ -337,6 +337,15 @@ def test_enumerators__scan_fill_send_sync_attribute_revoke_and_no_token_anywhere
     assert (mine.submissions_day, mine.submissions_week, mine.submissions_total) == (1, 1, 1)
     assert mine.forms == (FORM_ID,) and mine.review_states == {"received": 1}
     assert mine.district == "nurek" and not mine.silent
+    with Central(settings) as c:  # a manager approves it in Central; the next sync brings it
+        c.request(
+            "PATCH",
+            c.form_path(FORM_ID) + f"/submissions/{instance_id}",
+            json={"reviewState": "approved"},
+        )
+    sync.sync_forms(settings, [FORM_ID], engine=engine)
+    (mine,) = [a for a in enumerator_activity(engine, silent_after_hours=1) if a.device_id]
+    assert mine.review_states == {"approved": 1}
     assert not rows[("Фарход", None)].silent
     flagged = {
         a.submitter_name: a.silent
@@ -366,6 +375,7 @@ def test_enumerators__scan_fill_send_sync_attribute_revoke_and_no_token_anywhere
         assert other.status_code == 200 and other.json()["rows"] == []
         assert api("/v1/activity", analyst.token).status_code == 403
         assert api("/v1/activity?silent_only=true", manager.token).json()["rows"] == []
+        time.sleep(0.4)  # silent_hours=0.0001 is 0.36 s: both rows are older than that now
         silent = api("/v1/activity?silent_hours=0.0001&silent_only=true", manager.token).json()
         assert silent["silent_count"] == 2 and len(silent["rows"]) == 2
         assert api("/v1/activity?silent_hours=-1", manager.token).status_code == 422
