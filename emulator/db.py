@@ -65,9 +65,11 @@ CREATE TABLE IF NOT EXISTS submissions (
 -- Central's order (createdAt DESC, id DESC) and every column __system and $filter read, so
 -- choosing a page or testing a filter never touches the rows' stored JSON.
 DROP INDEX IF EXISTS submissions_order;
-CREATE INDEX IF NOT EXISTS submissions_meta ON submissions(
+DROP INDEX IF EXISTS submissions_meta;
+CREATE INDEX IF NOT EXISTS submissions_meta2 ON submissions(
   form_id, created_at DESC, id DESC, instance_id, updated_at, deleted_at, review_state,
-  submitter_id, device_id, edits, form_version, att_present, att_expected
+  submitter_id, device_id, edits, form_version, att_present, att_expected, user_agent,
+  current_version
 );
 CREATE TABLE IF NOT EXISTS submission_versions (
   id INTEGER PRIMARY KEY, submission_id INTEGER NOT NULL, form_id INTEGER NOT NULL,
@@ -76,6 +78,10 @@ CREATE TABLE IF NOT EXISTS submission_versions (
   def_id INTEGER NOT NULL, UNIQUE (form_id, instance_id)
 );
 CREATE INDEX IF NOT EXISTS versions_submission ON submission_versions(submission_id);
+-- the REST list's currentVersion without reading the stored XML
+CREATE INDEX IF NOT EXISTS versions_meta ON submission_versions(
+  id, submitter_id, created_at, instance_name, instance_id, device_id, user_agent
+);
 CREATE TABLE IF NOT EXISTS submission_attachments (
   version_id INTEGER NOT NULL, name TEXT NOT NULL, content BLOB, content_type TEXT,
   PRIMARY KEY (version_id, name)

@@ -38,7 +38,9 @@ async def submissions_list(request: Request) -> Response:
     deleted = is_true(request.query_params.get("deleted"))
     rows = e.conn.execute(
         f"SELECT {SUBMISSION_COLUMNS} FROM submissions s "
-        "JOIN submission_versions v ON v.id = s.current_version WHERE s.form_id=? AND "
+        # covering indexes: listing never reads the stored XML or OData JSON (emulator/db.py)
+        "JOIN submission_versions v INDEXED BY versions_meta ON v.id = s.current_version "
+        "WHERE s.form_id=? AND "
         + ("s.deleted_at IS NOT NULL" if deleted else "s.deleted_at IS NULL")
         + " ORDER BY s.created_at DESC, s.id DESC",
         (form.id,),
