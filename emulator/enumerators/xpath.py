@@ -507,7 +507,46 @@ def _call(node: FuncCall, ctx: Context) -> Any:
         now = ctx.now or datetime.now().astimezone()
         return _fmt_date(now.date()) if name == "today" else now.isoformat(timespec="milliseconds")
     if name == "position":
-        return 1.0
+        # position(..) in a repeat: this instance's 1-based index among its siblings
+        target = arg(0) if args else NodeSet([ctx.node])
+        if not isinstance(target, NodeSet) or not target:
+            return math.nan
+        node = target[0]
+        parent = ctx.parent(node)
+        if parent is None:
+            return 1.0
+        same = [c for c in parent if c.tag == node.tag]
+        return float(same.index(node) + 1)
+    if name == "once":
+        return arg(0)
+    if name in ("floor", "ceiling", "abs"):
+        value = to_number(arg(0))
+        if math.isnan(value):
+            return value
+        return float({"floor": math.floor, "ceiling": math.ceil, "abs": abs}[name](value))
+    if name in ("max", "min"):
+        values: list[float] = []
+        for i in range(len(args)):
+            value = arg(i)
+            if isinstance(value, NodeSet):
+                values += [to_number(NodeSet([n])) for n in value]
+            else:
+                values.append(to_number(value))
+        values = [v for v in values if not math.isnan(v)]
+        return (max if name == "max" else min)(values) if values else math.nan
+    if name == "normalize-space":
+        return " ".join(to_string(arg(0)).split())
+    if name == "substr":
+        text = to_string(arg(0))
+        start = int(to_number(arg(1)))
+        end = int(to_number(arg(2))) if len(args) > 2 else len(text)
+        return text[start:end]
+    if name == "selected-at":
+        parts = to_string(arg(0)).split()
+        index = int(to_number(arg(1)))
+        return parts[index] if 0 <= index < len(parts) else ""
+    if name == "boolean-from-string":
+        return to_string(arg(0)) in ("true", "1")
     if name in ("uuid",):
         raise XPathError("uuid() is not deterministic here")
     raise XPathError(f"function {name}() is not supported")
