@@ -190,7 +190,7 @@ def _js_str(value: int | float) -> str:
         return text
     mantissa, exp = text.split("e")
     exponent = int(exp)
-    if -7 <= exponent < 21:  # JS prints these positionally
+    if -7 < exponent < 21:  # JS prints 1e-6 .. 1e21 positionally, others as 1e-7
         return format(Decimal(text), "f")
     return f"{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
 
