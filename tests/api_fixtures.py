@@ -195,6 +195,7 @@ def _submit_all(
                 "/consent": "yes",
                 "/visit/district": district,
                 "/visit/household_id": mark,
+                "/visit/last_remittance": mark,  # not a date: a data_issue that names the mark
             },
         )
         project.submit(xml)

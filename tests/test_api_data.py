@@ -300,3 +300,16 @@ def test_api__manager_export_audits_every_submission_with_sensitive_values(api):
         got = c.execute(sa.select(audit).where(audit.c.id > before)).all()
     assert {g.instance_id for g in got} == with_sensitive and len(got) == len(with_sensitive)
     assert {g.action for g in got} == {"export.csv"}
+
+
+def test_api__data_issues_listed_and_scoped_by_district(api):
+    body = api.get("/v1/data-issues", "analyst", form="household_visit").json()
+    values = {i["value"] for i in body["items"]}
+    assert {MARK_HOME, MARK_OTHER} <= values
+    issue = next(i for i in body["items"] if i["value"] == MARK_HOME)
+    assert issue["path"] == "/visit/last_remittance" and not issue["withheld"]
+    home = api.get("/v1/data-issues", "analyst-home").json()["items"]
+    assert MARK_HOME in {i["value"] for i in home} and MARK_OTHER not in {i["value"] for i in home}
+    assert api.get("/v1/data-issues", "viewer").status_code == 403
+    page = api.get("/v1/data-issues", "analyst", limit=1).json()
+    assert len(page["items"]) == 1 and page["next_after"] == page["items"][0]["id"]
