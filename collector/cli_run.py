@@ -20,7 +20,7 @@ from rich.logging import RichHandler
 
 from collector.settings import Settings
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error line stays one line, paths whole
 
 
 def install_stop_signals(stop: threading.Event) -> None:

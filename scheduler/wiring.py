@@ -8,8 +8,11 @@ one. Everything else in ``scheduler/`` is plain APScheduler and locking.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from collector.settings import Settings
 from scheduler.leader import leader_lock_for
@@ -71,7 +74,13 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
     from collector.sync import sync_forms
 
     engine = store.engine_for(settings)
-    store.create_schema(engine)
+    try:
+        store.create_schema(engine)
+    except DBAPIError:
+        # Two processes starting together may race to create a table (PostgreSQL then
+        # refuses the second CREATE); the tables exist now, so a second pass is a no-op.
+        time.sleep(0.5)
+        store.create_schema(engine)
 
     def sync_one(form_id: str, should_stop: Callable[[], bool]) -> Any:
         try:
