@@ -72,7 +72,6 @@ class _Fill:
         self.centre: tuple[float, float, float] | None = None
         self.district: str | None = None
         self.attachments: list[tuple[str, bytes, str]] = []
-        self.first_name: str | None = None
         self.repeat_counts: dict[str, int] = {}
 
     def context(self, node: Element) -> Context:
@@ -385,8 +384,6 @@ class SubmissionFactory:
             fill.centre,
             fill.district,
         )
-        if fill.first_name is None and "name" in field_name and value:
-            fill.first_name = value
         return value
 
     def _sex_of_named_person(
@@ -454,13 +451,13 @@ class SubmissionFactory:
                 return
 
     def _summary(self, fill: _Fill) -> str:
+        """A log line's worth: form, district, repeat counts. No names, phones or places
+        below the district: the project treats those as sensitive even when simulated."""
         parts = [self.model.xform.form_id]
-        if fill.first_name:
-            parts.append(fill.first_name)
-        for path, count in fill.repeat_counts.items():
-            parts.append(f"{count}× {path.rsplit('/', 1)[-1]}")
         if fill.district:
             parts.append(fill.district)
+        for path, count in fill.repeat_counts.items():
+            parts.append(f"{count}× {path.rsplit('/', 1)[-1]}")
         return ", ".join(parts)
 
 
