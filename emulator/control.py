@@ -108,3 +108,15 @@ class EmulatorControl:
             f"/projects/{project_id}/forms/{xml_form_id}/backdated-submission",
             {"xml": xml, "submissionDate": submission_date},
         )
+
+    def backdated_submissions(
+        self, project_id: int, xml_form_id: str, items: list[tuple[str, str]]
+    ) -> int:
+        """Commit many ``(xml, submissionDate)`` in one transaction; returns how many were
+        new (an identical resubmission counts 0). Loads 100,000 in minutes, not hours."""
+        out = self._call(
+            "POST",
+            f"/projects/{project_id}/forms/{xml_form_id}/backdated-submissions",
+            {"submissions": [{"xml": x, "submissionDate": d} for x, d in items]},
+        )
+        return int(out["created"])

@@ -8,6 +8,8 @@
   ``{"xml": ..., "submissionDate": ISO, "submitterId"?: int}``: commit a submission now with an
   older submissionDate, the way a slow transaction lands behind the sync watermark
   (getodk/central#1615);
+- ``POST /_emulator/projects/{p}/forms/{f}/backdated-submissions`` JSON
+  ``{"submissions": [{"xml", "submissionDate"}, ...]}``: many at once, one transaction;
 - ``GET /_emulator/truth/{p}/{f}``: every submission, deleted ones included, with its current
   XML's sha256, for store-equals-truth checks;
 - ``POST /_emulator/crash``: raises, to show the catch-all answering 500.1.
@@ -25,7 +27,7 @@ from starlette.routing import Route
 from emulator import errors
 from emulator.auth import Actor
 from emulator.common import emu, int_param, json_body, ok
-from emulator.db import iso, now_iso
+from emulator.db import iso, now_iso, transaction
 from emulator.faults import FaultError, parse_config
 from emulator.submissions import find_form, read_incoming, store
 
@@ -104,6 +106,45 @@ async def backdated_submission(request: Request) -> Response:
     )
 
 
+async def backdated_submissions(request: Request) -> Response:
+    """Many at once, in one transaction: ``{"submissions": [{"xml", "submissionDate"}, ...]}``
+    (benchmarks load 100,000 this way). All or nothing."""
+    e = emu(request)
+    pid = int_param(request.path_params["pid"])
+    body = await json_body(request)
+    items = body.get("submissions")
+    if not isinstance(items, list):
+        raise errors.missing_parameter("submissions")
+    form = find_form(e.conn, pid, request.path_params["fid"])
+    row = e.conn.execute(
+        "SELECT id, type, display_name, project_id FROM actors WHERE type='user' ORDER BY id LIMIT 1"
+    ).fetchone()
+    actor = Actor(row[0], row[1], row[2], row[3], None)
+    created = 0
+    with transaction(e.conn):
+        for item in items:
+            xml, when = item.get("xml"), item.get("submissionDate")
+            if not isinstance(xml, str) or not isinstance(when, str):
+                raise errors.missing_parameters(
+                    ["xml", "submissionDate"], {"xml": xml, "submissionDate": when}
+                )
+            try:
+                moment = iso(datetime.fromisoformat(when.replace("Z", "+00:00")))
+            except ValueError:
+                raise errors.unexpected_value(
+                    "submissionDate", when, "not an ISO 8601 time"
+                ) from None
+            incoming = read_incoming(xml.encode())
+            if incoming.form_id != form.xml_form_id:
+                raise errors.unexpected_value(
+                    "form id", incoming.form_id, "not the form in the URL"
+                )
+            created += store(
+                e, form, incoming, actor, None, "emulator-control", created_at=moment
+            ).created
+    return ok({"created": created, "received": len(items)})
+
+
 async def truth(request: Request) -> Response:
     e = emu(request)
     form = find_form(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
@@ -142,6 +183,11 @@ ROUTES = [
     Route(
         "/_emulator/projects/{pid}/forms/{fid}/backdated-submission",
         backdated_submission,
+        methods=["POST"],
+    ),
+    Route(
+        "/_emulator/projects/{pid}/forms/{fid}/backdated-submissions",
+        backdated_submissions,
         methods=["POST"],
     ),
     Route("/_emulator/truth/{pid}/{fid}", truth, methods=["GET"]),

@@ -342,6 +342,15 @@ def test_backdated_submission_and_truth(emulator_central: CentralTarget, s: Setu
     assert set(truth) == {recent, late}
     assert truth[recent]["deletedAt"] is not None and truth[late]["deletedAt"] is None
     assert len(truth[late]["xmlSha256"]) == 64
+    many = [
+        (
+            submission(s.form_id, f"uuid:{uuid.uuid4()}", f"bulk {i}").decode(),
+            f"2021-03-0{i + 1}T00:00:00Z",
+        )
+        for i in range(5)
+    ]
+    assert ctl.backdated_submissions(s.project_id, s.form_id, many) == 5
+    assert s.odata("?$count=true&$top=0").json()["@odata.count"] == 6
 
 
 def test_repeat_table_pages_by_repeat_id(s: Setup) -> None:
