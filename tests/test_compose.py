@@ -73,6 +73,20 @@ def test_compose__our_services_use_the_dockerfile(compose) -> None:
     assert re.search(r'^CMD \["collector", "api"\]', dockerfile, flags=re.M)
 
 
+def test_compose__store_users_wait_for_postgres(compose) -> None:
+    """Every `collector ...` service reaches PostgreSQL only after it is healthy (directly or
+    through store-init): a YAML merge's own `depends_on` replaces the anchor's, easy to miss."""
+    services = compose["services"]
+
+    def needs(name: str) -> set[str]:
+        direct = set(services[name].get("depends_on", {}))
+        return direct | {d for dep in direct for d in needs(dep)}
+
+    for name, svc in our_services(compose).items():
+        if command_of(svc)[0] == "collector":
+            assert "postgres" in needs(name), f"{name} may start before PostgreSQL is up"
+
+
 def test_compose__mounted_files_exist(compose) -> None:
     for name, svc in compose["services"].items():
         for volume in svc.get("volumes", []):
