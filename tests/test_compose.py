@@ -92,7 +92,7 @@ def test_compose__mounted_files_exist(compose) -> None:
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
-                assert (REPO / source).is_file(), f"{name} mounts {source}, which is missing"
+                assert (REPO / source).exists(), f"{name} mounts {source}, which is missing"
 
 
 def test_compose__every_collector_variable_is_a_setting(compose) -> None:
