@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from datetime import datetime
@@ -585,3 +586,42 @@ def test_xpath__evaluates_what_pyxform_writes(expr, expected):
     if isinstance(value, list):  # a node-set: its string value
         value = value[0].text if value else ""
     assert value == expected
+
+
+def test_run__picks_up_a_new_form_version(central, project):
+    """With ``refresh``, a version published mid-run gets filled, as Collect's form
+    auto-update does; submissions before it keep the old version."""
+    s, pid, form_id = project
+    events = []
+    runner = Enumerators(
+        central.url,
+        WebUser(central.email, central.password),
+        pid,
+        seed="versions",
+        rate=12,
+        enumerators=2,
+        edit_share=0,
+        review_share=0,
+        delete_share=0,
+        refresh=0.3,
+        on_event=events.append,
+    )
+    runner.prepare()
+
+    def publish_v2() -> None:
+        time.sleep(0.8)
+        v2 = household_xform(form_id).replace(b'version="1"', b'version="2"')
+        base = f"{central.url}/v1/projects/{pid}/forms/{form_id}"
+        assert s.post(
+            f"{base}/draft", data=v2, headers={"Content-Type": "application/xml"}, timeout=30
+        ).ok
+        assert s.post(f"{base}/draft/publish", timeout=30).ok
+
+    publisher = threading.Thread(target=publish_v2)
+    publisher.start()
+    result = runner.run(duration=2.5)
+    publisher.join()
+    assert result.failures == 0, [e for e in events if e.kind == "error"]
+    assert any(e.kind == "forms" for e in events)
+    versions = [r["__system"]["formVersion"] for r in _odata(central, s, pid, form_id, "")["value"]]
+    assert "1" in versions and "2" in versions

@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--review-share", type=float, default=0.1)
     p.add_argument("--delete-share", type=float, default=0.02)
     p.add_argument("--real-time", action="store_true", help="stamp start/end with the wall clock")
+    p.add_argument(
+        "--refresh",
+        type=float,
+        default=60.0,
+        help="re-read the form list every so many seconds (0: never)",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     return p
 
@@ -93,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         reviewer=web,
         on_event=None if args.quiet else _line,
         clock="real" if args.real_time else "simulated",
+        refresh=args.refresh or None,
     )
 
     def stop(_signum: int, _frame: object) -> None:

@@ -31,7 +31,7 @@ REVIEW_STATES = ("approved", "hasIssues", "rejected")
 class Event:
     """Something an enumerator did, for a live log ("a line a second of what arrives")."""
 
-    kind: str  # submission | edit | review | delete | error
+    kind: str  # submission | edit | review | delete | forms | error
     form_id: str
     instance_id: str
     enumerator: int
@@ -73,7 +73,8 @@ class Enumerators:
     deletions. ``forms`` limits the forms used (default: every form in the form list).
     ``rate`` is submissions per second over all enumerators (None: as fast as they go).
     ``clock="simulated"`` stamps start/end from the seed (repeatable XML); ``"real"``
-    uses the wall clock.
+    uses the wall clock. ``refresh`` (seconds) re-reads the form list that often, so new
+    forms and versions get filled, as Collect's form auto-update does.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class Enumerators:
         on_event: Callable[[Event], None] | None = None,
         clock: str = "simulated",
         timeout: float = 30.0,
+        refresh: float | None = None,
     ) -> None:
         if enumerators < 1:
             raise ValueError("enumerators must be at least 1")
@@ -113,7 +115,9 @@ class Enumerators:
         self.clock = clock
         self.timeout = timeout
         self.models: dict[str, FormModel] = {}
-        self._factories: dict[tuple[str, int], SubmissionFactory] = {}
+        self._factories: dict[tuple[str, int, int], SubmissionFactory] = {}
+        self._hashes: dict[str, str] = {}
+        self.refresh = refresh
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._result = RunResult()
@@ -121,18 +125,27 @@ class Enumerators:
 
     # --- preparing: what Collect does when it gets blank forms ---------------------------------
 
-    def prepare(self) -> list[str]:
-        """Fetch the form list, download each wanted XForm (and its CSV media); returns the
-        form ids that will be filled."""
+    def prepare(self, *, refresh: bool = False) -> list[str]:
+        """Fetch the form list, download each wanted XForm (and its CSV media) that is new
+        or changed (by the list's hash); returns the form ids that will be filled.
+
+        ``refresh=True`` is Collect's periodic "get blank forms": forms gone from the list
+        stop being filled, a wanted form missing is not an error, and failures keep the
+        forms already known."""
         client = DeviceClient(self.url, self.auth, self.project_id, timeout=self.timeout)
+        models: dict[str, FormModel] = {}
         try:
             entries = client.form_list()
             if self.wanted:
                 missing = set(self.wanted) - {e.form_id for e in entries}
-                if missing:
+                if missing and not refresh:
                     raise DeviceError(f"forms not in the form list: {', '.join(sorted(missing))}")
                 entries = [e for e in entries if e.form_id in self.wanted]
             for entry in sorted(entries, key=lambda e: e.form_id):
+                known = self.models.get(entry.form_id)
+                if known is not None and self._hashes.get(entry.form_id) == entry.hash:
+                    models[entry.form_id] = known
+                    continue
                 try:
                     model = parse_form_model(client.download(entry.download_url))
                 except XFormError as exc:
@@ -144,12 +157,16 @@ class Enumerators:
                     for instance_id, filename in model.external.items():
                         if filename in media and filename.endswith(".csv"):
                             model.add_csv_instance(instance_id, client.download(media[filename]))
-                self.models[entry.form_id] = model
+                models[entry.form_id] = model
+                self._hashes[entry.form_id] = entry.hash
         finally:
             client.close()
-        if not self.models:
+        if not models:
+            if refresh and self.models:
+                return sorted(self.models)
             raise DeviceError("the form list has no forms to fill")
-        return sorted(self.models)
+        self.models = models  # one swap: threads read a consistent dict
+        return sorted(models)
 
     def add_form(self, xml: bytes) -> str:
         """Use a form given directly (no form list); returns its id."""
@@ -159,12 +176,15 @@ class Enumerators:
 
     # --- pure: what submission k is ----------------------------------------------------------------
 
-    def _factory(self, form_id: str, enumerator: int) -> SubmissionFactory:
-        key = (form_id, enumerator)
+    def _factory(
+        self, form_id: str, enumerator: int, model: FormModel | None = None
+    ) -> SubmissionFactory:
+        model = model or self.models[form_id]
+        key = (form_id, enumerator, id(model))  # a new form version gets new factories
         factory = self._factories.get(key)
         if factory is None:
             factory = SubmissionFactory(
-                self.models[form_id],
+                model,
                 device_id(self.seed, enumerator),
                 f"enumerator{enumerator + 1}",
             )
@@ -185,10 +205,12 @@ class Enumerators:
         """Submission ``k``: the same for the same seed, whatever else happened."""
         if not self.models:
             raise RuntimeError("call prepare() or add_form() first")
+        models = self.models  # a refresh may swap it meanwhile
         rng = random.Random(f"{self.seed}:{k}")
-        form_id = rng.choice(sorted(self.models))
+        form_id = rng.choice(sorted(models))
         started, finished = self._times(rng, k)
-        return self._factory(form_id, k % self.n).build(rng, started, finished)
+        factory = self._factory(form_id, k % self.n, models[form_id])
+        return factory.build(rng, started, finished)
 
     def _follow_ups(self, k: int) -> tuple[bool, str | None, bool]:
         """(edit it, review state or None, delete it) for submission k."""
@@ -223,6 +245,17 @@ class Enumerators:
         self._result.elapsed = time.monotonic() - self._t0
         return self._result
 
+    def _refresh(self) -> None:
+        try:
+            before = {f: id(m) for f, m in self.models.items()}
+            self.prepare(refresh=True)
+        except DeviceError as exc:
+            self._emit("error", "-", "-", 0, exc.status, f"form list refresh failed: {exc}")
+            return
+        changed = sorted(f for f, m in self.models.items() if before.get(f) != id(m))
+        if changed:
+            self._emit("forms", ",".join(changed), "-", 0, None, "new or updated forms")
+
     def stop(self) -> None:
         """Ask the enumerators to finish what they are sending and stop (thread-safe,
         signal-handler-safe)."""
@@ -248,6 +281,7 @@ class Enumerators:
             else None
         )
         pending: list[tuple[int, Submission]] = []
+        last_refresh = time.monotonic()
         try:
             j = 0
             while not self._stop.is_set():
@@ -269,6 +303,9 @@ class Enumerators:
                 for edit_k, previous in pending:
                     self._edit(i, edit_k, previous, device)
                 pending = []
+                if i == 0 and self.refresh and time.monotonic() - last_refresh >= self.refresh:
+                    last_refresh = time.monotonic()
+                    self._refresh()
                 try:
                     submission = self.build(k)
                 except Exception as exc:  # a form feature we cannot fill: report, go on
