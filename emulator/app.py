@@ -98,13 +98,15 @@ def build_app(
     if faults is not None:
         controller.set(faults)
     state = Emulator(conn=conn, data_dir=data_dir, faults=controller)
+    # the busiest routes first (Starlette tries them in order); OData before the forms'
+    # "/{fid}" routes, which would otherwise take "x.svc"
     routes = [
-        *routes_control.ROUTES,
-        *routes_core.ROUTES,
-        *routes_odata.ROUTES,
         *openrosa.ROUTES,
+        *routes_odata.ROUTES,
         *routes_submissions.ROUTES,
         *routes_forms.ROUTES,
+        *routes_core.ROUTES,
+        *routes_control.ROUTES,
     ]
     app = Starlette(
         routes=routes,

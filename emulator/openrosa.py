@@ -20,6 +20,7 @@ from emulator.auth import require_actor
 from emulator.common import base_url, emu, int_param, key_prefix, project_row
 from emulator.errors import OPENROSA_HEADERS, XML_TYPE, openrosa_message
 from emulator.errors import xml_escape as escape
+from emulator.multipart import split_multipart
 from emulator.routes_forms import can_read_form
 from emulator.submissions import check_may_submit, find_form, read_incoming, store
 
@@ -119,6 +120,32 @@ async def manifest(request: Request) -> Response:
     return _xml(body)
 
 
+async def _parts(request: Request, ctype: str) -> tuple[bytes, dict[str, tuple[bytes, str]]]:
+    """(the submission XML, attachments by file name) from the multipart body: the fast
+    splitter for plain bodies, Starlette's parser for anything else."""
+    parts = split_multipart(await request.body(), ctype)
+    files: dict[str, tuple[bytes, str]] = {}
+    if parts is not None:
+        xml = next((p.data for p in parts if p.name == "xml_submission_file"), None)
+        if xml is None:
+            raise errors.missing_multipart_field("xml_submission_file")
+        for p in parts:
+            if p.name != "xml_submission_file" and p.filename is not None:
+                files[p.filename or p.name] = (p.data, p.content_type or "application/octet-stream")
+        return xml, files
+    async with request.form(max_files=10_000, max_fields=10_000, max_part_size=100 * 2**20) as form:
+        main = form.get("xml_submission_file")
+        if main is None:
+            raise errors.missing_multipart_field("xml_submission_file")
+        xml = await main.read() if isinstance(main, UploadFile) else main.encode()
+        for key, value in form.multi_items():
+            if key == "xml_submission_file" or not isinstance(value, UploadFile):
+                continue
+            name = value.filename or key
+            files[name] = (await value.read(), value.content_type or "application/octet-stream")
+    return xml, files
+
+
 async def submission(request: Request) -> Response:
     """``POST /v1/projects/{p}/submission`` (golden 20-26, 61)."""
     e = emu(request)
@@ -129,17 +156,7 @@ async def submission(request: Request) -> Response:
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/"):
         raise errors.missing_multipart_field("xml_submission_file")
-    async with request.form(max_files=10_000, max_fields=10_000, max_part_size=100 * 2**20) as form:
-        main = form.get("xml_submission_file")
-        if main is None:
-            raise errors.missing_multipart_field("xml_submission_file")
-        xml = await main.read() if isinstance(main, UploadFile) else main.encode()
-        files: dict[str, tuple[bytes, str]] = {}
-        for key, value in form.multi_items():
-            if key == "xml_submission_file" or not isinstance(value, UploadFile):
-                continue
-            name = value.filename or key
-            files[name] = (await value.read(), value.content_type or "application/octet-stream")
+    xml, files = await _parts(request, ctype)
     incoming = read_incoming(xml)
     target = find_form(e.conn, pid, incoming.form_id)
     check_may_submit(e.conn, actor, target)
