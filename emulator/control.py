@@ -91,9 +91,11 @@ class EmulatorControl:
             }
         )
 
-    def expire_tokens(self) -> int:
-        """Every web-user session expires now (the next call gets 401.2)."""
-        return int(self._call("POST", "/expire-tokens")["expired"])
+    def expire_tokens(self, token: str | None = None) -> int:
+        """That session (or, with no token, every web-user session: beware other tests
+        sharing the emulator) expires now; the next call with it gets 401.2."""
+        body = {"token": token} if token is not None else None
+        return int(self._call("POST", "/expire-tokens", body)["expired"])
 
     def truth(self, project_id: int, xml_form_id: str) -> list[dict[str, Any]]:
         """Every submission of a form, deleted ones included, newest first."""

@@ -2,8 +2,8 @@
 
 - ``GET /_emulator/health``: 200 when serving (tests/conftest.py polls it);
 - ``GET|POST|DELETE /_emulator/faults``: read, set (JSON, see :mod:`emulator.faults`), clear;
-- ``POST /_emulator/expire-tokens``: every web-user session expires now (a token that
-  "expires early"); app-user keys are untouched;
+- ``POST /_emulator/expire-tokens``: ``{"token": t}`` expires that session now (a token that
+  "expires early"); with no body every web-user session; app-user keys are untouched;
 - ``POST /_emulator/projects/{p}/forms/{f}/backdated-submission`` JSON
   ``{"xml": ..., "submissionDate": ISO, "submitterId"?: int}``: commit a submission now with an
   older submissionDate, the way a slow transaction lands behind the sync watermark
@@ -64,12 +64,21 @@ async def faults_clear(request: Request) -> Response:
 
 
 async def expire_tokens(request: Request) -> Response:
+    """``{"token": "..."}`` expires that session now; an empty body expires every web-user
+    session (other tests sharing the emulator would see 401s: prefer naming the token)."""
     e = emu(request)
-    cur = e.conn.execute(
-        "UPDATE sessions SET expires_at=? WHERE actor_id IN "
-        "(SELECT id FROM actors WHERE type='user')",
-        (now_iso(),),
-    )
+    body = await json_body(request)
+    token = body.get("token")
+    if token is not None:
+        cur = e.conn.execute(
+            "UPDATE sessions SET expires_at=? WHERE token=?", (now_iso(), str(token))
+        )
+    else:
+        cur = e.conn.execute(
+            "UPDATE sessions SET expires_at=? WHERE actor_id IN "
+            "(SELECT id FROM actors WHERE type='user')",
+            (now_iso(),),
+        )
     return ok({"expired": cur.rowcount})
 
 
