@@ -103,6 +103,7 @@ class Submission(SQLModel, table=True):
         UniqueConstraint("form_id", "instance_id"),
         Index("ix_submission_form_submitted", "form_id", "submitted_at"),
         Index("ix_submission_form_deleted", "form_id", "deleted_at"),
+        Index("ix_submission_form_attachments", "form_id", "attachments_expected"),
     )
     id: int | None = Field(default=None, primary_key=True)
     form_id: int = Field(foreign_key="form.id")  # indexed by the unique key's first column

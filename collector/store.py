@@ -219,9 +219,14 @@ def _copy(conn: Connection, target: str, cols: list[str], rows: Iterable[dict]) 
     """PostgreSQL ``COPY target (cols) FROM STDIN`` through the psycopg connection."""
     raw = conn.connection.driver_connection
     collist = ", ".join(f'"{c}"' for c in cols)
+    getter = itemgetter(*cols)
     with raw.cursor() as cur, cur.copy(f"COPY {target} ({collist}) FROM STDIN") as copy:
-        for r in rows:
-            copy.write_row([r[c] for c in cols])
+        if len(cols) == 1:
+            for r in rows:
+                copy.write_row((getter(r),))
+        else:
+            for r in rows:
+                copy.write_row(getter(r))
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -524,7 +529,9 @@ def ensure_form_tables(engine: Engine, shape: FormShape) -> dict[str, sa.Table]:
         tuple(shape.link_tables()),
     )
     if key in _ENSURED:
-        return _ENSURED[key]
+        with engine.connect() as conn:  # one cheap query: the database may be new
+            if sa.inspect(conn).has_table(shape.main.name):
+                return _ENSURED[key]
     tables = form_tables(shape)
     with engine.begin() as conn:
         inspector = sa.inspect(conn)
@@ -805,21 +812,29 @@ def form_statuses(engine: Engine) -> list[FormStatus]:
 
 
 def submissions_missing_attachments(engine: Engine, form_id: int, limit: int = 500) -> list[str]:
-    """Instance ids whose expected attachments are not all fetched yet."""
+    """Instance ids whose expected attachments are not all fetched yet.
+
+    Reads only submissions that expect attachments (index on form_id,
+    attachments_expected), so a form without any costs nothing however big it grows.
+    """
     sub, att = T["submission"], T["attachment"]
     fetched = (
-        sa.select(att.c.instance_id, sa.func.count().label("n"))
-        .where(att.c.form_id == form_id, att.c.sha256.is_not(None))
-        .group_by(att.c.instance_id)
-        .subquery()
+        sa.select(sa.func.count())
+        .select_from(att)
+        .where(
+            att.c.form_id == sub.c.form_id,
+            att.c.instance_id == sub.c.instance_id,
+            att.c.sha256.is_not(None),
+        )
+        .scalar_subquery()
     )
     q = (
         sa.select(sub.c.instance_id)
-        .select_from(sub.outerjoin(fetched, fetched.c.instance_id == sub.c.instance_id))
         .where(
             sub.c.form_id == form_id,
+            sub.c.attachments_expected > 0,
             sub.c.deleted_at.is_(None),
-            sub.c.attachments_expected > sa.func.coalesce(fetched.c.n, 0),
+            sub.c.attachments_expected > fetched,
         )
         .limit(limit)
     )
