@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-DURATION = 20
+DURATION = 15
 
 
 def served_submissions(info: dict) -> int:

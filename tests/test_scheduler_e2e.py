@@ -155,13 +155,13 @@ def two_schedulers_scenario(database_url: str, tmp_path: Path) -> None:
         assert leader_pid in procs, f"run by {leader_runner}, not one of our schedulers"
         leader = procs[leader_pid]
         survivor = b if leader is a else a
-        time.sleep(3 * EVERY)
+        time.sleep(2 * EVERY)
         assert {r["runner"] for r in runs(engine)} == {leader_runner}
 
         # Kill the leader without a goodbye; the other takes over.
+        killed_at = datetime.now(UTC)  # before the signal: the lead is free only after it
         leader.kill()
         leader.wait()
-        killed_at = datetime.now(UTC)
         survivor_runner = f"{leader_runner.rsplit(':', 1)[0]}:{survivor.pid}"
         took_over = wait_for(
             lambda: [r for r in runs(engine) if r["runner"] == survivor_runner], HANDOVER_BOUND
@@ -171,10 +171,10 @@ def two_schedulers_scenario(database_url: str, tmp_path: Path) -> None:
             + (tmp_path / ("a.log" if survivor is a else "b.log")).read_text()[-3000:]
         )
         handover = (took_over[0]["started_at"] - killed_at).total_seconds()
-        assert handover < HANDOVER_BOUND
+        assert 0 <= handover < HANDOVER_BOUND
 
         # Let it pull a while under load, then stop the field and let it catch up.
-        time.sleep(2 * EVERY)
+        time.sleep(EVERY)
         enumerators.send_signal(signal.SIGTERM)
         enumerators.wait(timeout=30)
         quiet_at = datetime.now(UTC)
