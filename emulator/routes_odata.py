@@ -67,6 +67,7 @@ ALLOWED = frozenset(
     ]
 )
 DATA_TYPE = "application/json; charset=utf-8"
+# $orderby fields -> index in COLUMNS (the filterable fields, lib/data/odata-filter.js)
 SORTABLE = {
     "__id": 1,
     "__system/submissionDate": 2,
@@ -322,7 +323,8 @@ def _iter_rows(
     )
 
 
-def _sort_key(spec: str):
+def _sort_key(spec: str) -> tuple[int, bool]:
+    """(column index in COLUMNS, descending) for one ``$orderby`` term."""
     parts = spec.split()
     field = parts[0] if parts else ""
     if field not in SORTABLE or len(parts) > 2:
@@ -330,14 +332,13 @@ def _sort_key(spec: str):
     desc = len(parts) == 2 and parts[1].lower() == "desc"
     if len(parts) == 2 and parts[1].lower() not in ("asc", "desc"):
         raise _odata_error(errors.not_implemented(f"$orderby {spec}"))
-    idx = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}[SORTABLE[field]]
-    return idx, desc
+    return SORTABLE[field], desc
 
 
 def _apply_orderby(rows: list[tuple], orderby: str) -> list[tuple]:
     specs = [_sort_key(s.strip()) for s in orderby.split(",") if s.strip()]
-    # stable sorts from the last key to the first; nulls sort first ascending (PostgreSQL
-    # sorts them last ascending; Central orders with NULLS LAST on desc? keep it simple).
+    # Central sorts in PostgreSQL: NULLS LAST ascending, NULLS FIRST descending, and its own
+    # order (createdAt DESC, id DESC) breaks ties; stable sorts from the last key to the first.
     out = sorted(rows, key=lambda r: (r[2], r[0]), reverse=True)
     for idx, desc in reversed(specs):
         present = [r for r in out if r[idx] is not None]

@@ -379,3 +379,19 @@ def test_select_without_id_leaves_it_out(s: Setup) -> None:
     s.submit("only the name")
     assert s.odata("?$select=name").json()["value"] == [{"name": "only the name"}]
     assert list(s.odata("?$select=__id,name").json()["value"][0]) == ["name", "__id"]
+
+
+def test_orderby_sorts_with_nulls_as_postgresql(s: Setup) -> None:
+    a, b, c = s.submit("a"), s.submit("b"), s.submit("c")
+    s.http.patch(f"{s.form_path}/submissions/{a}", json={"reviewState": "approved"}, timeout=30)
+    time.sleep(0.005)
+    s.http.patch(f"{s.form_path}/submissions/{c}", json={"reviewState": "approved"}, timeout=30)
+    asc = [r["__id"] for r in s.odata("?$orderby=__system/updatedAt asc").json()["value"]]
+    assert asc == [a, c, b]  # NULLS LAST ascending
+    desc = [r["__id"] for r in s.odata("?$orderby=__system/updatedAt desc").json()["value"]]
+    assert desc == [b, c, a]  # NULLS FIRST descending
+    paged = s.odata("?$orderby=__system/updatedAt asc&$top=2").json()
+    nxt = s.http.get(paged["@odata.nextLink"], timeout=30).json()
+    assert [r["__id"] for r in paged["value"] + nxt["value"]] == asc
+    bad = s.odata("?$orderby=name")
+    assert (bad.status_code, bad.json()["code"]) == (501, 501.1)
