@@ -675,6 +675,29 @@ def instance_states(engine: Engine, form_id: int) -> dict[str, bool]:
         return {iid: deleted_at is not None for iid, deleted_at in rows}
 
 
+def mark_gone(engine: Engine, form_id: int, instance_ids: Iterable[str]) -> int:
+    """Mark as deleted (now) stored submissions Central no longer has at all (purged);
+    how many were still live here. The rows stay: a deleted submission is never erased."""
+    sub, ids, marked = T["submission"], list(instance_ids), 0
+    stamp = now()
+    with engine.begin() as conn:
+        for chunk in _chunks(ids):
+            for t in (sub, *_wide_tables(conn, form_id)):
+                cond = [t.c.instance_id.in_(chunk), t.c.deleted_at.is_(None)]
+                if t is sub:
+                    cond.append(sub.c.form_id == form_id)
+                n = conn.execute(t.update().where(*cond).values(deleted_at=stamp)).rowcount
+                marked += n if t is sub else 0
+    return marked
+
+
+def _wide_tables(conn: Connection, form_id: int) -> list[sa.Table]:
+    name = conn.execute(sa.select(T["form"].c.table_name).where(T["form"].c.id == form_id)).scalar()
+    if name is None or not sa.inspect(conn).has_table(name):
+        return []
+    return [sa.Table(name, sa.MetaData(), autoload_with=conn)]
+
+
 def live_count(engine: Engine, form_id: int) -> int:
     sub = T["submission"]
     with engine.connect() as conn:

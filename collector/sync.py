@@ -329,11 +329,15 @@ class FormSync:
         want_live = [i for i in live if i not in held or held[i]]
         want_deleted = [i for i in deleted if i not in held or not held[i]]
         gone = set(held) - set(live) - set(deleted)
-        if gone:
+        if gone:  # purged in Central without our seeing the delete: marked, kept
+            marked = store.mark_gone(self.engine, self.form_id, gone)
+            self.result.deleted += marked
             log.warning(
-                "form %s: %d stored submissions are no longer in Central (purged?)",
+                "form %s: %d stored submissions are no longer in Central at all (purged); "
+                "%d marked deleted",
                 self.xml_form_id,
                 len(gone),
+                marked,
             )
         for ids, extra in ((want_live, None), (want_deleted, "__system/deletedAt ne null")):
             for i in range(0, len(ids), _ID_BATCH):

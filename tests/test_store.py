@@ -146,3 +146,17 @@ def test_sync_state_runs_and_keys(engine):
     with engine.connect() as c:
         row = c.execute(sa.select(store.T["api_key"])).one()
         assert row.districts == ["nurek"] and row.revoked_at is not None
+
+
+def test_mark_gone__purged_submissions_are_marked_deleted_not_erased(engine):
+    fields, rows = golden("15-form-fields.json"), golden("35-odata-expand.json")["value"]
+    form_id, shape = store.save_central_form(engine, FORM, fields)
+    store.store_page(engine, form_id, shape, rows_for_page(shape, rows), store.form_tables(shape))
+    assert store.mark_gone(engine, form_id, [rows[0]["__id"]]) == 1
+    assert store.mark_gone(engine, form_id, [rows[0]["__id"]]) == 0
+    assert store.live_count(engine, form_id) == 2
+    with engine.connect() as c:
+        deleted = c.execute(
+            sa.text("SELECT deleted_at FROM visit WHERE instance_id = :i"), {"i": rows[0]["__id"]}
+        ).scalar_one()
+    assert deleted is not None and counts(engine, "visit", "visit__child") == [3, 6]
