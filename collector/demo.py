@@ -1,7 +1,7 @@
 """``collector demo``: the whole system on loopback, from nothing, in one command.
 
-Order: the Central emulator (a child process, data in ``<data_dir>/demo``), its project, the
-four forms pushed, one API key per role, simulated enumerators submitting in three
+Order: the Central emulator (a child process, data in ``<data_dir>/demo``), the store, the
+four forms pushed (which creates their Central project), one API key per role, simulated enumerators submitting in three
 languages, the scheduler (short interval), the API. Then it prints what a data manager can
 open and, every few seconds, how far the data has come: what Central holds, what the store
 holds, what the API answers. Ctrl-C (or ``--duration``) stops everything in order.
@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import requests
@@ -33,6 +34,9 @@ from sqlalchemy.engine import make_url
 
 from collector.demo_processes import Child, free_port, http_ok, stop_all, wait_until
 from collector.settings import Settings
+
+if TYPE_CHECKING:
+    from collector.central import Central
 
 # The emulator is ours and listens on loopback only: fixed demo credentials are fine.
 DEMO_EMAIL = "demo-admin@example.org"
@@ -119,7 +123,7 @@ class Demo:
 
     def child_env(self, **extra: str) -> dict[str, str]:
         s = self.demo_settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+        env = dict(os.environ)  # the user's other COLLECTOR_* settings still apply
         env.update(
             {
                 "COLLECTOR_CENTRAL_URL": s.central_url,
@@ -176,7 +180,7 @@ class Demo:
             raise RuntimeError(f"the emulator did not start:\n{child.log_tail()}")
         return f"{self.central_url} (data in {data})"
 
-    def central(self):
+    def central(self) -> Central:
         from collector.central import Central
 
         return Central(self.demo_settings)
@@ -204,7 +208,6 @@ class Demo:
         settings = self.demo_settings
         manifest = load_manifest(settings.forms_dir)
         engine = store.engine_for(settings)
-        store.create_schema(engine)
         try:
             with self.central() as central:
                 results = push_forms(central, manifest, record=store_recorder(engine))
@@ -223,7 +226,6 @@ class Demo:
         from collector.keys import create_key
 
         engine = store.engine_for(self.demo_settings)
-        store.create_schema(engine)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for role in ROLES:
             self.keys[role] = create_key(engine, name=f"demo-{role}-{stamp}", role=role).token
@@ -252,10 +254,9 @@ class Demo:
             ],
             ENUMERATORS_PASSWORD=DEMO_PASSWORD,  # not on the command line, where ps shows it
         )
-        time.sleep(1.5)
-        if not child.running:
+        if not wait_until(lambda: "filling" in child.log_tail(5), seconds=30, child=child):
             self.exited.add(child.name)
-            raise RuntimeError(f"the enumerators exited at once:\n{child.log_tail()}")
+            raise RuntimeError(f"the enumerators did not start:\n{child.log_tail()}")
         return f"{self.options.rate:g} submissions/s in English, Tajik and Russian"
 
     def start_scheduler(self) -> str:
@@ -264,10 +265,9 @@ class Demo:
             [sys.executable, "-m", "collector", "scheduler", "--lead-poll", "1"],
             COLLECTOR_SCHEDULER_EVERY_SECONDS=str(self.options.every),
         )
-        time.sleep(1.5)
-        if not child.running:
+        if not wait_until(lambda: "leading" in child.log_tail(20), seconds=30, child=child):
             self.exited.add(child.name)
-            raise RuntimeError(f"the scheduler exited at once:\n{child.log_tail()}")
+            raise RuntimeError(f"the scheduler did not take the lead:\n{child.log_tail()}")
         backend = make_url(self.demo_settings.resolved_database_url).get_backend_name()
         return f"every form every {self.options.every} s ({backend} store)"
 
