@@ -371,7 +371,9 @@ def compute(
             group.append((measure.link_breakdown, link.c.value))
         aggs.append(sa.func.count())
     elif isinstance(measure, Count):
-        aggs.append(sa.func.count(sa.distinct(wide.c.instance_id)))
+        # One wide row per submission: count(*) is exact unless a link table was joined
+        # for a breakdown (then a value chosen twice must not count the woman twice).
+        aggs.append(sa.func.count(sa.distinct(wide.c.instance_id)) if link_n else sa.func.count())
     else:
         aggs.extend(sa.func.sum(_column(form, wide, p.field)) for p in measure.parts)
 
