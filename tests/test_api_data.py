@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import openpyxl
 import pytest
@@ -313,3 +314,23 @@ def test_api__data_issues_listed_and_scoped_by_district(api):
     assert api.get("/v1/data-issues", "viewer").status_code == 403
     page = api.get("/v1/data-issues", "analyst", limit=1).json()
     assert len(page["items"]) == 1 and page["next_after"] == page["items"][0]["id"]
+
+
+def test_api__admin_starts_a_sync_and_status_shows_it(api):
+    before = {
+        f["form_id"]: f["last_run"]["started_at"]
+        for f in api.get("/v1/sync/status", "viewer").json()
+    }
+    assert api.post("/v1/sync/run", "manager").status_code == 403
+    assert api.post("/v1/sync/run", "admin", form="no_such_form").status_code == 404
+    r = api.post("/v1/sync/run", "admin", form="roundtable")
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = {f["form_id"]: f for f in api.get("/v1/sync/status", "viewer").json()}
+        run = now["roundtable"]["last_run"]
+        if run["started_at"] != before["roundtable"] and run["status"] != "running":
+            break
+        time.sleep(0.2)
+    assert run["status"] == "ok" and run["started_at"] != before["roundtable"]
+    assert now["household_visit"]["last_run"]["started_at"] == before["household_visit"]

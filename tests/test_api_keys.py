@@ -110,3 +110,33 @@ def test_rate_limiter__refills_at_the_configured_rate():
     assert 0.9 < wait <= 1.0
     assert limiter.acquire(1, t + 1.0) == 0  # one token a second came back
     assert limiter.acquire(2, t) == 0  # keys have their own buckets
+
+
+def test_errors__store_down_is_503_and_a_crash_is_500_without_its_message(tmp_path, caplog):
+    # A store that cannot be opened (the URL names a directory): 503 with Retry-After.
+    broken = store.engine_for(f"sqlite:///{tmp_path}")
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}", data_dir=tmp_path), engine=broken
+    )
+    secret = "clk_do-not-log-me"
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError(f"a message holding a value: {secret}")
+
+    server, thread, url = serve(app)
+    try:
+        r = requests.get(
+            f"{url}/v1/forms", headers={"Authorization": f"Bearer {secret}"}, timeout=10
+        )
+        assert r.status_code == 503 and r.headers["Retry-After"] and secret not in r.text
+        with caplog.at_level("ERROR", logger="api"):
+            r = requests.get(f"{url}/boom", timeout=10)
+        assert r.status_code == 500 and "internal error" in r.json()["detail"]
+        assert secret not in r.text
+        logged = "\n".join(rec.getMessage() for rec in caplog.records)
+        assert "RuntimeError" in logged and "boom" in logged and secret not in logged
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        broken.dispose()
