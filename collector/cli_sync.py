@@ -101,18 +101,10 @@ def register(app: typer.Typer, settings_from_env) -> None:
         engine = store.engine_for(settings)
         store.create_schema(engine)
         table = Table(title="sync status")
-        for col in (
-            "form",
-            "watermark",
-            "last run",
-            "result",
-            "stored",
-            "deleted",
-            "issues",
-            "lag",
-            "last error",
-        ):
+        table.add_column("form", no_wrap=True)
+        for col in ("watermark", "last run", "result", "stored", "deleted", "issues", "lag"):
             table.add_column(col)
+        table.add_column("last error", overflow="fold")
         for s in store.form_statuses(engine):
             last = s.last_run or {}
             finished = last.get("finished_at")
