@@ -95,12 +95,21 @@ def test_pyodk_drives_a_form_through_its_life(
         attachments = client.session.get(f"projects/{pid}/forms/{form_id}/attachments").json()
         assert [(a["name"], a["exists"]) for a in attachments] == [("villages.csv", True)]
 
+        # new media only: pyodk copies the definition into a draft and publishes a new version
+        csv.write_text(CSV + "hisor,Hisor\n")
+        client.forms.update(
+            form_id, project_id=pid, attachments=[csv], version_updater=lambda v: "3"
+        )
+        assert client.forms.get(form_id, project_id=pid).version == "3"
+        media = client.session.get(f"projects/{pid}/forms/{form_id}/attachments/villages.csv")
+        assert b"hisor" in media.content
+
         photo = tmp_path / "door.jpg"
         photo.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
         first = f"uuid:{uuid.uuid4()}"
         second = f"uuid:{uuid.uuid4()}"
         client.submissions.create(
-            submission_xml(form_id, "2", first, "Ada", "door.jpg"),
+            submission_xml(form_id, "3", first, "Ada", "door.jpg"),
             form_id=form_id,
             project_id=pid,
             attachments=[photo],
@@ -136,7 +145,7 @@ def test_pyodk_drives_a_form_through_its_life(
         edited = f"uuid:{uuid.uuid4()}"
         client.submissions.edit(
             first,
-            submission_xml(form_id, "2", edited, "Ada (edited)", "door.jpg", deprecated=first),
+            submission_xml(form_id, "3", edited, "Ada (edited)", "door.jpg", deprecated=first),
             form_id=form_id,
             project_id=pid,
             comment="fixed the name",
