@@ -18,7 +18,7 @@ from collector import store
 from collector.keys import create_key
 from collector.settings import Settings
 from tests.api_fixtures import serve
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, stop_process
 
 
 def cli(db_url: str, *args: str) -> subprocess.CompletedProcess:
@@ -140,3 +140,34 @@ def test_errors__store_down_is_503_and_a_crash_is_500_without_its_message(tmp_pa
         server.should_exit = True
         thread.join(timeout=10)
         broken.dispose()
+
+
+def test_collector_api__serves_on_the_given_port(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    env |= {
+        "COLLECTOR_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "COLLECTOR_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collector", "api", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None, (
+                    "collector api did not start"
+                )
+                time.sleep(0.2)
+        assert r.json() == {"status": "ok"}
+        assert requests.get(f"http://127.0.0.1:{port}/v1/forms", timeout=5).status_code == 401
+    finally:
+        stop_process(proc)
