@@ -32,6 +32,13 @@ def is_openrosa_path(path: str) -> bool:
     return path.endswith(OPENROSA_PATH_MARKERS)
 
 
+def require_openrosa_version(request: Request) -> None:
+    """lib/http/endpoint.js openRosaEndpoint: every OpenRosa route (formList, manifest,
+    submission) refuses a request without ``X-OpenRosa-Version`` (400.6, golden 25)."""
+    if request.headers.get("x-openrosa-version") is None:
+        raise errors.invalid_header("X-OpenRosa-Version")
+
+
 def _xml(body: str | bytes, status: int = 200) -> Response:
     data = body.encode() if isinstance(body, str) else body
     return Response(data, status, dict(OPENROSA_HEADERS), media_type=XML_TYPE)
@@ -39,6 +46,7 @@ def _xml(body: str | bytes, status: int = 200) -> Response:
 
 async def form_list(request: Request) -> Response:
     """golden 27 (web user: every open published form) and 60 (app user: assigned forms)."""
+    require_openrosa_version(request)
     e = emu(request)
     actor = require_actor(request, e.conn)
     pid = project_row(e.conn, int_param(request.path_params["pid"]))[0]
@@ -91,6 +99,7 @@ async def form_list(request: Request) -> Response:
 
 async def manifest(request: Request) -> Response:
     """The media list Collect downloads (lib/formats/openrosa.js formManifest)."""
+    require_openrosa_version(request)
     e = emu(request)
     actor = require_actor(request, e.conn)
     pid = int_param(request.path_params["pid"])
@@ -148,9 +157,8 @@ async def _parts(request: Request, ctype: str) -> tuple[bytes, dict[str, tuple[b
 
 async def submission(request: Request) -> Response:
     """``POST /v1/projects/{p}/submission`` (golden 20-26, 61)."""
+    require_openrosa_version(request)  # golden 25
     e = emu(request)
-    if request.headers.get("x-openrosa-version") is None:
-        raise errors.invalid_header("X-OpenRosa-Version")  # golden 25
     actor = require_actor(request, e.conn)
     pid = project_row(e.conn, int_param(request.path_params["pid"]))[0]
     ctype = request.headers.get("content-type", "")

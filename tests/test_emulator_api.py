@@ -395,3 +395,10 @@ def test_orderby_sorts_with_nulls_as_postgresql(s: Setup) -> None:
     assert [r["__id"] for r in paged["value"] + nxt["value"]] == asc
     bad = s.odata("?$orderby=name")
     assert (bad.status_code, bad.json()["code"]) == (501, 501.1)
+
+
+def test_openrosa_routes_require_the_version_header(s: Setup) -> None:
+    for path in ("formList", f"forms/{s.form_id}/manifest"):
+        r = s.http.get(f"{s.url}/v1/projects/{s.project_id}/{path}", timeout=30)
+        assert r.status_code == 400 and "X-OpenRosa-Version" in r.text, path
+        assert r.headers["Content-Type"].startswith("text/xml")
