@@ -73,6 +73,19 @@ class Bench:
         self.rng = random.Random(20261124)
         self.loaded: list[bytes] = []
         self.dbs = 0
+        self.engines: dict[str, sa.Engine] = {}
+        self.pg_dbs: list[str] = []
+
+    def drop_databases(self) -> None:
+        """Dispose of the engines and drop the PostgreSQL databases this run made."""
+        for engine in self.engines.values():
+            engine.dispose()
+        if not self.pg_dbs or not self.postgres:
+            return
+        admin = sa.make_url(self.postgres).set(drivername="postgresql")
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
+            for name in self.pg_dbs:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -153,6 +166,7 @@ class Bench:
         admin = sa.make_url(self.postgres).set(drivername="postgresql")
         with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
             c.execute(f'CREATE DATABASE "{name}"')
+        self.pg_dbs.append(name)
         return sa.make_url(self.postgres).set(database=name).render_as_string(hide_password=False)
 
     def settings(self, db: str) -> Settings:
@@ -223,13 +237,14 @@ class Bench:
         return took
 
     def ours(self, db: str) -> tuple[float, sync.FormResult]:
+        """One sync as the scheduler runs it: its engine (and pool) kept between runs."""
         settings = self.settings(db)
-        engine = store.engine_for(db)
+        if db not in self.engines:
+            self.engines[db] = store.engine_for(db)
         started = time.perf_counter()
         with Central(settings) as c:
-            (r,) = sync.sync_forms(settings, [FORM_ID], engine=engine, central=c)
+            (r,) = sync.sync_forms(settings, [FORM_ID], engine=self.engines[db], central=c)
         took = time.perf_counter() - started
-        engine.dispose()
         assert r.status == "ok", r.error
         return took, r
 
@@ -279,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         data = Path(tmp)
         proc, url = start(data, EMAIL, PASSWORD)
+        b = None
         try:
             b = Bench(url, data, None if args.no_postgres else args.postgres, page)
             print(f"sync page size {page}; times are the best of 2 unless marked")
@@ -311,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"[{kind}] normalize + store alone: {rate:,.0f} submissions/s "
                           f"(per second of this process's CPU: {cpu_rate:,.0f}/s)")  # fmt: skip
         finally:
+            if b is not None:
+                b.drop_databases()
             proc.terminate()
             proc.wait(timeout=30)
 

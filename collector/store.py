@@ -123,7 +123,9 @@ def as_utc(value: datetime | None) -> datetime | None:
 # --- batches in: the one place SQLite and PostgreSQL differ --------------------------------
 
 
-def _insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict]) -> None:
+def _insert_rows(
+    conn: Connection, table: sa.Table, rows: Sequence[dict], keys: Sequence[str] = ()
+) -> None:
     if not rows:
         return
     cols = list(rows[0].keys())
@@ -608,14 +610,18 @@ def store_page(
         if not changed:
             return result
         stamp = now()
-        _upsert_rows(
+        # None of the page stored yet (a first sync): a plain insert, no staging table;
+        # should another writer race us, the unique keys fail this page, which rolls back
+        # and is read again next run.
+        write = _insert_rows if not held else _upsert_rows
+        write(
             conn,
             sub_t,
             [{"form_id": form_id, **s, "synced_at": stamp} for s in changed.values()],
             ("form_id", "instance_id"),
         )
         main = shape.main.name
-        _upsert_rows(
+        write(
             conn,
             tables[main],
             [r for r in page.tables[main] if r["instance_id"] in changed],
