@@ -544,6 +544,9 @@ def _issue(
 
 def rows_for_page(shape: FormShape, rows: Iterable[Mapping[str, Any]]) -> PageRows:
     """Rows for every table of ``shape`` from OData rows (``$expand=*``, GeoJSON)."""
+    rows = list(rows)
+    if len({r.get("__id") for r in rows}) != len(rows):  # a row twice: the last copy wins
+        rows = list({r.get("__id"): r for r in rows}.values())
     page = PageRows(tables={t.name: [] for t in shape.tables})
     for link, _owner in shape.link_tables():
         page.tables[link] = []

@@ -621,12 +621,8 @@ def store_page(
             ("form_id", "instance_id"),
         )
         main = shape.main.name
-        write(
-            conn,
-            tables[main],
-            [r for r in page.tables[main] if r["instance_id"] in changed],
-            ("instance_id",),
-        )
+        main_rows = {r["instance_id"]: r for r in page.tables[main] if r["instance_id"] in changed}
+        write(conn, tables[main], list(main_rows.values()), ("instance_id",))
         replaced = [iid for iid in changed if iid in held]
         child_tables = [n for n in page.tables if n != main]
         issue_t = T["data_issue"]

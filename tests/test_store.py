@@ -160,3 +160,12 @@ def test_mark_gone__purged_submissions_are_marked_deleted_not_erased(engine):
             sa.text("SELECT deleted_at FROM visit WHERE instance_id = :i"), {"i": rows[0]["__id"]}
         ).scalar_one()
     assert deleted is not None and counts(engine, "visit", "visit__child") == [3, 6]
+
+
+def test_store_page__a_row_twice_in_one_page_is_stored_once(engine):
+    fields, rows = golden("15-form-fields.json"), golden("35-odata-expand.json")["value"]
+    form_id, shape = store.save_central_form(engine, FORM, fields)
+    page = rows_for_page(shape, [rows[0], rows[1], rows[0]])
+    done = store.store_page(engine, form_id, shape, page, store.form_tables(shape))
+    assert done.inserted == 2
+    assert counts(engine, "submission", "visit", "visit__child") == [2, 2, 4]
