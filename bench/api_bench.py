@@ -13,8 +13,9 @@ does). The API then runs in uvicorn on loopback and is called over real HTTP:
 - a filtered page: ``district=kulob``, ``respondent_age >= 30``, 100 rows, newest first,
   and the same following cursors 20 pages deep: p50/p95 over ``--repeat`` calls;
 - an indicator: women visited by district and month, as a viewer (suppression on): p50/p95;
-- CSV and XLSX exports of every visit as an analyst: rows/s, and peak Python memory
-  (tracemalloc, in a second pass so that tracing does not slow the timed one);
+- CSV and XLSX exports of every visit as an analyst, fetched by curl: rows/s, and the
+  server's peak Python memory (tracemalloc, in a second pass so that tracing does not slow
+  the timed one); and the CSV writer alone, without HTTP;
 - the baseline: ``pandas.read_sql`` of the same rows + ``DataFrame.to_csv``, timed and traced.
 """
 
@@ -23,7 +24,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -45,14 +48,16 @@ from sqlalchemy.engine import Engine, make_url
 
 from api.app import create_app
 from collector import normalize, store
+from collector.exports import ExportSpec, csv_chunks
 from collector.formspec import FormSpec
 from collector.keys import create_key
-from collector.queries import form_info, table_for
+from collector.queries import Scope, SubmissionFilter, form_info, select_fields, table_for
 from collector.settings import Settings
 from collector.xlsform import form_spec, read_xlsform
 
 REPO = Path(__file__).resolve().parent.parent
 FORM = "household_visit"
+CURL = shutil.which("curl") or "/usr/bin/curl"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -198,15 +203,18 @@ class Api:
         return r
 
     def download(self, path: str, key: str, **params: Any) -> int:
-        with requests.get(
-            self.url + path,
-            params=params,
-            headers={"Authorization": f"Bearer {self.tokens[key]}"},
-            stream=True,
-            timeout=600,
-        ) as r:
-            r.raise_for_status()
-            return sum(len(c) for c in r.iter_content(1 << 16))
+        """Fetch an export with curl in its own process (a Python client in this process
+        would compete with the server for the GIL and slow what we measure)."""
+        url = requests.Request("GET", self.url + path, params=params).prepare().url
+        with tempfile.NamedTemporaryFile() as out:
+            subprocess.run(
+                [CURL, "-sSf", "-o", out.name, "-H", "@-", url],
+                input=f"Authorization: Bearer {self.tokens[key]}\n",
+                text=True,
+                check=True,
+                timeout=1800,
+            )
+            return os.path.getsize(out.name)
 
 
 def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
@@ -270,6 +278,14 @@ def measure(
             out[f"{fmt}_rows_s"] = live / secs
             out[f"{fmt}_mb"] = size / 2**20
             out[f"{fmt}_peak_mib"] = traced_peak(lambda e=export: api.download(e, "analyst"))
+        form = form_info(engine, FORM)
+        assert form is not None
+        scope = Scope(sensitive=False, districts=None)
+        spec = ExportSpec(form, SubmissionFilter(), scope, select_fields(form, [], scope))
+        t0 = time.perf_counter()
+        for _chunk in csv_chunks(engine, spec):
+            pass
+        out["csv_inproc_rows_s"] = live / (time.perf_counter() - t0)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -346,6 +362,9 @@ def report(name: str, r: dict[str, Any]) -> None:
         print(
             f"  {'API ' + fmt:<12}{r[fmt + '_rows_s']:>12,.0f}{r[fmt + '_peak_mib']:>12.1f}{r[fmt + '_mb']:>12.1f}"
         )
+    print(
+        f"  {'csv writer':<12}{r['csv_inproc_rows_s']:>12,.0f}   (collector.exports alone, no HTTP)"
+    )
     print(
         f"  {'pandas csv':<12}{r['pandas_rows_s']:>12,.0f}{r['pandas_peak_mib']:>12.1f}   (read_sql + to_csv, baseline)"
     )

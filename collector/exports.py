@@ -17,12 +17,13 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 import xlsxwriter
 
 from collector.queries import (
@@ -129,36 +130,42 @@ def _plan(spec: ExportSpec, *, csv_text: bool) -> list[tuple[str, Convert | None
     return plan
 
 
-def _cells(plan: list[tuple[str, Convert | None]], row: Mapping[str, Any]) -> list[Any]:
+def _indexed(
+    plan: list[tuple[str, Convert | None]], row: sa.Row
+) -> list[tuple[int, Convert | None]]:
+    """The plan with result positions instead of keys (looked up once, on the first row)."""
+    position = {name: i for i, name in enumerate(row._fields)}
+    return [(position[key], conv) for key, conv in plan]
+
+
+def _cells(plan: list[tuple[int, Convert | None]], row: sa.Row) -> list[Any]:
     out = []
-    for key, conv in plan:
-        v = row[key]
+    for i, conv in plan:
+        v = row[i]
         out.append(v if v is None or conv is None else conv(v))
     return out
 
 
-def _rows(
-    engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None
-) -> Iterator[Mapping[str, Any]]:
+def _rows(engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None) -> Iterator[sa.Row]:
     """The rows, with the audit hook fed per batch of 1,000 submissions read."""
+    rows = stream_rows(
+        engine, spec.form, flt=spec.flt, scope=spec.scope, fields=spec.fields, repeat=spec.repeat
+    )
     watched = [(value_key(c), c) for f in spec.fields if f.sensitive for c in f.value_columns()]
     if on_sensitive is None or not watched:
-        yield from stream_rows(
-            engine,
-            spec.form,
-            flt=spec.flt,
-            scope=spec.scope,
-            fields=spec.fields,
-            repeat=spec.repeat,
-        )
+        yield from rows
         return
     pending: list[tuple[str, list[str]]] = []
-    for row in stream_rows(
-        engine, spec.form, flt=spec.flt, scope=spec.scope, fields=spec.fields, repeat=spec.repeat
-    ):
-        read = [c for key, c in watched if row[key] is not None]
+    where: list[tuple[int, str]] = []
+    iid_at = 0
+    for row in rows:
+        if not where:
+            position = {name: i for i, name in enumerate(row._fields)}
+            where = [(position[key], column) for key, column in watched]
+            iid_at = position["instance_id"]
+        read = [c for i, c in where if row[i] is not None]
         if read:
-            pending.append((row["instance_id"], read))
+            pending.append((row[iid_at], read))
             if len(pending) >= 1000:
                 on_sensitive(pending)
                 pending = []
@@ -184,8 +191,10 @@ def csv_chunks(
     buf.write("\ufeff")
     writer.writerow(spec.header())
     plan = _plan(spec, csv_text=True)
+    indexed: list[tuple[int, Convert | None]] = []
     for n, row in enumerate(_rows(engine, spec, on_sensitive), start=1):
-        writer.writerow(_cells(plan, row))
+        indexed = indexed or _indexed(plan, row)
+        writer.writerow(_cells(indexed, row))
         if n % chunk_rows == 0:
             yield buf.getvalue().encode()
             buf.seek(0)
@@ -220,14 +229,16 @@ def xlsx_file(
         ws = wb.add_worksheet(name[:31])
         ws.write_row(0, 0, header, bold)
         plan = _plan(spec, csv_text=False)
+        indexed: list[tuple[int, Convert | None]] = []
         for row in _rows(engine, spec, on_sensitive):
+            indexed = indexed or _indexed(plan, row)
             r += 1
             if r >= XLSX_MAX_ROWS:
                 sheet_no += 1
                 ws = wb.add_worksheet(f"{name[:27]} ({sheet_no})")
                 ws.write_row(0, 0, header, bold)
                 r = 1
-            for c, value in enumerate(_cells(plan, row)):
+            for c, value in enumerate(_cells(indexed, row)):
                 if value is None:
                     continue
                 if isinstance(value, bool) or not isinstance(value, int | float):
@@ -288,7 +299,8 @@ def geojson_chunks(
     yield b'{"type":"FeatureCollection","features":['
     first = True
     parts: list[bytes] = []
-    for row in _rows(engine, spec, on_sensitive):
+    for full in _rows(engine, spec, on_sensitive):
+        row = full._mapping
         lat, lon = row.get(value_key(lat_c)), row.get(value_key(lon_c))
         if lat is None or lon is None:
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -744,11 +744,12 @@ def stream_rows(
     fields: list[FieldInfo],
     repeat: FieldInfo | None = None,
     batch: int = 1000,
-) -> Iterator[Mapping[str, Any]]:
+) -> Iterator[sa.Row]:
     """Every matching row (of the wide table, or of one repeat's table), streamed.
 
     The database cursor is server-side on PostgreSQL (``stream_results``) and SQLite steps
-    through its result as it goes, so memory stays flat whatever the size.
+    through its result as it goes, so memory stays flat whatever the size. Rows are
+    SQLAlchemy ``Row`` tuples (``row._fields`` names them), the cheapest thing to index.
     """
     wide = table_for(form)
     s = submission_t
@@ -774,8 +775,7 @@ def stream_rows(
     )
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
-        for row in result:
-            yield row._mapping
+        yield from result
 
 
 # --- sync history and data issues ------------------------------------------------------------
