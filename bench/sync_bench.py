@@ -73,6 +73,7 @@ class Bench:
         self.rng = random.Random(20261124)
         self.loaded: list[bytes] = []
         self.dbs = 0
+        self.last_cpu = 0.0
         self.engines: dict[str, sa.Engine] = {}
         self.pg_dbs: list[str] = []
 
@@ -224,7 +225,7 @@ class Bench:
                 base_url=self.url, username=EMAIL, password=PASSWORD, default_project_id=self.pid
             )
         )
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         client = Client(config=config, cache_path=self.data / "naive_cache.toml")
         table = client.submissions.get_table(form_id=FORM_ID, expand="*")
         df = pd.json_normalize(table["value"])
@@ -233,6 +234,7 @@ class Bench:
                 df[col] = df[col].map(json.dumps)
         df.to_sql("naive", engine, if_exists="replace", index=False)
         took = time.perf_counter() - started
+        self.last_cpu = time.process_time() - cpu
         engine.dispose()
         return took
 
@@ -241,10 +243,11 @@ class Bench:
         settings = self.settings(db)
         if db not in self.engines:
             self.engines[db] = store.engine_for(db)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with Central(settings) as c:
             (r,) = sync.sync_forms(settings, [FORM_ID], engine=self.engines[db], central=c)
         took = time.perf_counter() - started
+        self.last_cpu = time.process_time() - cpu
         assert r.status == "ok", r.error
         return took, r
 
@@ -297,22 +300,27 @@ def main(argv: list[str] | None = None) -> None:
         b = None
         try:
             b = Bench(url, data, None if args.no_postgres else args.postgres, page)
-            print(f"sync page size {page}; times are the best of 2 unless marked")
+            print(
+                f"sync page size {page}; wall times of one run unless marked; the machine is shared, so CPU times too"
+            )
             for size in sizes:
                 took = b.load(size - len(b.loaded))
                 print(f"\n=== {size:,} household visits stored (loaded in {took:.0f} s) ===")
                 one = best(lambda: b.serve_only(None), 2)
                 paged = best(lambda: b.serve_only(page), 2)
-                print(f"serve only: one response {one:.2f} s ({size / one:,.0f}/s); "
+                print(f"serve only (best of 2): one response {one:.2f} s ({size / one:,.0f}/s); "
                       f"pages of {page} {paged:.2f} s ({size / paged:,.0f}/s)")  # fmt: skip
                 for kind in kinds:
-                    naive = best(lambda k=kind: b.naive(b.fresh_db(k)), 2)
+                    naive = b.naive(b.fresh_db(kind))
+                    naive_cpu = b.last_cpu
                     db = b.fresh_db(kind)
                     first, r = b.ours(db)
+                    first_cpu = b.last_cpu
                     assert r.written == len(b.loaded), (r.written, len(b.loaded))
                     print(f"[{kind}] first full sync: ours {first:.2f} s vs naive {naive:.2f} s "
                           f"({naive / first:.1f}x faster) vs serve-only {paged:.2f} s "
-                          f"({first / paged:.2f}x of it)")  # fmt: skip
+                          f"({first / paged:.2f}x of it); client CPU: ours {first_cpu:.2f} s, "
+                          f"naive {naive_cpu:.2f} s")  # fmt: skip
                     noop = median_ms(lambda d=db: b.ours(d)[0], 5)
                     server = b.server_noop_ms(db)
                     print(f"[{kind}] no-op sync: {noop:.0f} ms (median of 5), of which the "
