@@ -196,6 +196,16 @@ class FormSync:
         self._attachments()
         self.result.watermark = store.sync_state(self.engine, self.form_id)["watermark"]
 
+    def _looks_encrypted(self, rows: list[dict]) -> bool:
+        """Rows of an encrypted form: ``__system.status`` "notDecrypted", or nothing but
+        ``__id`` and ``__system`` (central-backend lib/data/odata.js), where a plain row
+        carries every field, null when unanswered."""
+        if any((r.get("__system") or {}).get("status") == "notDecrypted" for r in rows):
+            return True
+        if not any(t.columns for t in self.shape.tables):
+            return False
+        return all(set(r) <= {"__id", "__system"} for r in rows)
+
     def _encrypted_message(self) -> str:
         return (
             f"form {self.xml_form_id!r} is encrypted: Central's OData feed does not serve "
@@ -235,8 +245,8 @@ class FormSync:
         newest = None
         for page in _prefetched(iter(pages)):
             rows = page["value"]
-            if any((r.get("__system") or {}).get("status") == "notDecrypted" for r in rows):
-                raise SyncError(self._encrypted_message())  # lib/data/odata.js: no fields
+            if rows and self._looks_encrypted(rows):
+                raise SyncError(self._encrypted_message())
             self._refresh_if_new_version(rows)
             normalized = rows_for_page(self.shape, rows)
             done = store.store_page(self.engine, self.form_id, self.shape, normalized, self.tables)

@@ -290,3 +290,34 @@ def test_sync__attachments_fetched_checksummed_and_retried_until_present(
     with engine.connect() as c:
         done = c.execute(sa.select(att).where(att.c.instance_id == "uuid:photo-later")).one()
     assert done.present and done.sha256 == hashlib.sha256(b"second").hexdigest()
+
+
+ENCRYPTED_XFORM = """<?xml version="1.0"?>
+<h:html xmlns="http://www.w3.org/2002/xforms" xmlns:h="http://www.w3.org/1999/xhtml"
+ xmlns:jr="http://openrosa.org/javarosa" xmlns:orx="http://openrosa.org/xforms">
+<h:head><h:title>Secret</h:title><model>
+<instance><data id="{fid}" version="1"><name/><meta><instanceID/></meta></data></instance>
+<submission method="post" base64RsaPublicKey="MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAw1zV"/>
+<bind nodeset="/data/name" type="string"/>
+<bind nodeset="/data/meta/instanceID" type="string" readonly="true()" jr:preload="uid"/>
+</model></h:head>
+<h:body><input ref="/data/name"/></h:body></h:html>
+"""
+
+
+def test_sync__encrypted_form_fails_by_name_and_the_others_still_sync(household, engine):
+    project, form, fields = household
+    submit_many(project, form, fields, 3, seed=12)
+    fid = f"secret_{project.project_id}"
+    project.publish_xform(ENCRYPTED_XFORM.format(fid=fid))
+    project.submit(
+        f'<data id="{fid}" version="1"><name>x</name>'
+        "<meta><instanceID>uuid:secret-1</instanceID></meta></data>"
+    )
+    settings = project.settings()
+    with quick_central(settings) as c:
+        results = {r.xml_form_id: r for r in sync.sync_forms(settings, engine=engine, central=c)}
+    assert results[fid].status == "failed"
+    assert fid in results[fid].error and "encrypted" in results[fid].error
+    assert results[FORM_ID].status == "ok" and results[FORM_ID].written == 3
+    assert store.instance_states(engine, store.form_id_for(engine, fid)) == {}
