@@ -9,16 +9,25 @@ submissions), then the scheduler (its page in flight finishes), the API, and Cen
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the demo dies, even by SIGKILL, so no server is
+    left running behind a demo that was killed (prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -63,6 +72,7 @@ class Child:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,  # Ctrl-C reaches the demo only; it stops us in order
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         return self
 
