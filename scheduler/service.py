@@ -87,7 +87,10 @@ class SchedulerService:
         return self._leading.is_set()
 
     def _should_stop(self) -> bool:
-        return self._stop.is_set() or not self._leading.is_set()
+        """Asked by the sync between pages: stop if stopping, or if the lead is gone. The
+        lock is checked too (one round trip on PostgreSQL), so a leader whose lock session
+        died stops after the page in flight without waiting for the loop to notice."""
+        return self._stop.is_set() or not self._leading.is_set() or not self.lock.still_held()
 
     def _run_form(self, form_id: str) -> None:
         """One scheduled run: pull only if this process still leads, right now."""

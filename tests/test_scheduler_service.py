@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from scheduler.leader import FileLeaderLock
+from scheduler.leader import FileLeaderLock, PostgresLeaderLock, libpq_conninfo
 from scheduler.service import SchedulerService
 from scheduler.triggers import FormSchedule
 
@@ -133,3 +134,48 @@ def test_scheduler_service__stop_ends_the_pull_between_pages(tmp_path: Path) -> 
 def test_scheduler_service__no_forms_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no forms"):
         SchedulerService([], FileLeaderLock(tmp_path / "l"), lambda f, s: None)
+
+
+@pytest.mark.postgres
+def test_scheduler_service__lock_session_killed_means_lead_lost_never_two(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL drops the leader's lock session (restart, network): it stops pulling at
+    once, and from then on one process leads, never two at the same time."""
+    log = PullLog()
+
+    def pg_service(pull) -> SchedulerService:
+        return SchedulerService(
+            [FormSchedule("a", interval_seconds=1, jitter_seconds=0)],
+            PostgresLeaderLock(postgres_url),
+            pull,
+            poll_seconds=0.1,
+            misfire_grace_seconds=5,
+        )
+
+    one, two = pg_service(log.puller("one")), pg_service(log.puller("two"))
+    stop_one, t_one = start(one)
+    assert wait_for(lambda: one.leading, 3)
+    stop_two, t_two = start(two)
+    try:
+        time.sleep(1.5)
+        with psycopg.connect(libpq_conninfo(postgres_url), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+                "WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        assert wait_for(lambda: one.stats.lost_lead == 1, 3), "the leader did not notice"
+        assert wait_for(lambda: one.leading != two.leading, 3)
+        time.sleep(2)
+        assert one.leading != two.leading  # exactly one leads
+    finally:
+        stop_one.set()
+        stop_two.set()
+        t_one.join(5)
+        t_two.join(5)
+    # When the lock's session dies mid-pull, the old leader stops after the page in flight
+    # (50 ms here); the new leader may start during that page, never later.
+    runs = sorted(log.runs, key=lambda r: r[2])
+    for before, after in itertools.pairwise(runs):
+        assert before[3] <= after[2] + 0.06, f"two pulls overlapped: {before} {after}"
