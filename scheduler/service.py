@@ -192,5 +192,6 @@ class SchedulerService:
             scheduler.shutdown(wait=True)
             self._leading.clear()
             self.lock.release()
-            log.info("stopped")
+            done, failed = sum(self.stats.runs.values()), sum(self.stats.errors.values())
+            log.info("stopped after %d sync run(s), %d failed", done, failed)
         return self.stats
