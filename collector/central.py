@@ -49,6 +49,16 @@ from collector.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
+class _NoMissingCacheNoise(logging.Filter):
+    """pyodk logs an ERROR when its token cache does not exist yet (first start): normal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Could not read file at")
+
+
+logging.getLogger("pyodk._utils.config").addFilter(_NoMissingCacheNoise())
+
 # --- errors ------------------------------------------------------------------------------
 
 

@@ -89,9 +89,20 @@ def is_postgres(engine_or_conn: Engine | Connection) -> bool:
     return engine_or_conn.dialect.name == "postgresql"
 
 
+_SCHEMA_LOCK = 0x636F6C6C  # "coll": one advisory lock id for schema changes
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the fixed tables (idempotent). Per-form tables come with their forms."""
-    SQLModel.metadata.create_all(engine)
+    """Create the fixed tables (idempotent). Per-form tables come with their forms.
+
+    On PostgreSQL under an advisory lock, so API replicas and the scheduler starting
+    together do not race to create the same table."""
+    if is_postgres(engine):
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            SQLModel.metadata.create_all(conn)
+    else:
+        SQLModel.metadata.create_all(engine)
 
 
 T = {name: model.__table__ for name, model in {
@@ -536,6 +547,8 @@ def ensure_form_tables(engine: Engine, shape: FormShape) -> dict[str, sa.Table]:
                 return _ENSURED[key]
     tables = form_tables(shape)
     with engine.begin() as conn:
+        if is_postgres(conn):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
         inspector = sa.inspect(conn)
         existing = set(inspector.get_table_names())
         for name, table in tables.items():

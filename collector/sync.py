@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +39,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from collector import store
-from collector.central import Central, CentralError
+from collector.central import Central, CentralError, project_id_named
+from collector.manifest import ManifestError, load_manifest
 from collector.normalize import FormShape, parse_datetime, rows_for_page
 from collector.settings import Settings
 
@@ -147,11 +150,16 @@ class FormSync:
     reconcile: bool | None = None  # None: when counts differ or the last one is old
     should_stop: Callable[[], bool] | None = None  # asked between pages
     runner: str | None = None
+    project_id: int | None = None  # the form's Central project (None: settings')
     result: FormResult = field(init=False)
     form_id: int | None = field(init=False, default=None)
     shape: FormShape = field(init=False)
     known_versions: set[str] = field(init=False, default_factory=set)
     newest_deleted: datetime | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.project_id is None:
+            self.project_id = self.central.project_id
 
     @property
     def xml_form_id(self) -> str:
@@ -221,9 +229,9 @@ class FormSync:
         shape = store.stored_form_shape(self.engine, form_id) if form_id else None
         version = self.form_json.get("version") or ""
         if force or shape is None or state.get("fields_version") != version:
-            fields = self.central.form_fields(self.xml_form_id)
+            fields = self.central.form_fields(self.xml_form_id, self.project_id)
             form_id, shape = store.save_central_form(
-                self.engine, self.form_json, fields, project_id=self.central.project_id
+                self.engine, self.form_json, fields, project_id=self.project_id
             )
         self.form_id, self.shape = form_id, shape
         self.tables = store.ensure_form_tables(self.engine, shape)
@@ -234,7 +242,7 @@ class FormSync:
         seen = {(r.get("__system") or {}).get("formVersion") for r in rows}
         seen.discard(None)
         if seen - self.known_versions:
-            self.form_json = self.central.form(self.xml_form_id)
+            self.form_json = self.central.form(self.xml_form_id, self.project_id)
             self._load_form(force=True)
             self.known_versions |= seen  # older versions' rows: their fields are kept too
 
@@ -283,7 +291,9 @@ class FormSync:
         if watermark is not None:
             since = odata_time(watermark - timedelta(seconds=self.settings.sync_overlap_seconds))
             filter_ = f"__system/submissionDate ge {since} or __system/updatedAt ge {since}"
-        pages = self.central.odata_pages(self.xml_form_id, self._params(filter_, count=True))
+        pages = self.central.odata_pages(
+            self.xml_form_id, self._params(filter_, count=True), self.project_id
+        )
         newest = self._store_pages(pages)
         # Only now is everything before `newest` stored: Central paged newest first.
         if newest is not None and (watermark is None or newest > watermark):
@@ -298,14 +308,16 @@ class FormSync:
             since = odata_time(watermark - timedelta(seconds=self.settings.sync_overlap_seconds))
             filter_ = f"__system/deletedAt ge {since}"
         self.newest_deleted = None
-        self._store_pages(self.central.odata_pages(self.xml_form_id, self._params(filter_)))
+        self._store_pages(
+            self.central.odata_pages(self.xml_form_id, self._params(filter_), self.project_id)
+        )
         newest = self.newest_deleted
         if newest is not None and (watermark is None or newest > watermark):
             store.save_sync_state(self.engine, self.form_id, deleted_watermark=newest)
 
     def _central_live_count(self) -> int:
         page = self.central.odata_page(
-            self.central.form_path(self.xml_form_id) + ".svc/Submissions",
+            self.central.form_path(self.xml_form_id, self.project_id) + ".svc/Submissions",
             {"$top": "1", "$count": "true", "$select": "__id"},
         )
         count = page.get("@odata.count")
@@ -327,7 +339,7 @@ class FormSync:
         if filter_:
             params["$filter"] = filter_
         out: list[str] = []
-        for page in self.central.odata_pages(self.xml_form_id, params):
+        for page in self.central.odata_pages(self.xml_form_id, params, self.project_id):
             out.extend(r["__id"] for r in page["value"])
         return out
 
@@ -354,7 +366,11 @@ class FormSync:
                 batch = ids[i : i + _ID_BATCH]
                 ors = " or ".join(f"__id eq '{_quote(x)}'" for x in batch)
                 filter_ = f"({ors})" + (f" and {extra}" if extra else "")
-                self._store_pages(self.central.odata_pages(self.xml_form_id, self._params(filter_)))
+                self._store_pages(
+                    self.central.odata_pages(
+                        self.xml_form_id, self._params(filter_), self.project_id
+                    )
+                )
         store.save_sync_state(self.engine, self.form_id, reconciled_at=store.now())
         self.result.reconciled = True
         if want_live or want_deleted:
@@ -372,14 +388,14 @@ class FormSync:
         root = self.settings.data_dir / "attachments" / _safe(self.xml_form_id)
         for iid in pending:
             have = store.fetched_attachment_names(self.engine, self.form_id, iid)
-            for att in self.central.submission_attachments(self.xml_form_id, iid):
+            for att in self.central.submission_attachments(self.xml_form_id, iid, self.project_id):
                 name = att.get("name")
                 if not name or name in have:
                     continue
                 if not att.get("exists"):
                     store.save_attachment(self.engine, self.form_id, iid, name, present=False)
                     continue
-                data = self.central.attachment_bytes(self.xml_form_id, iid, name)
+                data = self.central.attachment_bytes(self.xml_form_id, iid, name, self.project_id)
                 folder = root / _safe(iid)
                 folder.mkdir(parents=True, exist_ok=True)
                 target = folder / _safe(name)
@@ -418,40 +434,82 @@ def sync_forms(
     should_stop: Callable[[], bool] | None = None,
     runner: str | None = None,
 ) -> list[FormResult]:
-    """Sync the named forms (all of the project's forms when None); one result per form.
+    """Sync the named forms (all when None); one result per form.
 
-    A form Central does not know, or one that fails, gets a failed result (and a
-    ``sync_run`` row); the others still sync. Central unreachable at the start raises.
+    Each form's Central project is the one ``forms/manifest.toml`` names for it, looked up
+    by name as ``collector forms push`` does, unless ``COLLECTOR_CENTRAL_PROJECT_ID`` is
+    set explicitly or there is no manifest (then that project, and all its forms when none
+    are named). A form Central does not know, or one that fails, gets a failed result (and
+    a ``sync_run`` row); the others still sync. Central unreachable at the start raises.
     """
     engine = engine or store.engine_for(settings)
     store.create_schema(engine)
     own_central = central is None
     central = central or Central(settings)
+    runner = runner or f"{socket.gethostname()}:{os.getpid()}"
     try:
-        listed = {f["xmlFormId"]: f for f in central.forms()}
-        names = list(forms) if forms else sorted(listed)
-        results = []
-        for name in names:
-            if name not in listed:
-                results.append(_unknown_form(engine, settings, name))
+        results: list[FormResult] = []
+        for project_id, names, error in _forms_by_project(settings, central, forms):
+            if error:
+                results += [_failed_form(engine, n, error, runner) for n in names or []]
                 continue
-            if should_stop and should_stop():
-                break
-            form = listed[name]
-            results.append(
-                FormSync(
-                    settings, engine, central, form, progress, reconcile, should_stop, runner
-                ).run()
-            )
+            listed = {f["xmlFormId"]: f for f in central.forms(project_id)}
+            for name in names if names is not None else sorted(listed):
+                if should_stop and should_stop():
+                    return results
+                if name not in listed:
+                    error = f"form {name!r} is not in Central project {project_id}"
+                    results.append(_failed_form(engine, name, error, runner))
+                    continue
+                results.append(
+                    FormSync(
+                        settings, engine, central, listed[name], progress, reconcile,
+                        should_stop, runner, project_id,
+                    ).run()
+                )  # fmt: skip
         return results
     finally:
         if own_central:
             central.close()
 
 
-def _unknown_form(engine: Engine, settings: Settings, name: str) -> FormResult:
-    error = f"form {name!r} is not in Central project {settings.central_project_id}"
-    run_id = store.start_run(engine, name, store.form_id_for(engine, name))
+def _forms_by_project(
+    settings: Settings, central: Central, forms: Iterable[str] | None
+) -> list[tuple[int, list[str] | None, str | None]]:
+    """``(project id, form ids or None for all, error)`` groups to sync."""
+    names = list(forms) if forms else None
+    if "central_project_id" in settings.model_fields_set:
+        return [(settings.central_project_id, names, None)]
+    try:
+        manifest = load_manifest(settings.forms_dir)
+    except ManifestError:
+        return [(settings.central_project_id, names, None)]
+    known = {e.form_id: e.project for e in manifest.forms}
+    wanted = names if names is not None else list(known)
+    ids: dict[str, int | None] = {}
+    groups: dict[int | str, list[str]] = {}
+    for name in wanted:
+        project = known.get(name)
+        if project is None:  # not in the manifest: the configured project
+            groups.setdefault(settings.central_project_id, []).append(name)
+            continue
+        if project not in ids:
+            ids[project] = project_id_named(central, project)
+        groups.setdefault(ids[project] if ids[project] is not None else project, []).append(name)
+    out: list[tuple[int, list[str] | None, str | None]] = []
+    for key, group in groups.items():
+        if isinstance(key, str):
+            out.append(
+                (0, group, f"Central has no project named {key!r} (forms/manifest.toml); "
+                 "push the forms first")
+            )  # fmt: skip
+        else:
+            out.append((key, group, None))
+    return out
+
+
+def _failed_form(engine: Engine, name: str, error: str, runner: str | None) -> FormResult:
+    run_id = store.start_run(engine, name, store.form_id_for(engine, name), runner)
     store.finish_run(engine, run_id, error=error)
     return FormResult(name, status="failed", run_id=run_id, error=error)
 

@@ -148,7 +148,10 @@ def test_client__expired_token_logs_in_again(emulator_central, tmp_path):
     with Central(settings, backoff=0.01) as c:
         c.json("GET", "projects")
         old = c.session.headers["Authorization"]
-        requests.post(f"{emulator_central.url}/_emulator/expire-tokens", timeout=10)
+        token = old.removeprefix("Bearer ")  # only ours: other tests share the emulator
+        requests.post(
+            f"{emulator_central.url}/_emulator/expire-tokens", json={"token": token}, timeout=10
+        ).raise_for_status()
         assert isinstance(c.json("GET", "projects"), list)
         assert c.session.headers["Authorization"] != old
 

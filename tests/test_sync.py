@@ -8,10 +8,12 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from collector import store, sync
 from collector.central import Central
+from collector.settings import Settings
 from tests.test_sync_support import (
     REPO,
     assert_store_equals_truth,
@@ -321,3 +323,33 @@ def test_sync__encrypted_form_fails_by_name_and_the_others_still_sync(household,
     assert fid in results[fid].error and "encrypted" in results[fid].error
     assert results[FORM_ID].status == "ok" and results[FORM_ID].written == 3
     assert store.instance_states(engine, store.form_id_for(engine, fid)) == {}
+
+
+def test_sync__finds_each_forms_project_by_its_manifest_name(household, engine, tmp_path):
+    project, form, fields = household
+    submit_many(project, form, fields, 2, seed=13)
+    forms_dir = tmp_path / "forms"
+    forms_dir.mkdir()
+    name = project_name(project)
+    (forms_dir / "manifest.toml").write_text(
+        f'[defaults]\nproject = "{name}"\n\n'
+        f'[forms.{FORM_ID}]\nfile = "household_visit.xlsx"\nsync = {{ interval_minutes = 15 }}\n'
+        '\n[forms.not_pushed]\nfile = "x.xlsx"\nproject = "No such project here"\n'
+        "sync = { interval_minutes = 15 }\n"
+    )
+    given = project.settings(forms_dir=forms_dir).model_dump(exclude={"central_project_id"})
+    settings = Settings(**given)  # no project id given: the manifest's names decide
+    assert "central_project_id" not in settings.model_fields_set
+    with quick_central(settings) as c:
+        results = {r.xml_form_id: r for r in sync.sync_forms(settings, engine=engine, central=c)}
+    assert results[FORM_ID].status == "ok" and results[FORM_ID].written == 2
+    assert results["not_pushed"].status == "failed"
+    assert "No such project here" in results["not_pushed"].error
+
+
+def project_name(project) -> str:
+    r = requests.get(
+        project.v1(f"projects/{project.project_id}"), headers=project.headers(), timeout=30
+    )
+    r.raise_for_status()
+    return r.json()["name"]
