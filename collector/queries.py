@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
@@ -390,13 +391,24 @@ class SubmissionFilter:
     include_deleted: bool = False
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def parse_value(f: FieldInfo, text: str, parameter: str) -> Any:
     """A filter value typed like the field's column; a clear 422 when it does not parse."""
     try:
         if f.type == "int":
-            return int(text)
+            number = int(text)
+            if not INT64_MIN <= number <= INT64_MAX:
+                raise ValueError("out of the 64-bit integer range")
+            return number
         if f.type == "decimal":
-            return float(text)
+            real = float(text)
+            if not math.isfinite(real):
+                raise ValueError("not a finite number")
+            return real
+        if f.type == "time":
+            return time.fromisoformat(text)
         if f.type == "date":
             return date.fromisoformat(text)
         if f.type == "dateTime":
@@ -565,15 +577,50 @@ def encode_cursor(key: SortKey, value: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
 
+def _cursor_value_fits(key: SortKey, value: Any) -> bool:
+    """A tampered cursor must get a 422, not reach the database with the wrong type."""
+    if value is None:
+        return not (key.field is None and key.name in NEVER_NULL_SORT)
+    if key.field is None:
+        wanted: tuple[type, ...] = (
+            (datetime,) if key.name in ("submitted_at", "updated_at") else (str,)
+        )
+    else:
+        wanted = {
+            "int": (int,),
+            "decimal": (int, float),
+            "date": (date,),
+            "dateTime": (datetime,),
+            "time": (time,),
+            "boolean": (bool,),
+        }.get(key.field.type, (str,))
+    if isinstance(value, bool) and bool not in wanted:
+        return False
+    if isinstance(value, datetime) and datetime not in wanted:
+        return False  # a datetime is also a date
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not INT64_MIN <= value <= INT64_MAX
+    ):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return isinstance(value, wanted)
+
+
 def decode_cursor(text: str, key: SortKey) -> tuple[Any, int]:
     try:
         payload = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         if payload["s"] != ("-" if key.descending else "") + key.name:
             raise ValueError("the cursor belongs to another sort order")
         row_id = payload["i"]
-        if not isinstance(row_id, int):
+        if not isinstance(row_id, int) or isinstance(row_id, bool) or not 0 <= row_id <= INT64_MAX:
             raise ValueError("bad cursor id")
-        return _from_cursor_value(payload["v"]), row_id
+        value = _from_cursor_value(payload["v"])
+        if not _cursor_value_fits(key, value):
+            raise ValueError("the cursor's value does not fit the sort key")
+        return value, row_id
     except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as err:
         raise InvalidValue("cursor", text, f"not a cursor this list gave out ({err})") from None
 

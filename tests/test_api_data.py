@@ -3,6 +3,7 @@ exports, indicators with small-cell suppression, reviews, sync status, errors, a
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -24,6 +25,8 @@ from tests.api_fixtures import (
     module_database_url_fixture,  # noqa: F401 - fixture
     synced_fixture,  # noqa: F401 - fixture
 )
+
+TAMPERED = base64.urlsafe_b64encode(b'{"s":"-submitted_at","v":"x","i":1}').decode()
 
 
 def all_pages(api, key: str, form: str, **params) -> list[dict]:
@@ -118,6 +121,19 @@ def test_api__bad_input_is_422_naming_parameter_and_value_unknown_is_404(api):
         ("/v1/forms/household_visit/submissions", {"where": "respondent_age:gte:old"}, 422, "old"),
         ("/v1/forms/household_visit/submissions", {"where": "respondent_age~3"}, 422, "where"),
         ("/v1/forms/household_visit/submissions", {"cursor": "garbage"}, 422, "cursor"),
+        ("/v1/forms/household_visit/submissions", {"cursor": TAMPERED}, 422, "cursor"),
+        (
+            "/v1/forms/household_visit/submissions",
+            {"where": "respondent_age:gt:" + "9" * 30},
+            422,
+            "9" * 30,
+        ),
+        (
+            "/v1/forms/household_visit/submissions",
+            {"where": "last_remittance_amount:lt:nan"},
+            422,
+            "nan",
+        ),
         ("/v1/forms/household_visit/submissions", {"lang": "fr"}, 422, "lang"),
         ("/v1/forms/household_visit/submissions", {"review_state": "done"}, 422, "review_state"),
         ("/v1/forms/household_visit/submissions", {"where": "no_such:eq:1"}, 404, "no_such"),
