@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.keys import ApiKeyError, DuplicateKeyName, UnknownKey
@@ -93,6 +93,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(status_code=status, content={"detail": str(exc)})
 
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refused (out of range, bad encoding) that validation let by.
+        log.warning(
+            "database refused a value on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc.orig).__name__,
+        )
+        return JSONResponse(
+            status_code=422, content={"detail": "a parameter's value is out of range for the store"}
+        )
+
     @app.exception_handler(OperationalError)
     async def _store_down(request: Request, exc: OperationalError) -> JSONResponse:
         error_id = uuid.uuid4().hex[:12]
@@ -122,6 +135,15 @@ class CatchAll:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
+            # PostgreSQL text cannot hold NUL; no parameter of ours needs one.
+            where = "query" if b"%00" in scope.get("query_string", b"") else "path"
+            response = JSONResponse(
+                status_code=422,
+                content={"detail": f"invalid {where}: a parameter contains a NUL character"},
+            )
+            await response(scope, receive, send)
             return
         started = False
 

@@ -122,6 +122,8 @@ def test_api__bad_input_is_422_naming_parameter_and_value_unknown_is_404(api):
         ("/v1/forms/household_visit/submissions", {"where": "respondent_age~3"}, 422, "where"),
         ("/v1/forms/household_visit/submissions", {"cursor": "garbage"}, 422, "cursor"),
         ("/v1/forms/household_visit/submissions", {"cursor": TAMPERED}, 422, "cursor"),
+        ("/v1/forms/household_visit/submissions", {"district": "ku\x00lob"}, 422, "NUL"),
+        ("/v1/forms/house\x00hold/submissions", {}, 422, "NUL"),
         (
             "/v1/forms/household_visit/submissions",
             {"where": "respondent_age:gt:" + "9" * 30},
