@@ -240,7 +240,7 @@ class FormSync:
     def _refresh_if_new_version(self, rows: list[dict]) -> None:
         """A row from a version published after we read the fields: read them again."""
         seen = {(r.get("__system") or {}).get("formVersion") for r in rows}
-        seen.discard(None)
+        seen -= {None, ""}  # a form without version strings cannot tell its versions apart
         if seen - self.known_versions:
             self.form_json = self.central.form(self.xml_form_id, self.project_id)
             self._load_form(force=True)
