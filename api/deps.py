@@ -17,16 +17,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
 from api.ratelimit import RateLimiter, retry_after_header
+from collector.forminfo import FormInfo, InvalidValue, Scope, UnknownName, form_info
 from collector.keys import Caller, Role, caller_for_token
-from collector.queries import (
-    FormInfo,
-    InvalidValue,
-    Scope,
-    SubmissionFilter,
-    UnknownName,
-    form_info,
-    parse_condition,
-)
+from collector.queries import SubmissionFilter, parse_condition
 from collector.settings import Settings
 
 

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from collector.forminfo import InvalidValue, UnknownName, Withheld
 from collector.keys import ApiKeyError, DuplicateKeyName, UnknownKey
-from collector.queries import InvalidValue, UnknownName, Withheld
 
 log = logging.getLogger("api")
 

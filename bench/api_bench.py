@@ -49,9 +49,10 @@ from sqlalchemy.engine import Engine, make_url
 from api.app import create_app
 from collector import normalize, store
 from collector.exports import ExportSpec, csv_chunks
+from collector.forminfo import Scope, form_info, table_for
 from collector.formspec import FormSpec
 from collector.keys import create_key
-from collector.queries import Scope, SubmissionFilter, form_info, select_fields, table_for
+from collector.queries import SubmissionFilter, select_fields
 from collector.settings import Settings
 from collector.xlsform import form_spec, read_xlsform
 

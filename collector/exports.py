@@ -26,15 +26,8 @@ import orjson
 import sqlalchemy as sa
 import xlsxwriter
 
-from collector.queries import (
-    SYSTEM_REPEAT,
-    FieldInfo,
-    FormInfo,
-    Scope,
-    SubmissionFilter,
-    stream_rows,
-    value_key,
-)
+from collector.forminfo import SYSTEM_REPEAT, FieldInfo, FormInfo, Scope
+from collector.queries import SubmissionFilter, stream_rows, value_key
 
 META_EXPORT = (
     "instance_id",

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from collector.queries import (
+from collector.forminfo import (
     FormInfo,
     InvalidValue,
     Scope,

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from api.audit import audit_reads
 from api.deps import AnalystDep, EngineDep, SettingsDep, form_or_404, scope_for
-from collector.queries import InvalidValue, data_issues_page
+from collector.forminfo import InvalidValue
+from collector.queries import data_issues_page
 
 router = APIRouter(tags=["data issues"])
 

@@ -21,12 +21,8 @@ from api.deps import (
     split_list,
 )
 from collector.exports import ExportSpec, csv_chunks, file_chunks, geojson_chunks, xlsx_file
-from collector.queries import (
-    InvalidValue,
-    UnknownName,
-    Withheld,
-    select_fields,
-)
+from collector.forminfo import InvalidValue, UnknownName, Withheld
+from collector.queries import select_fields
 
 router = APIRouter(tags=["exports"])
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import EngineDep, ViewerDep, form_or_404, scope_for
-from collector.queries import FieldInfo, FormInfo, all_forms, form_versions, submission_counts
+from collector.forminfo import FieldInfo, FormInfo, all_forms, form_versions
+from collector.queries import submission_counts
 
 router = APIRouter(tags=["forms"])
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import EngineDep, Lang, SettingsDep, ViewerDep, parse_when, scope_for, split_list
+from collector.forminfo import FormInfo, UnknownName, form_info
 from collector.indicators import INDICATORS, INDICATORS_BY_ID, PERIODS, Indicator, compute
 from collector.keys import Role
-from collector.queries import FormInfo, UnknownName, form_info
 
 router = APIRouter(tags=["indicators"])
 

@@ -20,12 +20,9 @@ from api.deps import (
     scope_for,
     split_list,
 )
+from collector.cursors import parse_sort
+from collector.forminfo import FieldInfo, FormInfo, InvalidValue, UnknownName
 from collector.queries import (
-    FieldInfo,
-    FormInfo,
-    InvalidValue,
-    UnknownName,
-    parse_sort,
     repeat_rows,
     select_fields,
     submission_one,

@@ -13,7 +13,8 @@ from sqlalchemy.engine import Engine
 
 from api.deps import AdminDep, EngineDep, SettingsDep, ViewerDep, scope_for, split_list
 from collector import store
-from collector.queries import UnknownName, all_forms, last_ok_runs, submission_counts
+from collector.forminfo import UnknownName, all_forms
+from collector.queries import last_ok_runs, submission_counts
 from collector.settings import Settings
 
 router = APIRouter(tags=["sync"])
