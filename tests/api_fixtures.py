@@ -1,10 +1,11 @@
 """Fixtures for the API tests: a store SYNCED from the emulator, and the API on loopback.
 
-The path is the real one: the four XLSForms are published to a fresh Central project, their
-specs (labels, sensitivity) recorded in the store as a push records them, submissions sent
-over OpenRosa as ODK Collect sends them (realistic values from the forms' own choices, plus a
-few planted ones the tests look for), then ``collector.sync`` pulls them into the store, on
-SQLite and on PostgreSQL. The API runs in a real uvicorn server on a free loopback port.
+The path is the real one: the four XLSForms are published to a fresh Central project (a
+fresh one per module, so modules never share submissions; ``collector forms push`` would
+use the manifest's one project), their specs (labels, sensitivity) recorded with the push's
+own recorder (``formpush.store_recorder``), submissions sent over OpenRosa as ODK Collect
+sends them (realistic values from the forms' own choices, plus a few planted ones the tests
+look for), then ``collector.sync`` pulls them into the store, on SQLite and on PostgreSQL. The API runs in a real uvicorn server on a free loopback port.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from api.app import create_app
 from collector import store, sync
+from collector.formpush import store_recorder
 from collector.formspec import FieldSpec, FormSpec
 from collector.keys import create_key
 from collector.settings import Settings
@@ -164,12 +166,13 @@ def instance_xml(
 
 def _publish(project: Project, engine: Engine) -> tuple[dict[str, FormSpec], dict[str, dict]]:
     specs, forms = {}, {}
+    record = store_recorder(engine)  # what `collector forms push` records after a push
     for fid in FORMS:
         path = REPO / "forms" / f"{fid}.xlsx"
         forms[fid] = project.publish_xlsx(path, fid)
         spec = form_spec(read_xlsform(path), media_dir=REPO / "forms")
         specs[fid] = spec
-        store.save_form_spec(engine, spec, project.fields(fid), project_id=project.project_id)
+        record(spec, project.fields(fid), project.project_id)
     return specs, forms
 
 
