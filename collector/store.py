@@ -680,6 +680,17 @@ def _held(conn: Connection, form_id: int, ids: list[str]) -> dict[str, tuple[str
     return held
 
 
+def analyze_after_bulk(engine: Engine, shape: FormShape) -> None:
+    """Refresh PostgreSQL's planner statistics after a bulk load (a first sync), so the
+    next runs' small queries use their indexes instead of scanning what autovacuum has
+    not looked at yet. SQLite needs nothing."""
+    if not is_postgres(engine):
+        return
+    names = ["submission", *(t.name for t in shape.tables), *(n for n, _ in shape.link_tables())]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE " + ", ".join(f'"{n}"' for n in names))
+
+
 def instance_states(engine: Engine, form_id: int) -> dict[str, bool]:
     """Every stored instance id of a form, mapped to whether it is marked deleted."""
     sub = T["submission"]

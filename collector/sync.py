@@ -50,6 +50,7 @@ Progress = Callable[[str, int, int | None], None]
 """``progress(xml_form_id, rows_just_stored, total_rows_or_None)``."""
 
 RECONCILE_EVERY = timedelta(hours=6)
+BULK_ROWS = 5000  # a run writing this many refreshes the planner's statistics
 _ID_BATCH = 40  # instance ids per `__id eq ... or ...` filter when re-reading
 
 
@@ -199,6 +200,8 @@ class FormSync:
             raise SyncError(self._encrypted_message())
         state = store.sync_state(self.engine, self.form_id)
         self._window(state["watermark"])
+        if self.result.written >= BULK_ROWS:
+            store.analyze_after_bulk(self.engine, self.shape)
         self._deletions(state["deleted_watermark"])
         self._maybe_reconcile(store.sync_state(self.engine, self.form_id)["reconciled_at"])
         self._attachments()
