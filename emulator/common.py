@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator import errors
+from emulator.auth import Actor, require_user
 from emulator.errors import JSON_TYPE
 from emulator.faults import FaultController
 from emulator.xform import XForm, parse_xform
@@ -109,8 +110,8 @@ class FormRow:
     draft_def: int | None
 
 
-def form_row(conn: sqlite3.Connection, project_id: int, xml_form_id: str) -> FormRow:
-    project_row(conn, project_id)
+def find_form(conn: sqlite3.Connection, project_id: int, xml_form_id: str) -> FormRow:
+    """A live form by its ids, without checking the project (the caller has done so)."""
     row = conn.execute(
         "SELECT id, project_id, xml_form_id, state, created_at, updated_at, current_def, "
         "draft_def FROM forms WHERE project_id=? AND xml_form_id=? AND deleted_at IS NULL",
@@ -119,6 +120,53 @@ def form_row(conn: sqlite3.Connection, project_id: int, xml_form_id: str) -> For
     if row is None:
         raise errors.not_found()
     return FormRow(*row)
+
+
+def form_row(conn: sqlite3.Connection, project_id: int, xml_form_id: str) -> FormRow:
+    """A live form of a live project; a deleted project hides its forms (404.1)."""
+    project_row(conn, project_id)
+    return find_form(conn, project_id, xml_form_id)
+
+
+def may_use_form(conn: sqlite3.Connection, actor: Actor, form: FormRow) -> bool:
+    """Whether ``actor`` may download and submit to ``form``: every web user here is an
+    administrator; an app user only a form assigned to it in its own project (the App User
+    role, golden 58/60/61; central-backend lib/model/query/assignments.js)."""
+    if actor.is_user:
+        return True
+    return (
+        actor.project_id == form.project_id
+        and conn.execute(
+            "SELECT 1 FROM assignments WHERE form_id=? AND actor_id=?", (form.id, actor.id)
+        ).fetchone()
+        is not None
+    )
+
+
+def published_def(conn: sqlite3.Connection, form: FormRow, version: str) -> int | None:
+    """The newest published definition carrying ``version``; callers pick the error, since
+    Central answers 404.1 on the REST routes and 404.6 on a submission (golden 26)."""
+    row = conn.execute(
+        "SELECT id FROM form_defs WHERE form_id=? AND version=? AND published_at IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1",
+        (form.id, version),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def user_project(request: Request) -> tuple[Emulator, int]:
+    """The emulator and the ``{pid}`` project's id, for a route only web users may call."""
+    e = emu(request)
+    require_user(request, e.conn)
+    return e, project_row(e.conn, int_param(request.path_params["pid"]))[0]
+
+
+def user_form(request: Request) -> tuple[Emulator, Actor, FormRow]:
+    """The emulator, the web user calling and the ``{pid}``/``{fid}`` form."""
+    e = emu(request)
+    actor = require_user(request, e.conn)
+    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    return e, actor, form
 
 
 def int_param(value: str) -> int:

@@ -17,12 +17,19 @@ from starlette.routing import Route
 
 from emulator import errors
 from emulator.auth import require_actor
-from emulator.common import base_url, emu, int_param, key_prefix, project_row
+from emulator.common import (
+    base_url,
+    emu,
+    find_form,
+    int_param,
+    key_prefix,
+    may_use_form,
+    project_row,
+)
 from emulator.errors import OPENROSA_HEADERS, XML_TYPE, openrosa_message
 from emulator.errors import xml_escape as escape
 from emulator.multipart import split_multipart
-from emulator.routes_forms import can_read_form
-from emulator.submissions import check_may_submit, find_form, read_incoming, store
+from emulator.submissions import check_may_submit, read_incoming, store
 
 OPENROSA_PATH_MARKERS = ("/formList", "/submission", "/manifest")
 
@@ -106,7 +113,7 @@ async def manifest(request: Request) -> Response:
     form = find_form(e.conn, pid, request.path_params["fid"])
     if form.current_def is None:
         raise errors.not_found()
-    if not can_read_form(e.conn, actor, form):
+    if not may_use_form(e.conn, actor, form):
         raise errors.insufficient_rights()
     rows = e.conn.execute(
         "SELECT name, content FROM form_attachments WHERE def_id=? AND content IS NOT NULL "

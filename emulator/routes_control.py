@@ -26,10 +26,10 @@ from starlette.routing import Route
 
 from emulator import errors
 from emulator.auth import Actor
-from emulator.common import emu, int_param, json_body, ok
+from emulator.common import emu, find_form, int_param, json_body, ok
 from emulator.db import iso, now_iso, transaction
 from emulator.faults import FaultError, parse_config
-from emulator.submissions import find_form, read_incoming, store
+from emulator.submissions import read_incoming, store
 
 
 async def health(request: Request) -> Response:

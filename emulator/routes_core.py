@@ -17,13 +17,14 @@ from emulator import errors
 from emulator.auth import APP_USER_EXPIRY, create_session, require_actor, require_user
 from emulator.common import (
     emu,
-    form_row,
     int_param,
     is_true,
     json_body,
     ok,
     project_row,
     success,
+    user_form,
+    user_project,
 )
 from emulator.db import new_token, now_iso, password_matches
 
@@ -219,9 +220,7 @@ def _app_user_token(conn, actor_id: int) -> str | None:
 
 
 async def app_user_create(request: Request) -> Response:
-    e = emu(request)
-    require_user(request, e.conn)
-    pid = project_row(e.conn, int_param(request.path_params["pid"]))[0]
+    e, pid = user_project(request)
     body = await json_body(request)
     name = body.get("displayName")
     if not isinstance(name, str) or not name:
@@ -256,9 +255,7 @@ async def app_user_create(request: Request) -> Response:
 
 
 async def app_users_list(request: Request) -> Response:
-    e = emu(request)
-    require_user(request, e.conn)
-    pid = project_row(e.conn, int_param(request.path_params["pid"]))[0]
+    e, pid = user_project(request)
     rows = e.conn.execute(
         "SELECT id, display_name, created_at, updated_at, deleted_at FROM actors "
         "WHERE project_id=? AND type='field_key' AND deleted_at IS NULL ORDER BY created_at DESC, id DESC",
@@ -284,9 +281,7 @@ async def app_users_list(request: Request) -> Response:
 
 
 async def app_user_delete(request: Request) -> Response:
-    e = emu(request)
-    require_user(request, e.conn)
-    pid = project_row(e.conn, int_param(request.path_params["pid"]))[0]
+    e, pid = user_project(request)
     actor_id = int_param(request.path_params["actor_id"])
     row = e.conn.execute(
         "SELECT id FROM actors WHERE id=? AND project_id=? AND type='field_key' "
@@ -317,9 +312,7 @@ def _role_id(text: str) -> int:
 
 
 async def assignment_create(request: Request) -> Response:
-    e = emu(request)
-    require_user(request, e.conn)
-    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    e, _, form = user_form(request)
     role = _role_id(request.path_params["role"])
     actor_id = int_param(request.path_params["actor_id"])
     if (
@@ -348,9 +341,7 @@ async def assignment_create(request: Request) -> Response:
 
 
 async def assignment_delete(request: Request) -> Response:
-    e = emu(request)
-    require_user(request, e.conn)
-    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    e, _, form = user_form(request)
     role = _role_id(request.path_params["role"])
     actor_id = int_param(request.path_params["actor_id"])
     cur = e.conn.execute(
@@ -363,9 +354,7 @@ async def assignment_delete(request: Request) -> Response:
 
 
 async def assignments_list(request: Request) -> Response:
-    e = emu(request)
-    require_user(request, e.conn)
-    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+    e, _, form = user_form(request)
     role_text = request.path_params.get("role")
     if role_text is None:
         rows = e.conn.execute(

@@ -33,8 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator import errors
-from emulator.auth import require_user
-from emulator.common import FormRow, base_url, emu, form_row, int_param, is_true
+from emulator.common import Emulator, FormRow, base_url, is_true, user_form
 from emulator.db import iso
 from emulator.errors import CentralError
 from emulator.odata import (
@@ -193,10 +192,8 @@ def _filter(opts: Options, subtable: bool):
         raise _odata_error(exc) from None
 
 
-def _form_and_xform(request: Request) -> tuple[Any, FormRow, XForm]:
-    e = emu(request)
-    require_user(request, e.conn)
-    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
+def _form_and_xform(request: Request) -> tuple[Emulator, FormRow, XForm]:
+    e, _, form = user_form(request)
     if form.current_def is None:
         raise errors.not_found()
     return e, form, e.xform(form.current_def)

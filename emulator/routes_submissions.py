@@ -13,8 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator import errors
-from emulator.auth import require_user
-from emulator.common import emu, form_row, int_param, is_true, json_body, ok, success
+from emulator.common import is_true, json_body, ok, success, user_form
 from emulator.db import now_iso
 from emulator.submissions import (
     REVIEW_STATES,
@@ -26,15 +25,8 @@ from emulator.submissions import (
 )
 
 
-def _form(request: Request):
-    e = emu(request)
-    actor = require_user(request, e.conn)
-    form = form_row(e.conn, int_param(request.path_params["pid"]), request.path_params["fid"])
-    return e, actor, form
-
-
 async def submissions_list(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     deleted = is_true(request.query_params.get("deleted"))
     rows = e.conn.execute(
         f"SELECT {SUBMISSION_COLUMNS} FROM submissions s "
@@ -49,12 +41,12 @@ async def submissions_list(request: Request) -> Response:
 
 
 async def submission_get(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     return ok(submission_json(submission_row(e.conn, form, request.path_params["iid"])))
 
 
 async def submission_xml(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     xml = e.conn.execute(
         "SELECT v.xml FROM submission_versions v JOIN submissions s ON s.current_version=v.id "
@@ -66,7 +58,7 @@ async def submission_xml(request: Request) -> Response:
 
 async def submission_create(request: Request) -> Response:
     """``POST .../forms/{f}/submissions`` with the XML as body (pyodk submissions.create)."""
-    e, actor, form = _form(request)
+    e, actor, form = user_form(request)
     incoming = read_incoming(await request.body())
     if incoming.form_id != form.xml_form_id:
         raise errors.unexpected_value(
@@ -86,7 +78,7 @@ async def submission_create(request: Request) -> Response:
 
 async def submission_put(request: Request) -> Response:
     """An edit: the body's meta/deprecatedID must name the current version (golden 50)."""
-    e, actor, form = _form(request)
+    e, actor, form = user_form(request)
     current = submission_row(e.conn, form, request.path_params["iid"])
     incoming = read_incoming(await request.body())
     if not incoming.deprecated_id:
@@ -102,7 +94,7 @@ async def submission_put(request: Request) -> Response:
 
 
 async def submission_patch(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     body = await json_body(request)
     if "reviewState" in body:
@@ -119,21 +111,21 @@ async def submission_patch(request: Request) -> Response:
 
 
 async def submission_delete(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     e.conn.execute("UPDATE submissions SET deleted_at=? WHERE id=?", (now_iso(), row[0]))
     return success()  # golden 52
 
 
 async def submission_restore(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"], deleted=True)
     e.conn.execute("UPDATE submissions SET deleted_at=NULL WHERE id=?", (row[0],))
     return success()  # golden 55
 
 
 async def comments_list(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     rows = e.conn.execute(
         "SELECT body, actor_id, created_at FROM comments WHERE submission_id=? "
@@ -144,7 +136,7 @@ async def comments_list(request: Request) -> Response:
 
 
 async def comment_create(request: Request) -> Response:
-    e, actor, form = _form(request)
+    e, actor, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     body = await json_body(request)
     text = body.get("body")
@@ -159,7 +151,7 @@ async def comment_create(request: Request) -> Response:
 
 
 async def attachments_list(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     rows = e.conn.execute(
         "SELECT a.name, a.content IS NOT NULL FROM submission_attachments a "
@@ -170,7 +162,7 @@ async def attachments_list(request: Request) -> Response:
 
 
 async def attachment_get(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     found = e.conn.execute(
         "SELECT a.content, a.content_type FROM submission_attachments a "
@@ -185,7 +177,7 @@ async def attachment_get(request: Request) -> Response:
 async def attachment_upload(request: Request) -> Response:
     """``POST .../submissions/{iid}/attachments/{name}`` with the raw bytes (pyodk
     submission_attachments.upload); only names the current version expects (404.1 else)."""
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     name = request.path_params["name"]
     version_id = e.conn.execute(
@@ -211,7 +203,7 @@ async def attachment_upload(request: Request) -> Response:
 
 
 async def attachment_delete(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     version_id = e.conn.execute(
         "SELECT current_version FROM submissions WHERE id=?", (row[0],)
@@ -228,7 +220,7 @@ async def attachment_delete(request: Request) -> Response:
 
 
 async def versions_list(request: Request) -> Response:
-    e, _, form = _form(request)
+    e, _, form = user_form(request)
     row = submission_row(e.conn, form, request.path_params["iid"])
     rows = e.conn.execute(
         "SELECT v.id, v.submitter_id, v.created_at, v.instance_name, v.instance_id, "

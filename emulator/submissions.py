@@ -25,7 +25,7 @@ import orjson
 
 from emulator import errors
 from emulator.auth import Actor
-from emulator.common import Emulator, FormRow
+from emulator.common import Emulator, FormRow, may_use_form, published_def
 from emulator.db import now_iso, transaction
 from emulator.odata import entity_from_submission, without_expand
 from emulator.xform import XForm
@@ -121,35 +121,15 @@ class Stored:
     created: bool  # False: an identical resubmission
 
 
-def find_form(conn: sqlite3.Connection, project_id: int, xml_form_id: str) -> FormRow:
-    row = conn.execute(
-        "SELECT id, project_id, xml_form_id, state, created_at, updated_at, current_def, "
-        "draft_def FROM forms WHERE project_id=? AND xml_form_id=? AND deleted_at IS NULL",
-        (project_id, xml_form_id),
-    ).fetchone()
-    if row is None:
-        raise errors.not_found()
-    return FormRow(*row)
-
-
 def def_for_version(conn: sqlite3.Connection, form: FormRow, version: str) -> int:
-    row = conn.execute(
-        "SELECT id FROM form_defs WHERE form_id=? AND version=? AND published_at IS NOT NULL "
-        "ORDER BY id DESC LIMIT 1",
-        (form.id, version),
-    ).fetchone()
-    if row is None:
+    def_id = published_def(conn, form, version)
+    if def_id is None:
         raise errors.form_version_not_found(version)  # golden 26
-    return row[0]
+    return def_id
 
 
 def check_may_submit(conn: sqlite3.Connection, actor: Actor, form: FormRow) -> None:
-    if actor.is_user:
-        return
-    assigned = conn.execute(
-        "SELECT 1 FROM assignments WHERE form_id=? AND actor_id=?", (form.id, actor.id)
-    ).fetchone()
-    if actor.project_id != form.project_id or assigned is None:
+    if not may_use_form(conn, actor, form):
         raise errors.insufficient_rights()
 
 
