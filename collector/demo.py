@@ -310,22 +310,9 @@ class Demo:
                 c.print(f"  {role:8} key: {self.keys[role]}")
         c.print("Example calls (manager key):")
         c.print(f'  export KEY="{key}"', highlight=False, soft_wrap=True)
-        for path in (
-            "/v1/forms",
-            f"/v1/forms/{form}/submissions?limit=5&lang=tg",
-            "/v1/indicators",
-            "/v1/sync/status",
-        ):
-            c.print(
-                f'  curl -H "Authorization: Bearer $KEY" "{api}{path}"',
-                highlight=False,
-                soft_wrap=True,
-            )
-        c.print(
-            f'  curl -H "Authorization: Bearer $KEY" -o {form}.csv "{api}/v1/forms/{form}/export.csv?lang=en"',
-            highlight=False,
-            soft_wrap=True,
-        )
+        for path in guide_paths(form):
+            save = f"-o {form}.csv " if ".csv" in path else ""
+            c.print(f'  curl -H "Authorization: Bearer $KEY" {save}"{api}{path}"', soft_wrap=True)
         c.print(f"Central (emulator): {self.central_url}   logs: {self.options.data_dir / 'logs'}")
         c.rule()
 
@@ -441,6 +428,17 @@ class Demo:
             return 1
         self.console.print(f"[green]{self.api_seen} submissions reached the API.[/green]")
         return 0
+
+
+def guide_paths(form: str) -> list[str]:
+    """The API calls the guide prints (tests/test_demo.py calls each of them)."""
+    return [
+        "/v1/forms",
+        f"/v1/forms/{form}/submissions?limit=5&lang=tg",
+        f"/v1/forms/{form}/export.csv?lang=en",
+        "/v1/indicators",
+        "/v1/sync/status",
+    ]
 
 
 def ensure_postgres_database(url: str) -> bool:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import requests
 
+from collector.demo import guide_paths
+
 REPO = Path(__file__).resolve().parent.parent
 DURATION = 15
 
@@ -37,6 +39,15 @@ def served_submissions(info: dict) -> int:
         if r.ok:
             total += len(r.json()["items"])
     return total
+
+
+def guide_urls_answer(info: dict) -> dict[str, int]:
+    """Each call the demo's guide prints (export, indicators, ...): its HTTP status."""
+    headers = {"Authorization": f"Bearer {info['keys']['manager']}"}
+    return {
+        path: requests.get(info["api_url"] + path, headers=headers, timeout=30).status_code
+        for path in guide_paths("household_visit")
+    }
 
 
 def answers(url: str) -> bool:
@@ -75,6 +86,7 @@ def test_demo__headless_run_serves_submissions(tmp_path: Path) -> None:
         proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
         info_path = tmp_path / "data" / "demo" / "demo.json"
         seen = 0
+        guide_urls: dict[str, int] = {}
         info: dict = {}
         try:
             deadline = time.monotonic() + DURATION + 60
@@ -84,6 +96,8 @@ def test_demo__headless_run_serves_submissions(tmp_path: Path) -> None:
                 if info and not seen:
                     with contextlib.suppress(requests.RequestException):  # it may be stopping
                         seen = served_submissions(info)
+                        if seen:
+                            guide_urls = guide_urls_answer(info)
                 time.sleep(1)
             code = proc.wait(timeout=60)
         finally:
@@ -93,6 +107,7 @@ def test_demo__headless_run_serves_submissions(tmp_path: Path) -> None:
     assert info, f"the demo never wrote demo.json:\n{out}"
     assert set(info["keys"]) == {"viewer", "analyst", "manager", "admin"}
     assert seen > 0, f"no submission reached the API while the demo ran:\n{out}"
+    assert guide_urls and all(status == 200 for status in guide_urls.values()), guide_urls
     assert code == 0, f"the demo exited {code}:\n{out}"
     assert "reached the API" in out
     assert f"{info['api_url']}/docs" in out  # the guide told the data manager where to look
