@@ -162,6 +162,30 @@ def _present_count(conn: sqlite3.Connection, version_id: int) -> int:
     ).fetchone()[0]
 
 
+FRAGMENT_COLUMNS = ("data", "nav_head", "nav_tail", "exp_head", "exp_tail", "repeats")
+
+
+@dataclass(frozen=True)
+class _Version:
+    """One incoming submission version and what storing it needs, resolved once."""
+
+    form: FormRow
+    incoming: Incoming
+    actor: Actor
+    device_id: str | None
+    user_agent: str | None
+    files: dict[str, tuple[bytes, str]]
+    def_id: int
+    xform: XForm
+    xml_hash: str
+    expected: list[str]
+
+    def fragments(self, logical_id: str) -> tuple[bytes, ...]:
+        """The OData pieces in FRAGMENT_COLUMNS order."""
+        frags = odata_fragments(self.xform, self.incoming.xml, logical_id)
+        return tuple(frags[c] for c in FRAGMENT_COLUMNS)
+
+
 def store(
     e: Emulator,
     form: FormRow,
@@ -176,97 +200,78 @@ def store(
     """Store a submission or an edit of one, atomically; raises Central's error where
     Central refuses."""
     with transaction(e.conn):
-        return _store(
-            e, form, incoming, actor, device_id, user_agent, files, created_at, allow_resubmit
-        )
-
-
-def _store(
-    e: Emulator,
-    form: FormRow,
-    incoming: Incoming,
-    actor: Actor,
-    device_id: str | None,
-    user_agent: str | None,
-    files: dict[str, tuple[bytes, str]] | None = None,
-    created_at: str | None = None,
-    allow_resubmit: bool = True,
-) -> Stored:
-    conn = e.conn
-    files = files or {}
-    if form.state == "closed":
-        raise errors.not_accepting_submissions()
-    def_id = def_for_version(conn, form, incoming.version)
-    xform = e.xform(def_id)
-    xml_hash = hashlib.sha256(incoming.xml).hexdigest()
-    existing = conn.execute(
-        "SELECT v.id, v.submission_id, v.xml_hash, s.deleted_at FROM submission_versions v "
-        "JOIN submissions s ON s.id=v.submission_id WHERE v.form_id=? AND v.instance_id=?",
-        (form.id, incoming.instance_id),
-    ).fetchone()
-    if existing is not None:
-        version_id, submission_id, old_hash, deleted_at = existing
-        if deleted_at is not None:
-            raise errors.deleted_resubmission()
-        if old_hash != xml_hash:
-            raise errors.xml_conflict()  # golden 24
-        if not allow_resubmit:
-            raise errors.uniqueness(
-                ["xmlFormId", "instanceId"], [form.xml_form_id, incoming.instance_id], "submissions"
-            )
-        # golden 23: identical XML is accepted again and may bring the missing attachments.
-        expected = expected_attachments(xform, incoming.root)
-        _save_attachments(conn, version_id, expected, files)
-        conn.execute(
-            "UPDATE submissions SET att_present=? WHERE id=? AND current_version=?",
-            (_present_count(conn, version_id), submission_id, version_id),
-        )
-        return Stored(submission_id, False)
-
-    now = created_at or now_iso()
-    expected = expected_attachments(xform, incoming.root)
-    if incoming.deprecated_id:
-        return _store_edit(
-            e,
+        if form.state == "closed":
+            raise errors.not_accepting_submissions()
+        def_id = def_for_version(e.conn, form, incoming.version)
+        xform = e.xform(def_id)
+        version = _Version(
             form,
             incoming,
             actor,
             device_id,
             user_agent,
-            files,
+            files or {},
             def_id,
             xform,
-            xml_hash,
-            expected,
+            hashlib.sha256(incoming.xml).hexdigest(),
+            expected_attachments(xform, incoming.root),
         )
+        existing = e.conn.execute(
+            "SELECT v.id, v.submission_id, v.xml_hash, s.deleted_at FROM submission_versions v "
+            "JOIN submissions s ON s.id=v.submission_id WHERE v.form_id=? AND v.instance_id=?",
+            (form.id, incoming.instance_id),
+        ).fetchone()
+        if existing is not None:
+            return _accept_identical(e.conn, version, existing, allow_resubmit)
+        if incoming.deprecated_id:
+            return _store_edit(e.conn, version)
+        return _store_new(e.conn, version, created_at or now_iso())
 
-    frags = odata_fragments(xform, incoming.xml, incoming.instance_id)
+
+def _accept_identical(
+    conn: sqlite3.Connection, v: _Version, existing: tuple[Any, ...], allow_resubmit: bool
+) -> Stored:
+    """golden 23: identical XML is accepted again and may bring the missing attachments;
+    different XML is 409.1 (golden 24), a deleted one 409.18."""
+    version_id, submission_id, old_hash, deleted_at = existing
+    if deleted_at is not None:
+        raise errors.deleted_resubmission()
+    if old_hash != v.xml_hash:
+        raise errors.xml_conflict()
+    if not allow_resubmit:
+        raise errors.uniqueness(
+            ["xmlFormId", "instanceId"],
+            [v.form.xml_form_id, v.incoming.instance_id],
+            "submissions",
+        )
+    _save_attachments(conn, version_id, v.expected, v.files)
+    conn.execute(
+        "UPDATE submissions SET att_present=? WHERE id=? AND current_version=?",
+        (_present_count(conn, version_id), submission_id, version_id),
+    )
+    return Stored(submission_id, False)
+
+
+def _store_new(conn: sqlite3.Connection, v: _Version, now: str) -> Stored:
     cur = conn.execute(
         "INSERT INTO submissions (form_id, instance_id, created_at, submitter_id, device_id, "
-        "user_agent, form_version, att_expected, data, nav_head, nav_tail, exp_head, exp_tail, "
-        "repeats) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        f"user_agent, form_version, att_expected, {', '.join(FRAGMENT_COLUMNS)}) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            form.id,
-            incoming.instance_id,
+            v.form.id,
+            v.incoming.instance_id,
             now,
-            actor.id,
-            device_id,
-            user_agent,
-            incoming.version,
-            len(expected),
-            frags["data"],
-            frags["nav_head"],
-            frags["nav_tail"],
-            frags["exp_head"],
-            frags["exp_tail"],
-            frags["repeats"],
+            v.actor.id,
+            v.device_id,
+            v.user_agent,
+            v.incoming.version,
+            len(v.expected),
+            *v.fragments(v.incoming.instance_id),
         ),
     )
     submission_id = int(cur.lastrowid or 0)
-    version_id = _insert_version(
-        conn, submission_id, form, incoming, xml_hash, now, actor, device_id, user_agent, def_id
-    )
-    _save_attachments(conn, version_id, expected, files)
+    version_id = _insert_version(conn, submission_id, v, now)
+    _save_attachments(conn, version_id, v.expected, v.files)
     conn.execute(
         "UPDATE submissions SET current_version=?, att_present=? WHERE id=?",
         (version_id, _present_count(conn, version_id), submission_id),
@@ -274,94 +279,66 @@ def _store(
     return Stored(submission_id, True)
 
 
-def _insert_version(
-    conn: sqlite3.Connection,
-    submission_id: int,
-    form: FormRow,
-    incoming: Incoming,
-    xml_hash: str,
-    now: str,
-    actor: Actor,
-    device_id: str | None,
-    user_agent: str | None,
-    def_id: int,
-) -> int:
+def _insert_version(conn: sqlite3.Connection, submission_id: int, v: _Version, now: str) -> int:
     cur = conn.execute(
         "INSERT INTO submission_versions (submission_id, form_id, instance_id, instance_name, "
         "xml, xml_hash, created_at, submitter_id, device_id, user_agent, def_id) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (
             submission_id,
-            form.id,
-            incoming.instance_id,
-            incoming.instance_name,
-            incoming.xml,
-            xml_hash,
+            v.form.id,
+            v.incoming.instance_id,
+            v.incoming.instance_name,
+            v.incoming.xml,
+            v.xml_hash,
             now,
-            actor.id,
-            device_id,
-            user_agent,
-            def_id,
+            v.actor.id,
+            v.device_id,
+            v.user_agent,
+            v.def_id,
         ),
     )
     return int(cur.lastrowid or 0)
 
 
-def _store_edit(
-    e: Emulator,
-    form: FormRow,
-    incoming: Incoming,
-    actor: Actor,
-    device_id: str | None,
-    user_agent: str | None,
-    files: dict[str, tuple[bytes, str]],
-    def_id: int,
-    xform: XForm,
-    xml_hash: str,
-    expected: list[str],
-) -> Stored:
-    conn = e.conn
-    deprecated = incoming.deprecated_id or ""
+def _store_edit(conn: sqlite3.Connection, v: _Version) -> Stored:
+    """An edit names the current version in ``meta/deprecatedID`` (golden 50)."""
+    deprecated = v.incoming.deprecated_id or ""
     row = conn.execute(
         "SELECT v.id, v.submission_id, s.current_version, s.instance_id, s.deleted_at "
         "FROM submission_versions v JOIN submissions s ON s.id=v.submission_id "
         "WHERE v.form_id=? AND v.instance_id=?",
-        (form.id, deprecated),
+        (v.form.id, deprecated),
     ).fetchone()
     if row is None or row[4] is not None:
         raise errors.deprecated_id_not_found(deprecated)
     version_id, submission_id, current_version, logical_id, _ = row
     if version_id != current_version:
         raise errors.deprecating_old_submission(deprecated)
-    frags = odata_fragments(xform, incoming.xml, logical_id)
+    fragments = v.fragments(logical_id)
     now = now_iso()
-    new_version = _insert_version(
-        conn, submission_id, form, incoming, xml_hash, now, actor, device_id, user_agent, def_id
-    )
+    new_version = _insert_version(conn, submission_id, v, now)
     # attachments of the old version carry over by name (Central copies unchanged blobs)
+    files = dict(v.files)
     for name, content, ctype in conn.execute(
         "SELECT name, content, content_type FROM submission_attachments WHERE version_id=?",
         (version_id,),
     ).fetchall():
-        if name in expected and name not in files and content is not None:
-            files = {**files, name: (bytes(content), ctype)}
-    _save_attachments(conn, new_version, expected, files)
+        if name in v.expected and name not in files and content is not None:
+            files[name] = (bytes(content), ctype)
+    _save_attachments(conn, new_version, v.expected, files)
     conn.execute(
         "UPDATE submissions SET current_version=?, edits=edits+1, review_state='edited', "
-        "updated_at=?, form_version=?, att_expected=?, att_present=?, data=?, nav_head=?, "
-        "nav_tail=?, exp_head=?, exp_tail=?, repeats=? WHERE id=?",
+        "updated_at=?, form_version=?, att_expected=?, att_present=?, "
+        + ", ".join(f"{c}=?" for c in FRAGMENT_COLUMNS)
+        + " WHERE id=?",
         (
             new_version,
             now,
-            incoming.version,
-            len(expected),
+            v.incoming.version,
+            len(v.expected),
             _present_count(conn, new_version),
-            frags["data"],
-            frags["nav_head"],
-            frags["nav_tail"],
-            frags["exp_head"],
-            frags["exp_tail"],
-            frags["repeats"],
+            *fragments,
             submission_id,
         ),
     )
@@ -379,23 +356,18 @@ SUBMISSION_COLUMNS = (
 
 def submission_json(row: tuple[Any, ...], with_version: bool = True) -> dict[str, Any]:
     """golden 28/29/50 key order; without the version, golden 46 (PATCH answer)."""
-    if not with_version:
-        return {
-            "instanceId": row[1],
-            "submitterId": row[2],
-            "deviceId": row[3],
-            "createdAt": row[4],
-            "updatedAt": row[5],
-            "reviewState": row[6],
-            "deletedAt": row[8],
-        }
-    return {
+    head = {
         "instanceId": row[1],
         "submitterId": row[2],
         "deviceId": row[3],
         "createdAt": row[4],
         "updatedAt": row[5],
         "reviewState": row[6],
+    }
+    if not with_version:
+        return {**head, "deletedAt": row[8]}
+    return {
+        **head,
         "userAgent": row[7],
         "deletedAt": row[8],
         "currentVersion": {
