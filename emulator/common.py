@@ -50,6 +50,11 @@ def ok(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(payload), status, headers, media_type=JSON_TYPE)
 
 
+def xml_response(xml: bytes) -> Response:
+    """A form definition or submission download (golden 32)."""
+    return Response(xml, 200, media_type="application/xml; charset=utf-8")
+
+
 SUCCESS = b'{"success":true}'
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.responses import Response
 
 from emulator import errors
 from emulator.common import is_true
@@ -163,8 +162,3 @@ def insert_def(
 def def_xml(conn: sqlite3.Connection, def_id: int) -> bytes:
     """The stored XML of one form version."""
     return bytes(conn.execute("SELECT xml FROM form_defs WHERE id=?", (def_id,)).fetchone()[0])
-
-
-def xml_response(xml: bytes) -> Response:
-    """A form definition download (golden 32)."""
-    return Response(xml, 200, media_type="application/xml; charset=utf-8")

@@ -31,6 +31,7 @@ from emulator.common import (
     success,
     user_form,
     user_project,
+    xml_response,
 )
 from emulator.db import now_iso, transaction
 from emulator.formdefs import (
@@ -41,7 +42,6 @@ from emulator.formdefs import (
     insert_def,
     parsed,
     set_version,
-    xml_response,
 )
 
 # --- JSON shapes ----------------------------------------------------------------------------

@@ -8,21 +8,51 @@ leaves ``updatedAt`` alone; restore clears ``deletedAt`` (central-api.md).
 
 from __future__ import annotations
 
+import sqlite3
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator import errors
-from emulator.common import is_true, json_body, ok, success, user_form
+from emulator.auth import Actor
+from emulator.common import (
+    Emulator,
+    FormRow,
+    is_true,
+    json_body,
+    ok,
+    success,
+    user_form,
+    xml_response,
+)
 from emulator.db import now_iso
 from emulator.submissions import (
     REVIEW_STATES,
     SUBMISSION_COLUMNS,
+    Incoming,
     read_incoming,
     store,
     submission_json,
     submission_row,
 )
+
+
+def _submission(request: Request, deleted: bool = False) -> tuple[Emulator, Actor, int]:
+    """The emulator, the web user calling and the ``{iid}`` submission's row id."""
+    e, actor, form = user_form(request)
+    return e, actor, submission_row(e.conn, form, request.path_params["iid"], deleted)[0]
+
+
+def _current_version(conn: sqlite3.Connection, submission_id: int) -> int:
+    return conn.execute(
+        "SELECT current_version FROM submissions WHERE id=?", (submission_id,)
+    ).fetchone()[0]
+
+
+def _check_form_id(incoming: Incoming, form: FormRow) -> None:
+    """The XML's form id must be the URL's (lib/resources/submissions.js)."""
+    _check_form_id(incoming, form)
 
 
 async def submissions_list(request: Request) -> Response:
@@ -46,24 +76,20 @@ async def submission_get(request: Request) -> Response:
 
 
 async def submission_xml(request: Request) -> Response:
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
+    e, _, sid = _submission(request)
     xml = e.conn.execute(
         "SELECT v.xml FROM submission_versions v JOIN submissions s ON s.current_version=v.id "
         "WHERE s.id=?",
-        (row[0],),
+        (sid,),
     ).fetchone()[0]
-    return Response(bytes(xml), 200, media_type="application/xml; charset=utf-8")
+    return xml_response(bytes(xml))
 
 
 async def submission_create(request: Request) -> Response:
     """``POST .../forms/{f}/submissions`` with the XML as body (pyodk submissions.create)."""
     e, actor, form = user_form(request)
     incoming = read_incoming(await request.body())
-    if incoming.form_id != form.xml_form_id:
-        raise errors.unexpected_value(
-            "form id", incoming.form_id, "did not match the form ID in the URL"
-        )
+    _check_form_id(incoming, form)
     device = request.query_params.get("deviceID")
     stored = store(
         e, form, incoming, actor, device, request.headers.get("user-agent"), allow_resubmit=False
@@ -83,10 +109,7 @@ async def submission_put(request: Request) -> Response:
     incoming = read_incoming(await request.body())
     if not incoming.deprecated_id:
         raise errors.expected_deprecation()
-    if incoming.form_id != form.xml_form_id:
-        raise errors.unexpected_value(
-            "form id", incoming.form_id, "did not match the form ID in the URL"
-        )
+    _check_form_id(incoming, form)
     if incoming.deprecated_id != current[12]:
         raise errors.deprecating_old_submission(incoming.deprecated_id)
     store(e, form, incoming, actor, current[3], request.headers.get("user-agent"))
@@ -111,33 +134,29 @@ async def submission_patch(request: Request) -> Response:
 
 
 async def submission_delete(request: Request) -> Response:
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
-    e.conn.execute("UPDATE submissions SET deleted_at=? WHERE id=?", (now_iso(), row[0]))
+    e, _, sid = _submission(request)
+    e.conn.execute("UPDATE submissions SET deleted_at=? WHERE id=?", (now_iso(), sid))
     return success()  # golden 52
 
 
 async def submission_restore(request: Request) -> Response:
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"], deleted=True)
-    e.conn.execute("UPDATE submissions SET deleted_at=NULL WHERE id=?", (row[0],))
+    e, _, sid = _submission(request, deleted=True)
+    e.conn.execute("UPDATE submissions SET deleted_at=NULL WHERE id=?", (sid,))
     return success()  # golden 55
 
 
 async def comments_list(request: Request) -> Response:
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
+    e, _, sid = _submission(request)
     rows = e.conn.execute(
         "SELECT body, actor_id, created_at FROM comments WHERE submission_id=? "
         "ORDER BY created_at DESC, id DESC",
-        (row[0],),
+        (sid,),
     ).fetchall()
     return ok([{"body": b, "actorId": a, "createdAt": c} for b, a, c in rows])  # golden 49
 
 
 async def comment_create(request: Request) -> Response:
-    e, actor, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
+    e, actor, sid = _submission(request)
     body = await json_body(request)
     text = body.get("body")
     if not isinstance(text, str) or not text:
@@ -145,29 +164,27 @@ async def comment_create(request: Request) -> Response:
     created = now_iso()
     e.conn.execute(
         "INSERT INTO comments (submission_id, body, actor_id, created_at) VALUES (?,?,?,?)",
-        (row[0], text, actor.id, created),
+        (sid, text, actor.id, created),
     )
     return ok({"body": text, "actorId": actor.id, "createdAt": created})  # golden 48
 
 
 async def attachments_list(request: Request) -> Response:
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
+    e, _, sid = _submission(request)
     rows = e.conn.execute(
         "SELECT a.name, a.content IS NOT NULL FROM submission_attachments a "
         "JOIN submissions s ON s.current_version=a.version_id WHERE s.id=? ORDER BY a.name",
-        (row[0],),
+        (sid,),
     ).fetchall()
     return ok([{"name": n, "exists": bool(x)} for n, x in rows])
 
 
 async def attachment_get(request: Request) -> Response:
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
+    e, _, sid = _submission(request)
     found = e.conn.execute(
         "SELECT a.content, a.content_type FROM submission_attachments a "
         "JOIN submissions s ON s.current_version=a.version_id WHERE s.id=? AND a.name=?",
-        (row[0], request.path_params["name"]),
+        (sid, request.path_params["name"]),
     ).fetchone()
     if found is None or found[0] is None:
         raise errors.not_found()
@@ -177,12 +194,9 @@ async def attachment_get(request: Request) -> Response:
 async def attachment_upload(request: Request) -> Response:
     """``POST .../submissions/{iid}/attachments/{name}`` with the raw bytes (pyodk
     submission_attachments.upload); only names the current version expects (404.1 else)."""
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
+    e, _, sid = _submission(request)
     name = request.path_params["name"]
-    version_id = e.conn.execute(
-        "SELECT current_version FROM submissions WHERE id=?", (row[0],)
-    ).fetchone()[0]
+    version_id = _current_version(e.conn, sid)
     expected = e.conn.execute(
         "SELECT 1 FROM submission_attachments WHERE version_id=? AND name=?", (version_id, name)
     ).fetchone()
@@ -197,17 +211,14 @@ async def attachment_upload(request: Request) -> Response:
     e.conn.execute(
         "UPDATE submissions SET att_present=(SELECT count(*) FROM submission_attachments "
         "WHERE version_id=? AND content IS NOT NULL) WHERE id=?",
-        (version_id, row[0]),
+        (version_id, sid),
     )
     return success()
 
 
 async def attachment_delete(request: Request) -> Response:
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
-    version_id = e.conn.execute(
-        "SELECT current_version FROM submissions WHERE id=?", (row[0],)
-    ).fetchone()[0]
+    e, _, sid = _submission(request)
+    version_id = _current_version(e.conn, sid)
     cur = e.conn.execute(
         "UPDATE submission_attachments SET content=NULL, content_type=NULL "
         "WHERE version_id=? AND name=? AND content IS NOT NULL",
@@ -215,18 +226,17 @@ async def attachment_delete(request: Request) -> Response:
     )
     if cur.rowcount == 0:
         raise errors.not_found()
-    e.conn.execute("UPDATE submissions SET att_present=att_present-1 WHERE id=?", (row[0],))
+    e.conn.execute("UPDATE submissions SET att_present=att_present-1 WHERE id=?", (sid,))
     return success()
 
 
 async def versions_list(request: Request) -> Response:
-    e, _, form = user_form(request)
-    row = submission_row(e.conn, form, request.path_params["iid"])
+    e, _, sid = _submission(request)
     rows = e.conn.execute(
         "SELECT v.id, v.submitter_id, v.created_at, v.instance_name, v.instance_id, "
         "v.device_id, v.user_agent, s.current_version FROM submission_versions v "
         "JOIN submissions s ON s.id=v.submission_id WHERE s.id=? ORDER BY v.id DESC",
-        (row[0],),
+        (sid,),
     ).fetchall()
     return ok(
         [
