@@ -52,7 +52,10 @@ def _current_version(conn: sqlite3.Connection, submission_id: int) -> int:
 
 def _check_form_id(incoming: Incoming, form: FormRow) -> None:
     """The XML's form id must be the URL's (lib/resources/submissions.js)."""
-    _check_form_id(incoming, form)
+    if incoming.form_id != form.xml_form_id:
+        raise errors.unexpected_value(
+            "form id", incoming.form_id, "did not match the form ID in the URL"
+        )
 
 
 async def submissions_list(request: Request) -> Response:
