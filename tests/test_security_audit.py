@@ -1,0 +1,346 @@
+"""Adversarial checks beyond ``test_api_leaks``: ways a key or a log learns what it may not.
+
+Each test plays an attacker (or an operator reading logs) against the real path: forms
+published to the emulator, submissions sent over OpenRosa, ``collector.sync`` into SQLite
+and PostgreSQL, the API in a real uvicorn server (``tests/api_fixtures.py``). Findings and
+their suggested fixes are written up in /work/notes/security-findings.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import random
+import stat
+import subprocess
+import sys
+import time
+import uuid
+
+import orjson
+import pytest
+import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from collector import sync
+from collector.forminfo import form_info
+from collector.keys import create_key, revoke_key
+from tests.api_fixtures import (
+    HOME_DISTRICT,
+    MARK_OTHER,
+    PLANTED_SENSITIVE,
+    RARE_DISTRICT,
+    SENSITIVE_NEEDLES,
+    LiveApi,
+    api_fixture,  # noqa: F401 - fixture "api"
+    instance_xml,
+    module_database_url_fixture,  # noqa: F401 - fixture
+    synced_fixture,  # noqa: F401 - fixture
+)
+from tests.conftest import REPO, free_port
+
+INDICATOR = "/v1/indicators/women_visited"
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _one_value(api: LiveApi, key: str, **params) -> int | None:
+    """The single cell of an indicator asked with ``period=none`` and no breakdown."""
+    r = api.get(INDICATOR, key, period="none", **params)
+    assert r.status_code == 200, r.text
+    cells = r.json()["cells"]
+    assert len(cells) == 1, cells
+    return None if cells[0]["suppressed"] else cells[0]["value"]
+
+
+# --- indicators: small cells recovered by differencing ---------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-2 (H6, collector/indicators.py): any district set, so a suppressed cell is the difference of two visible ones",
+)
+def test_security__suppressed_cell_not_recovered_by_district_differencing(api):
+    """A viewer must not learn a suppressed cell by asking for every district and for every
+    district but the rare one, and subtracting: the ``district`` filter takes any set, both
+    answers are above the threshold, and their difference is the small count suppression
+    hides (two women visited in the rare district)."""
+    manager = api.get(INDICATOR, "manager", period="none", by="district").json()
+    true = {c["keys"]["district"]: c["value"] for c in manager["cells"]}
+    assert 0 < true[RARE_DISTRICT] < api.synced.settings.suppression_threshold
+
+    viewer = api.get(INDICATOR, "viewer", period="none", by="district").json()
+    rare = next(c for c in viewer["cells"] if c["keys"]["district"] == RARE_DISTRICT)
+    assert rare["suppressed"], "the small cell itself must be suppressed"
+    # Every district the form offers (public: GET /v1/forms/household_visit), but the rare one.
+    choices = api.get("/v1/forms/household_visit", "viewer").json()["choices"]["district"]
+    others = [c["value"] for c in choices if c["value"] != RARE_DISTRICT]
+
+    everyone = _one_value(api, "viewer")
+    all_but_rare = _one_value(api, "viewer", district=others)
+    recovered = None if everyone is None or all_but_rare is None else everyone - all_but_rare
+    assert recovered != true[RARE_DISTRICT], (
+        f"viewer recovered the suppressed cell {RARE_DISTRICT}={true[RARE_DISTRICT]} as "
+        f"(all districts) {everyone} - (all but {RARE_DISTRICT}) {all_but_rare}"
+    )
+
+
+# --- keys: a district-limited admin ------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-3 (H6, api/routes/keys.py): a district-limited admin creates keys for every district",
+)
+def test_security__district_limited_admin_cannot_mint_a_wider_key(api):
+    """An admin key limited to one district (a partner organisation's admin) must not create
+    a key that reaches other districts (no districts = every district)."""
+    engine = api.synced.engine
+    name = f"admin-home-{uuid.uuid4().hex[:6]}"
+    limited_admin = create_key(engine, name=name, role="admin", districts=[HOME_DISTRICT])
+    minted: list[str] = []
+    try:
+        for body in (
+            {"name": f"{name}-wide", "role": "analyst"},
+            {"name": f"{name}-empty", "role": "analyst", "districts": []},
+            {"name": f"{name}-other", "role": "analyst", "districts": ["khujand"]},
+        ):
+            r = requests.post(
+                api.url + "/v1/keys", json=body, headers=_auth(limited_admin.token), timeout=30
+            )
+            if r.status_code == 201:
+                minted.append(r.json()["name"])
+                districts = r.json()["districts"]
+                seen = requests.get(
+                    api.url + "/v1/forms/household_visit/submissions",
+                    params={"fields": "visit/household_id", "limit": 500},
+                    headers=_auth(r.json()["token"]),
+                    timeout=30,
+                ).text
+                assert districts is not None and set(districts) <= {HOME_DISTRICT}, (
+                    f"a {HOME_DISTRICT}-only admin minted {body} -> districts={districts}; "
+                    f"the new key sees the other district's row: {MARK_OTHER in seen}"
+                )
+            else:
+                assert r.status_code in (403, 422), (r.status_code, r.text)
+    finally:
+        for n in (name, *minted):
+            revoke_key(engine, n)
+
+
+# --- sync status: a database error's parameters ------------------------------------------------
+
+
+def _install_insert_fault(engine: sa.Engine, table: str) -> None:
+    """Make every insert into ``table`` fail, as a full disk, a lock timeout or a constraint
+    would: the database refuses the statement that carries the submission's values."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE OR REPLACE FUNCTION audit_fault() RETURNS trigger AS $$ "
+                "BEGIN RAISE EXCEPTION 'simulated storage failure'; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER audit_fault BEFORE INSERT OR UPDATE ON "{table}" '
+                "FOR EACH ROW EXECUTE FUNCTION audit_fault()"
+            )
+        else:
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER audit_fault BEFORE INSERT ON "{table}" '
+                "BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END"
+            )
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER audit_fault_u BEFORE UPDATE ON "{table}" '
+                "BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END"
+            )
+
+
+def _remove_insert_fault(engine: sa.Engine, table: str) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS audit_fault ON "{table}"')
+            conn.exec_driver_sql("DROP FUNCTION IF EXISTS audit_fault()")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_fault")
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_fault_u")
+
+
+def test_security__failed_sync_keeps_submission_values_out_of_status_and_logs(api, caplog):
+    """A sync that fails in the database records its error in ``sync_run``; any role reads
+    it at ``/v1/sync/status``. It must not carry the statement's parameters (the very
+    submission values being written), nor may the log."""
+    s = api.synced
+    form = form_info(s.engine, "household_visit")
+    assert form is not None
+    spec = s.specs["household_visit"]
+    version = form.version or ""
+    xml, _iid = instance_xml(
+        spec,
+        version,
+        random.Random(7),
+        overrides={
+            **PLANTED_SENSITIVE["household_visit"],
+            "/consent": "yes",
+            "/visit/district": HOME_DISTRICT,
+        },
+    )
+    s.project.submit(xml)
+    _install_insert_fault(s.engine, form.table_name)
+    try:
+        with caplog.at_level(logging.INFO):
+            results = sync.sync_forms(s.settings, ["household_visit"], engine=s.engine)
+    finally:
+        _remove_insert_fault(s.engine, form.table_name)
+    assert [r.status for r in results] == ["failed"], results
+    status = api.get("/v1/sync/status", "viewer")
+    assert status.status_code == 200
+    body = status.text
+    leaked = [n for n in SENSITIVE_NEEDLES if n in body]
+    assert not leaked, f"/v1/sync/status shows a viewer {leaked}: {body[:600]}"
+    logged = [n for n in SENSITIVE_NEEDLES if n in caplog.text]
+    assert not logged, f"the sync log holds {logged}"
+    # the store catches up once the fault is gone
+    assert [
+        r.status for r in sync.sync_forms(s.settings, ["household_visit"], engine=s.engine)
+    ] == ["ok"]
+
+
+# --- logs of `collector api`: values in query strings and cursors ------------------------------
+
+
+def _cursor_values(cursor: str) -> str:
+    return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-1 (H6, collector/cli_keys.py + collector/cursors.py): uvicorn's access log writes query strings; cursors carry sort values",
+)
+def test_security__api_log_holds_no_sensitive_query_values(api, tmp_path):
+    """``collector api`` as deployed: a manager filters by a phone number and pages a list
+    sorted by name. Neither the phone number nor the cursor (which carries the last row's
+    sort value, here a respondent's name) may reach the server's log."""
+    s = api.synced
+    port = free_port()
+    env = {
+        **os.environ,
+        "COLLECTOR_DATABASE_URL": s.settings.resolved_database_url,
+        "COLLECTOR_DATA_DIR": str(tmp_path),
+        "COLLECTOR_CENTRAL_URL": s.settings.central_url,
+    }
+    out = (tmp_path / "api.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collector", "api", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, "collector api exited"
+            assert time.monotonic() < deadline, "collector api did not start"
+            time.sleep(0.2)
+        manager = _auth(s.tokens["manager"])
+        phone = PLANTED_SENSITIVE["household_visit"]["/visit/respondent_phone"]
+        r = requests.get(
+            base + "/v1/forms/household_visit/submissions",
+            params={"where": f"visit/respondent_phone:eq:{phone}"},
+            headers=manager,
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.json()["items"], r.text
+        r = requests.get(
+            base + "/v1/forms/household_visit/submissions",
+            params={"sort": "visit/respondent_name", "limit": 1},
+            headers=manager,
+            timeout=30,
+        )
+        cursor = r.json()["next_cursor"]
+        assert cursor
+        name = orjson.loads(_cursor_values(cursor))["v"]
+        requests.get(
+            base + "/v1/forms/household_visit/submissions",
+            params={"sort": "visit/respondent_name", "limit": 1, "cursor": cursor},
+            headers=manager,
+            timeout=30,
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    out.seek(0)
+    log = out.read()
+    out.close()
+    encoded = requests.utils.quote(phone, safe="")
+    found = [
+        what
+        for what, text in (
+            ("phone", phone),
+            ("url-encoded phone", encoded),
+            ("phone (form-encoded)", phone.replace(" ", "+").replace("+992", "%2B992")),
+            ("cursor holding a respondent's name", cursor),
+        )
+        if text in log
+    ]
+    assert not found, f"`collector api` logged {found} (respondent name {name!r}):\n{log[-800:]}"
+
+
+# --- files on disk ------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-4 (H5, collector/central.py + store.py): pyodk_cache.toml and the SQLite store are created 0644",
+)
+def test_security__store_and_token_cache_readable_by_owner_only(api):
+    """The SQLite store holds every sensitive answer; ``pyodk_cache.toml`` holds a bearer
+    token for Central's admin account. Neither may be readable by other users of the host."""
+    s = api.synced
+    paths = [s.settings.pyodk_cache_path]
+    url = make_url(s.settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        paths.append(REPO / url.database if not os.path.isabs(url.database) else url.database)
+    open_to_others = {}
+    for p in paths:
+        assert os.path.exists(p), p
+        mode = stat.S_IMODE(os.stat(p).st_mode)
+        if mode & 0o077:
+            open_to_others[str(p)] = oct(mode)
+    assert not open_to_others, f"readable by group/others: {open_to_others}"
+
+
+# --- XLSX exports: the temporary file ------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-5 (H6, api/routes/exports.py + collector/exports.py): an XLSX temp file is deleted only by a started stream",
+)
+def test_security__aborted_xlsx_export_leaves_no_file_with_values(api):
+    """An XLSX export is written to a temporary file in ``data_dir`` first (a manager's
+    holds every sensitive value), then streamed and deleted. A client that gives up before
+    the stream starts (a read timeout, a closed laptop) must not leave that file behind."""
+    data_dir = api.synced.settings.data_dir
+    before = set(data_dir.glob("*.xlsx"))
+    for _ in range(5):
+        with contextlib.suppress(requests.exceptions.ReadTimeout):
+            requests.get(
+                api.url + "/v1/forms/household_visit/export.xlsx",
+                headers=_auth(api.synced.tokens["manager"]),
+                timeout=(5, 0.001),
+            )
+    time.sleep(2)
+    left = sorted(str(p) for p in set(data_dir.glob("*.xlsx")) - before)
+    assert not left, f"aborted exports left {len(left)} file(s) with sensitive values: {left}"
