@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from collector.xlsform import Sheet
+
 LANGUAGE_NAMES = {"en": "English (en)", "tg": "Tajik (tg)", "ru": "Russian (ru)"}
 """Column suffixes of the programme's languages, as XLSForm headers write them."""
 
@@ -62,3 +64,30 @@ class Findings:
         severity: Severity = "error",
     ) -> None:
         self.findings.append(Finding(self.file, sheet, row, column, code, message, fix, severity))
+
+    def on_row(self, sheet: Sheet, row: int) -> RowFindings:
+        """An adder for findings on one row of ``sheet``, so a rule names only the header
+        of the column to point at (a missing one points where it should be added)."""
+        return RowFindings(self, sheet, row)
+
+
+@dataclass(frozen=True)
+class RowFindings:
+    """Findings on one row of one sheet; see ``Findings.on_row``."""
+
+    out: Findings
+    sheet: Sheet
+    row: int
+
+    def add(
+        self, code: str, message: str, fix: str, header: str, severity: Severity = "error"
+    ) -> None:
+        self.out.add(
+            code,
+            message,
+            fix,
+            sheet=self.sheet.name,
+            row=self.row,
+            column=self.sheet.column_of(header),
+            severity=severity,
+        )

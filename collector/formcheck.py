@@ -109,44 +109,37 @@ def _check_sheets_and_settings(
     settings = xlsform.sheet("settings")
     if settings is None:
         return
+    at = out.on_row(settings, 2)  # the settings sheet's one row of values
     for key, what in (("form_id", "form id"), ("form_title", "form title")):
         if not xlsform.setting(key):
-            out.add(
+            at.add(
                 f"missing-{key.replace('_', '-')}",
                 f"the settings sheet has no {what}",
                 f"write the {what} under a '{key}' header on the settings sheet",
-                sheet=settings.name,
-                row=2,
-                column=settings.column_of(key),
+                key,
             )
     form_id = xlsform.setting("form_id")
     if form_id and not NAME_PATTERN.match(form_id):
-        out.add(
+        at.add(
             "invalid-form-id",
             f"form id '{form_id}' is not a valid XML name",
             "use letters, digits and underscores, starting with a letter",
-            sheet=settings.name,
-            row=2,
-            column=settings.column_of("form_id"),
+            "form_id",
         )
     if form_id and expected_form_id and form_id != expected_form_id:
-        out.add(
+        at.add(
             "form-id-mismatch",
             f"form id '{form_id}' differs from '{expected_form_id}' in forms/manifest.toml",
             "make the settings sheet's form_id and the manifest entry the same",
-            sheet=settings.name,
-            row=2,
-            column=settings.column_of("form_id"),
+            "form_id",
         )
     wanted = LANGUAGE_NAMES[LANGUAGES[0]]
     if xlsform.setting("default_language") != wanted:
-        out.add(
+        at.add(
             "default-language",
             f"default_language is '{xlsform.setting('default_language')}', not '{wanted}'",
             f"write '{wanted}' under a 'default_language' header on the settings sheet",
-            sheet=settings.name,
-            row=2,
-            column=settings.column_of("default_language"),
+            "default_language",
         )
 
 

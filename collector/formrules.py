@@ -81,35 +81,29 @@ def check_language_columns(sheet: Sheet, out: Findings, always: tuple[str, ...])
     headers = _language_headers(sheet)
     for header in sheet.columns:
         if header.strip().lower() in TRANSLATABLE:
-            out.add(
+            out.on_row(sheet, 1).add(
                 "untranslated-column",
                 f"column '{header}' has no language",
                 f"rename it '{header.strip()}::English (en)' and add the Tajik and Russian columns",
-                sheet=sheet.name,
-                row=1,
-                column=sheet.columns[header],
+                header,
             )
     for (key, code), header in headers.items():
         if code not in LANGUAGES:
-            out.add(
+            out.on_row(sheet, 1).add(
                 "unknown-language",
                 f"column '{header}' is not one of the programme's languages",
                 "use " + ", ".join(f"'{key}::{LANGUAGE_NAMES[c]}'" for c in LANGUAGES),
-                sheet=sheet.name,
-                row=1,
-                column=sheet.columns[header],
+                header,
             )
     used = set(always) | {key for key, _ in headers}
     for key in sorted(used):
         for code in LANGUAGES:
             if (key, code) not in headers:
-                out.add(
+                out.on_row(sheet, 1).add(
                     "missing-language-column",
                     f"the {sheet.name} sheet has no '{key}::{LANGUAGE_NAMES[code]}' column",
                     f"add a column headed '{key}::{LANGUAGE_NAMES[code]}' and fill it in",
-                    sheet=sheet.name,
-                    row=1,
-                    column=sheet.column_of(f"{key}::{LANGUAGE_NAMES[code]}"),
+                    f"{key}::{LANGUAGE_NAMES[code]}",
                 )
 
 
@@ -123,13 +117,11 @@ def _check_translations(row: SheetRow, sheet: Sheet, out: Findings, need_label: 
             header = headers.get((key, code))
             if header is None or code in present:
                 continue  # a missing column is reported once, on row 1
-            out.add(
+            out.on_row(sheet, row.row).add(
                 "missing-translation",
                 f"'{row.get('name') or row.get('list_name')}' has no {key} in {LANGUAGE_NAMES[code]}",
                 f"write the {LANGUAGE_NAMES[code].split(' (')[0]} {key.replace('_', ' ')} in this cell",
-                sheet=sheet.name,
-                row=row.row,
-                column=sheet.columns[header],
+                header,
             )
 
 
@@ -157,69 +149,57 @@ def check_survey_rows(
     seen: dict[str, int] = {}
     has_district = False
     listed_media = set(manifest_media) if manifest_media is not None else None
-    col = survey.column_of
     for row in survey.rows:
+        at = out.on_row(survey, row.row)
         type_text, name = row.get("type"), row.get("name")
         base, choice_list = split_type(type_text)
         if not type_text:
-            out.add(
+            at.add(
                 "missing-type",
                 f"row with name '{name}' has no type",
                 "write the question type, e.g. text, integer, select_one <list>",
-                sheet=survey.name,
-                row=row.row,
-                column=col("type"),
+                "type",
             )
             continue
         if not _known_type(base, choice_list, type_text):
-            out.add(
+            at.add(
                 "unknown-type",
                 f"'{type_text}' is not an XLSForm question type",
                 "use a type from https://xlsform.org/en/#question-types (check the spelling)",
-                sheet=survey.name,
-                row=row.row,
-                column=col("type"),
+                "type",
             )
         if base in GROUP_END:
             kind = GROUP_END[base]
             if not stack or stack[-1][0] != kind:
-                out.add(
+                at.add(
                     "unbalanced-group",
                     f"'{type_text}' has no matching 'begin_{kind}'",
                     f"remove this row or add a 'begin_{kind}' above it",
-                    sheet=survey.name,
-                    row=row.row,
-                    column=col("type"),
+                    "type",
                 )
             else:
                 stack.pop()
             continue
         if not name:
-            out.add(
+            at.add(
                 "missing-name",
                 f"the '{type_text}' row has no name",
                 "give it a unique name of letters, digits and underscores",
-                sheet=survey.name,
-                row=row.row,
-                column=col("name"),
+                "name",
             )
         elif not NAME_PATTERN.match(name):
-            out.add(
+            at.add(
                 "invalid-name",
                 f"'{name}' is not a valid name",
                 "start with a letter; use only letters, digits, '_', '-' and '.'",
-                sheet=survey.name,
-                row=row.row,
-                column=col("name"),
+                "name",
             )
         elif name in seen:
-            out.add(
+            at.add(
                 "duplicate-name",
                 f"'{name}' is already used on row {seen[name]}",
                 "rename one of them: names are column names in exports and must be unique",
-                sheet=survey.name,
-                row=row.row,
-                column=col("name"),
+                "name",
             )
         if name:
             seen.setdefault(name, row.row)
@@ -231,13 +211,11 @@ def check_survey_rows(
         if row.get("constraint") and not any(
             h for h in row.cells if h.lower().startswith("constraint_message")
         ):
-            out.add(
+            at.add(
                 "missing-constraint-message",
                 f"'{name}' has a constraint but no message",
                 "write what the enumerator should enter, in all three languages",
-                sheet=survey.name,
-                row=row.row,
-                column=col(f"constraint_message::{LANGUAGE_NAMES['en']}"),
+                f"constraint_message::{LANGUAGE_NAMES['en']}",
             )
         _check_sensitive(row, survey, out, base)
         _check_choice_reference(row, survey, out, base, choice_list, choice_lists)
@@ -245,13 +223,11 @@ def check_survey_rows(
             _check_media(row, survey, out, choice_list, media_dir, listed_media)
         check_expressions(row, survey, out, names)
     for kind, row in stack:
-        out.add(
+        out.on_row(survey, row.row).add(
             "unbalanced-group",
             f"'begin_{kind}' '{row.get('name')}' is never closed",
             f"add an 'end_{kind}' row where the {kind} ends",
-            sheet=survey.name,
-            row=row.row,
-            column=col("type"),
+            "type",
         )
     if not has_district:
         out.add(
@@ -264,15 +240,13 @@ def check_survey_rows(
 
 def _check_sensitive(row: SheetRow, survey: Sheet, out: Findings, base: str) -> None:
     value = row.get("sensitive").strip().lower()
-    column = survey.column_of("sensitive")
+    at = out.on_row(survey, row.row)
     if value not in SENSITIVE_VALUES:
-        out.add(
+        at.add(
             "invalid-sensitive",
             f"sensitive is '{row.get('sensitive')}', not yes or no",
             "write yes (or leave the cell empty for no)",
-            sheet=survey.name,
-            row=row.row,
-            column=column,
+            "sensitive",
         )
         return
     if is_true(value) or base in {"note", "calculate", "hidden"} | set(GROUP_BEGIN):
@@ -288,13 +262,11 @@ def _check_sensitive(row: SheetRow, survey: Sheet, out: Findings, base: str) -> 
     elif tokens & _SENSITIVE_NAME_TOKENS or (label and _SENSITIVE_LABEL.search(label)):
         why = "it asks for a name, phone, place or about violence or trafficking"
     if why:
-        out.add(
+        at.add(
             "sensitive-unmarked",
             f"'{name}' is not marked sensitive, but {why}",
             "write yes in the 'sensitive' column of this row",
-            sheet=survey.name,
-            row=row.row,
-            column=column,
+            "sensitive",
         )
 
 
@@ -318,23 +290,19 @@ def _check_choice_reference(
 ) -> None:
     if base in FILE_SELECT_TYPES or not choice_list:
         if base in {*SELECT_ALIASES, *FILE_SELECT_TYPES} and not choice_list:
-            out.add(
+            out.on_row(survey, row.row).add(
                 "missing-choice-list",
                 f"'{row.get('type')}' names no choice list",
                 f"write the list name after the type, e.g. '{base} district'",
-                sheet=survey.name,
-                row=row.row,
-                column=survey.column_of("type"),
+                "type",
             )
         return
     if choice_list not in lists:
-        out.add(
+        out.on_row(survey, row.row).add(
             "unknown-choice-list",
             f"choice list '{choice_list}' is not on the choices sheet",
             "fix the list name here or add the list's choices on the choices sheet",
-            sheet=survey.name,
-            row=row.row,
-            column=survey.column_of("type"),
+            "type",
         )
 
 
@@ -346,22 +314,22 @@ def _check_media(
     media_dir: Path,
     listed: set[str] | None,
 ) -> None:
-    where = {"sheet": survey.name, "row": row.row, "column": survey.column_of("type")}
+    at = out.on_row(survey, row.row)
     path = media_dir / file_name
     if not path.is_file():
-        out.add(
+        at.add(
             "missing-media",
             f"'{file_name}' is not in {media_dir}",
             f"put {file_name} in the forms folder beside the form",
-            **where,
+            "type",
         )
         return
     if listed is not None and file_name not in listed:
-        out.add(
+        at.add(
             "media-not-in-manifest",
             f"'{file_name}' is not listed as media of this form",
             f'add "{file_name}" to this form\'s media in forms/manifest.toml',
-            **where,
+            "type",
         )
     _check_csv(path, out, row.get("choice_filter"))
 
@@ -412,55 +380,46 @@ def check_choices(xlsform: XLSForm, choices: Sheet, out: Findings) -> None:
     seen: dict[tuple[str, str], int] = {}
     first_row: dict[str, int] = {}
     for row in choices.rows:
+        at = out.on_row(choices, row.row)
         list_name, name = row.get("list_name"), row.get("name")
         if not list_name:
-            out.add(
+            at.add(
                 "missing-list-name",
                 f"choice '{name}' has no list_name",
                 "write the list this choice belongs to",
-                sheet=choices.name,
-                row=row.row,
-                column=choices.column_of("list_name"),
+                "list_name",
             )
             continue
         first_row.setdefault(list_name, row.row)
         if not name:
-            out.add(
+            at.add(
                 "missing-choice-name",
                 f"a choice of '{list_name}' has no name",
                 "write the value stored for this choice",
-                sheet=choices.name,
-                row=row.row,
-                column=choices.column_of("name"),
+                "name",
             )
         elif " " in name:
-            out.add(
+            at.add(
                 "invalid-choice-name",
                 f"choice name '{name}' of '{list_name}' has a space",
                 "use underscores: select_multiple answers are stored space-separated",
-                sheet=choices.name,
-                row=row.row,
-                column=choices.column_of("name"),
+                "name",
             )
         elif (list_name, name) in seen:
-            out.add(
+            at.add(
                 "duplicate-choice",
                 f"'{name}' is already in '{list_name}' on row {seen[(list_name, name)]}",
                 "give each choice of a list its own name",
-                sheet=choices.name,
-                row=row.row,
-                column=choices.column_of("name"),
+                "name",
             )
         else:
             seen[(list_name, name)] = row.row
         _check_translations(row, choices, out, need_label=True)
     for list_name, row_number in first_row.items():
         if list_name not in referenced:
-            out.add(
+            out.on_row(choices, row_number).add(
                 "unused-choice-list",
                 f"choice list '{list_name}' is used by no question",
                 "delete the list or use it in a select question",
-                sheet=choices.name,
-                row=row_number,
-                column=choices.column_of("list_name"),
+                "list_name",
             )
