@@ -12,6 +12,7 @@ import time
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -22,6 +23,7 @@ from emulator.enumerators.tajik import DISTRICTS, LAT_RANGE, LON_RANGE
 from emulator.enumerators.xpath import Context, XPathError, evaluate, to_bool
 from emulator.odata import entity_from_submission
 from emulator.xform import parse_xform
+from tests.conftest import CentralTarget
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -203,6 +205,11 @@ def project(central, fresh_name):
     return s, pid, form_id
 
 
+def _web_runner(central: CentralTarget, pid: int, **options: Any) -> Enumerators:
+    """Enumerators signed in as the test's web user; ``options`` shape the run."""
+    return Enumerators(central.url, WebUser(central.email, central.password), pid, **options)
+
+
 def _odata(central, s, pid, form_id, query: str) -> dict:
     resp = s.get(
         f"{central.url}/v1/projects/{pid}/forms/{form_id}.svc/Submissions?{query}", timeout=30
@@ -214,9 +221,8 @@ def _odata(central, s, pid, form_id, query: str) -> dict:
 def test_run__web_user_submits_edits_reviews_deletes(central, project):
     s, pid, form_id = project
     events = []
-    runner = Enumerators(
-        central.url,
-        WebUser(central.email, central.password),
+    runner = _web_runner(
+        central,
         pid,
         seed="e2e",
         enumerators=3,
@@ -442,9 +448,8 @@ def test_run__reads_csv_media_from_the_manifest(central, project):
     )
     assert upload.status_code == 200, upload.text
     assert s.post(f"{base}/{form_id}/draft/publish", timeout=30).status_code == 200
-    runner = Enumerators(
-        central.url,
-        WebUser(central.email, central.password),
+    runner = _web_runner(
+        central,
         pid,
         forms=[form_id],
         seed="villages",
@@ -473,9 +478,8 @@ def test_run__rides_out_central_misbehaving(emulator_central, project):
     ]  # fmt: skip
     assert requests.post(f"{url}/_emulator/faults", json={"seed": 1, "rules": rules}, timeout=30).ok
     try:
-        runner = Enumerators(
-            url,
-            WebUser(emulator_central.email, emulator_central.password),
+        runner = _web_runner(
+            emulator_central,
             pid,
             seed="faults",
             enumerators=2,
@@ -512,9 +516,8 @@ def test_run__same_seed_sends_the_same_submissions(central, fresh_name):
             timeout=30,
         )
         assert resp.status_code == 200, resp.text
-        runner = Enumerators(
-            central.url,
-            WebUser(central.email, central.password),
+        runner = _web_runner(
+            central,
             pid,
             seed="same",
             enumerators=3,
@@ -593,9 +596,8 @@ def test_run__picks_up_a_new_form_version(central, project):
     auto-update does; submissions before it keep the old version."""
     s, pid, form_id = project
     events = []
-    runner = Enumerators(
-        central.url,
-        WebUser(central.email, central.password),
+    runner = _web_runner(
+        central,
         pid,
         seed="versions",
         rate=12,
