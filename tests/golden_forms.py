@@ -15,32 +15,44 @@ import io
 from openpyxl import Workbook
 
 
-def golden_xlsx(version: str) -> bytes:
-    """The golden form as XLSX bytes, with ``version`` in its settings sheet."""
+def xlsx_bytes(sheets: dict[str, list[list[object]]]) -> bytes:
+    """A workbook holding one sheet per entry, its rows as given, as XLSX bytes."""
     wb = Workbook()
-    survey = wb.active
-    survey.title = "survey"
-    survey.append(["type", "name", "label::English (en)", "label::Tajik (tg)", "required"])
-    survey.append(["text", "name", "Name", "Ном", "yes"])
-    survey.append(["integer", "age", "Age", "Синну сол", ""])
-    survey.append(["begin_group", "place", "Place", "Ҷой", ""])
-    survey.append(["select_one district", "district", "District", "Ноҳия", ""])
-    survey.append(["geopoint", "gps", "GPS", "GPS", ""])
-    survey.append(["end_group", "", "", "", ""])
-    survey.append(["select_multiple need", "needs", "Needs", "Эҳтиёҷот", ""])
-    survey.append(["begin_repeat", "child", "Child", "Кӯдак", ""])
-    survey.append(["integer", "child_age", "Child age", "Синни кӯдак", ""])
-    survey.append(["end_repeat", "", "", "", ""])
-    choices = wb.create_sheet("choices")
-    choices.append(["list_name", "name", "label::English (en)", "label::Tajik (tg)"])
-    choices.append(["district", "nurek", "Nurek", "Nurek"])
-    choices.append(["district", "rogun", "Rogun", "Rogun"])
-    choices.append(["need", "legal", "legal", "legal"])
-    choices.append(["need", "psychosocial", "psychosocial", "psychosocial"])
-    choices.append(["need", "financial", "financial", "financial"])
-    settings = wb.create_sheet("settings")
-    settings.append(["version", "default_language"])
-    settings.append([version, "English (en)"])
+    wb.remove(wb.active)
+    for title, rows in sheets.items():
+        sheet = wb.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def golden_xlsx(version: str) -> bytes:
+    """The golden form as XLSX bytes, with ``version`` in its settings sheet."""
+    return xlsx_bytes(
+        {
+            "survey": [
+                ["type", "name", "label::English (en)", "label::Tajik (tg)", "required"],
+                ["text", "name", "Name", "Ном", "yes"],
+                ["integer", "age", "Age", "Синну сол", ""],
+                ["begin_group", "place", "Place", "Ҷой", ""],
+                ["select_one district", "district", "District", "Ноҳия", ""],
+                ["geopoint", "gps", "GPS", "GPS", ""],
+                ["end_group", "", "", "", ""],
+                ["select_multiple need", "needs", "Needs", "Эҳтиёҷот", ""],
+                ["begin_repeat", "child", "Child", "Кӯдак", ""],
+                ["integer", "child_age", "Child age", "Синни кӯдак", ""],
+                ["end_repeat", "", "", "", ""],
+            ],
+            "choices": [
+                ["list_name", "name", "label::English (en)", "label::Tajik (tg)"],
+                ["district", "nurek", "Nurek", "Nurek"],
+                ["district", "rogun", "Rogun", "Rogun"],
+                ["need", "legal", "legal", "legal"],
+                ["need", "psychosocial", "psychosocial", "psychosocial"],
+                ["need", "financial", "financial", "financial"],
+            ],
+            "settings": [["version", "default_language"], [version, "English (en)"]],
+        }
+    )

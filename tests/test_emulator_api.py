@@ -17,6 +17,7 @@ import requests
 from emulator.control import EmulatorControl
 from tests.conftest import CentralTarget
 from tests.emulator_support import XLSX, Setup, setup_form, submission
+from tests.golden_forms import xlsx_bytes
 
 
 @pytest.fixture
@@ -48,19 +49,10 @@ def test_resubmission_rules_identical_changed_deleted(s: Setup) -> None:
 
 
 def test_xlsform_errors_carry_pyxforms_message(s: Setup) -> None:
-    import io
-
-    from openpyxl import Workbook
-
-    wb = Workbook()
-    wb.active.title = "survey"
-    wb.active.append(["type", "name", "label"])
-    wb.active.append(["no_such_type", "q", "Q"])
-    buf = io.BytesIO()
-    wb.save(buf)
+    broken = xlsx_bytes({"survey": [["type", "name", "label"], ["no_such_type", "q", "Q"]]})
     r = s.http.post(
         f"{s.url}/v1/projects/{s.project_id}/forms?ignoreWarnings=true",
-        data=buf.getvalue(),
+        data=broken,
         headers={"Content-Type": XLSX, "X-XlsForm-FormId-Fallback": "broken"},
         timeout=30,
     )

@@ -3,38 +3,35 @@ default): the calls collector makes, in the order a form's life takes them."""
 
 from __future__ import annotations
 
-import io
 import uuid
 from pathlib import Path
 
 import pytest
-from openpyxl import Workbook
 from pyodk.client import Client
 
 from tests.conftest import CentralTarget
+from tests.golden_forms import xlsx_bytes
 
 CSV = "name,label\nvahdat,Vahdat\nrudaki,Rudaki\n"
 
 
 def household_xlsx(version: str) -> bytes:
     """A form with a CSV attachment (select_one_from_file), a photo, a group and a repeat."""
-    wb = Workbook()
-    s = wb.active
-    s.title = "survey"
-    s.append(["type", "name", "label", "required"])
-    s.append(["text", "head", "Head of household", "yes"])
-    s.append(["select_one_from_file villages.csv", "village", "Village", ""])
-    s.append(["image", "photo", "Photo", ""])
-    s.append(["begin_repeat", "member", "Member", ""])
-    s.append(["text", "member_name", "Name", ""])
-    s.append(["integer", "member_age", "Age", ""])
-    s.append(["end_repeat", "", "", ""])
-    settings = wb.create_sheet("settings")
-    settings.append(["version"])
-    settings.append([version])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    return xlsx_bytes(
+        {
+            "survey": [
+                ["type", "name", "label", "required"],
+                ["text", "head", "Head of household", "yes"],
+                ["select_one_from_file villages.csv", "village", "Village", ""],
+                ["image", "photo", "Photo", ""],
+                ["begin_repeat", "member", "Member", ""],
+                ["text", "member_name", "Name", ""],
+                ["integer", "member_age", "Age", ""],
+                ["end_repeat", "", "", ""],
+            ],
+            "settings": [["version"], [version]],
+        }
+    )
 
 
 def submission_xml(
