@@ -27,10 +27,12 @@ from emulator.openrosa import is_openrosa_path
 
 log = logging.getLogger("emulator")
 KEY_PATH = re.compile(r"^/v1/key/([^/]+)(/.*)$")
+SESSION_PATH = re.compile(r"^/v1/sessions/(?!current(?:/|$))[^/]+")
 
 
 def redact(path: str) -> str:
-    return KEY_PATH.sub(r"/v1/key/***\2", path)
+    """A request path fit for the log: app-user keys and session tokens are credentials."""
+    return SESSION_PATH.sub("/v1/sessions/***", KEY_PATH.sub(r"/v1/key/***\2", path))
 
 
 class KeyPathMiddleware:

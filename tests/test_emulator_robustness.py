@@ -79,3 +79,13 @@ def test_an_unexpected_exception_is_answered_as_central_500_1(
     assert requests.get(f"{emulator_central.url}/_emulator/health", timeout=30).ok
     if emulator_central.data_dir is not None:
         assert "crash requested" in (emulator_central.data_dir / "emulator.log").read_text()
+
+
+def test_logged_paths_hide_keys_and_session_tokens() -> None:
+    """The 500.1 log line names the path; credentials in it never reach the log."""
+    from emulator.app import redact
+
+    assert redact("/v1/key/s3cr3t/projects/1/formList") == "/v1/key/***/projects/1/formList"
+    assert redact("/v1/sessions/t0ken") == "/v1/sessions/***"
+    assert redact("/v1/sessions/current") == "/v1/sessions/current"
+    assert redact("/v1/projects/1/forms/f") == "/v1/projects/1/forms/f"
