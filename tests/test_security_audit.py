@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import stat
 import subprocess
 import sys
@@ -344,3 +345,55 @@ def test_security__aborted_xlsx_export_leaves_no_file_with_values(api):
     time.sleep(2)
     left = sorted(str(p) for p in set(data_dir.glob("*.xlsx")) - before)
     assert not left, f"aborted exports left {len(left)} file(s) with sensitive values: {left}"
+
+
+# --- a question added in Central, outside `collector forms push` ------------------------------
+
+NEW_QUESTION_VALUE = "SURVIVOR-SHELTER-ADDRESS-Qx7"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-14 (H5 store._merge_fields / H6 forminfo): a field known only from Central is inserted sensitive=False",
+)
+def test_security__question_added_outside_push_is_withheld_until_described(api):
+    """A new form version published straight in Central (its web UI, bypassing `collector
+    forms push`) brings a question the store has no XLSForm for, so nobody has said whether it
+    is sensitive. It must be withheld from analysts (fail closed) until the XLSForm is
+    recorded, as a form never recorded at all already is."""
+    s = api.synced
+    p = s.project
+    r = requests.get(
+        p.v1(f"projects/{p.project_id}/forms/household_visit.xml"), headers=p.headers(), timeout=30
+    )
+    r.raise_for_status()
+    xml = r.text
+    new_version = f"sec-{uuid.uuid4().hex[:6]}"
+    head = re.search(r'<data id="household_visit"[^>]*>', xml)
+    assert head and "</visit>" in xml and "</model>" in xml
+    opening = re.sub(r'\s+version="[^"]*"', "", head.group(0))
+    xml = xml.replace(head.group(0), opening[:-1] + f' version="{new_version}">', 1)
+    xml = xml.replace("</visit>", "<shelter_address/></visit>", 1).replace(
+        "</model>", '<bind nodeset="/data/visit/shelter_address" type="string"/></model>', 1
+    )
+    p.publish_new_version(xml, "household_visit")
+    spec = s.specs["household_visit"]
+    sub, iid = instance_xml(
+        spec,
+        new_version,
+        random.Random(11),
+        overrides={"/consent": "yes", "/visit/district": HOME_DISTRICT},
+    )
+    sub = sub.replace(
+        "</visit>", f"<shelter_address>{NEW_QUESTION_VALUE}</shelter_address></visit>"
+    )
+    p.submit(sub)
+    results = sync.sync_forms(s.settings, ["household_visit"], engine=s.engine)
+    assert [r.status for r in results] == ["ok"], results
+    manager = api.get(f"/v1/forms/household_visit/submissions/{iid}", "manager")
+    assert NEW_QUESTION_VALUE in manager.text, "the new question must reach the store"
+    for key in ("analyst", "analyst-home"):
+        seen = api.get(f"/v1/forms/household_visit/submissions/{iid}", key)
+        assert NEW_QUESTION_VALUE not in seen.text, (
+            f"{key} reads a question no XLSForm described: {seen.text[:400]}"
+        )
