@@ -12,20 +12,18 @@ lib/util/odata.js, shapes from golden 30-45, 51, 53, 54, 62:
   44, 45): the next page is the rows older than that row;
 - deleted submissions are hidden unless ``$filter`` names ``__system/deletedAt`` (golden 53/54).
 
+Checking the query options and the ``$skiptoken`` cursor is emulator/odata_options.py.
 Rows are assembled from bytes stored with each submission; only ``__system`` is serialized per
 row (``$wkt`` and ``$select`` take the slower dict path).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from starlette.requests import Request
@@ -33,9 +31,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator import errors
-from emulator.common import Emulator, FormRow, base_url, is_true, user_form
+from emulator.common import Emulator, FormRow, base_url, user_form
 from emulator.db import iso
-from emulator.errors import CentralError
 from emulator.odata import (
     ODataError,
     metadata_edmx,
@@ -47,24 +44,15 @@ from emulator.odata import (
     with_wkt,
     without_expand,
 )
+from emulator.odata_options import (
+    ODATA_HEADERS,
+    Options,
+    decode_skiptoken,
+    encode_skiptoken,
+    odata_error,
+)
 from emulator.xform import XForm
 
-ODATA_HEADERS = {"OData-Version": "4.0"}
-ALLOWED = frozenset(
-    [
-        "$format",
-        "$count",
-        "$skip",
-        "$top",
-        "$filter",
-        "$wkt",
-        "$expand",
-        "$select",
-        "$skiptoken",
-        "$orderby",
-        "$search",
-    ]
-)
 DATA_TYPE = "application/json; charset=utf-8"
 # $orderby fields -> index in COLUMNS (the filterable fields, lib/data/odata-filter.js)
 SORTABLE = {
@@ -80,78 +68,6 @@ COLUMNS = (
     "s.id, s.instance_id, s.created_at, s.updated_at, s.deleted_at, s.review_state, "
     "s.submitter_id, s.device_id, s.edits, s.form_version, s.att_present, s.att_expected"
 )
-
-
-def _odata_error(err: ODataError | CentralError) -> CentralError:
-    return CentralError(err.code, err.message, err.details, dict(ODATA_HEADERS))
-
-
-class Options:
-    """The query options of one OData request, checked as Central checks them."""
-
-    def __init__(self, request: Request) -> None:
-        self.raw = parse_qsl(request.url.query, keep_blank_values=True)
-        q: dict[str, str] = {}
-        for key, value in self.raw:
-            if key.startswith("$") and key not in ALLOWED:
-                raise errors.not_implemented(key)  # golden 39
-            q.setdefault(key, value)
-        self.q = q
-        expand = q.get("$expand")
-        if expand is not None and expand != "*":
-            raise _odata_error(errors.unsupported_expand(expand))
-        self.expand = expand == "*"
-        self.select = q.get("$select")
-        if self.select is not None and self.expand:
-            raise _odata_error(errors.unsupported_select_expand())
-        self.orderby = q.get("$orderby")
-        self.skiptoken = q.get("$skiptoken")
-        if self.orderby and self.skiptoken:
-            raise _odata_error(errors.not_implemented("$orderby with $skiptoken"))
-        self.top = _non_negative(q.get("$top"))
-        # lib/util/odata.js extractPaging: $skip is ignored when a $skiptoken is given
-        self.skip = 0 if self.skiptoken else (_non_negative(q.get("$skip")) or 0)
-        self.count = is_true(q.get("$count"))
-        self.wkt = is_true(q.get("$wkt"))
-        self.filter_text = q.get("$filter")
-
-    def next_link(self, base: str, path: str, skiptoken: str | None, skip: int | None) -> str:
-        """The original query with $skip/$skiptoken replaced (golden 34/36/44)."""
-        pairs = [(k, v) for k, v in self.raw if k not in ("$skip", "$skiptoken")]
-        if skiptoken is not None:
-            pairs.append(("$skiptoken", skiptoken))
-        if skip is not None:
-            pairs.append(("$skip", str(skip)))
-        return f"{base}{path}?{urlencode(pairs)}"
-
-
-def _non_negative(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return max(0, int(text))
-    except ValueError:
-        return None  # lib/util/odata.js extractPaging: NaN means "no limit"
-
-
-def encode_skiptoken(instance_id: str, key: str = "instanceId") -> str:
-    """lib/model/frames.js QueryOptions.getSkiptoken: ``01`` + base64 of the JSON cursor;
-    ``{"instanceId"}`` for Submissions, ``{"repeatId"}`` for repeat tables."""
-    return "01" + base64.b64encode(orjson.dumps({key: instance_id})).decode()
-
-
-def decode_skiptoken(token: str, key: str = "instanceId") -> str:
-    """QueryOptions.parseSkiptoken; a token without the expected cursor is 400.35 too."""
-    try:
-        if not token.startswith("01"):
-            raise ValueError(token)
-        data = orjson.loads(base64.b64decode(token[2:], validate=True))
-        cursor = data[key]
-        if not isinstance(cursor, str):
-            raise ValueError(token)
-        return cursor
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise _odata_error(errors.bad_skiptoken()) from None  # golden 41
 
 
 def _names(conn: sqlite3.Connection) -> dict[int, str]:
@@ -189,7 +105,7 @@ def _filter(opts: Options, subtable: bool):
     try:
         return parse_filter(opts.filter_text, subtable=subtable)
     except ODataError as exc:
-        raise _odata_error(exc) from None
+        raise odata_error(exc) from None
 
 
 def _form_and_xform(request: Request) -> tuple[Emulator, FormRow, XForm]:
@@ -234,7 +150,7 @@ async def table(request: Request) -> Response:
         else:
             raise errors.not_found()
     except ODataError as exc:
-        raise _odata_error(exc) from None
+        raise odata_error(exc) from None
     return Response(body, 200, dict(ODATA_HEADERS), media_type=DATA_TYPE)
 
 
@@ -325,10 +241,10 @@ def _sort_key(spec: str) -> tuple[int, bool]:
     parts = spec.split()
     field = parts[0] if parts else ""
     if field not in SORTABLE or len(parts) > 2:
-        raise _odata_error(errors.not_implemented(f"$orderby {spec}"))
+        raise odata_error(errors.not_implemented(f"$orderby {spec}"))
     desc = len(parts) == 2 and parts[1].lower() == "desc"
     if len(parts) == 2 and parts[1].lower() not in ("asc", "desc"):
-        raise _odata_error(errors.not_implemented(f"$orderby {spec}"))
+        raise odata_error(errors.not_implemented(f"$orderby {spec}"))
     return SORTABLE[field], desc
 
 
@@ -548,7 +464,7 @@ def _repeat_table(
         if more and not opts.count:
             break
     if after is not None:
-        raise _odata_error(
+        raise odata_error(
             errors.CentralError(400.34, "Record associated with the provided $skiptoken not found.")
         )
     parts = [b'{"value":[', b",".join(out), b'],"@odata.context":']
