@@ -26,7 +26,7 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from collector import sync
+from collector import store, sync
 from collector.forminfo import form_info
 from collector.keys import create_key, revoke_key
 from tests.api_fixtures import (
@@ -397,3 +397,35 @@ def test_security__question_added_outside_push_is_withheld_until_described(api):
         assert NEW_QUESTION_VALUE not in seen.text, (
             f"{key} reads a question no XLSForm described: {seen.text[:400]}"
         )
+
+
+# --- audit: a sensitive value read through a filter ---------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-15 (H6, api/routes/submissions.py + exports): reads through where=/sort= on a sensitive field are not audited",
+)
+def test_security__manager_filter_on_a_sensitive_answer_is_audited(api):
+    """``where=visit/safety/violence_experienced:eq:yes`` with only non-sensitive fields
+    returns exactly the households whose woman answered yes: every row read is a read of a
+    sensitive answer, so each must be in ``audit_log`` like any other read of one."""
+    audit = store.T["audit_log"]
+    with api.synced.engine.connect() as c:
+        last = c.execute(sa.select(sa.func.coalesce(sa.func.max(audit.c.id), 0))).scalar_one()
+    r = api.get(
+        "/v1/forms/household_visit/submissions",
+        "manager",
+        where="visit/safety/violence_experienced:eq:yes",
+        fields="visit/household_id",
+        limit=500,
+    )
+    assert r.status_code == 200, r.text
+    revealed = {item["instance_id"] for item in r.json()["items"]}
+    assert revealed, "some woman must have answered yes in the synced data"
+    with api.synced.engine.connect() as c:
+        audited = set(c.execute(sa.select(audit.c.instance_id).where(audit.c.id > last)).scalars())
+    missing = revealed - audited
+    assert not missing, (
+        f"{len(missing)} of {len(revealed)} violence answers revealed by a filter, not audited"
+    )
