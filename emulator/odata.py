@@ -16,11 +16,8 @@ An :class:`ODataEntity` is built once per submission version and served many tim
 from __future__ import annotations
 
 import hashlib
-import math
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +31,14 @@ from emulator.odata_select import (
     Selection,
     parse_select,
     select_fields,
+)
+from emulator.odata_values import (
+    geoline,
+    geopoint,
+    js_str,
+    odata_datetime,
+    parse_float,
+    parse_int,
 )
 from emulator.xform import XForm, sanitize_odata_identifier
 
@@ -149,111 +154,6 @@ def table_names(form: XForm) -> tuple[str, ...]:
     return _schema(form).tables
 
 
-# --- JavaScript number semantics ------------------------------------------------------------
-
-_INT_RE = re.compile(r"\s*([+-]?\d+)")
-_FLOAT_RE = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Infinity)")
-
-
-def _js_number(value: float) -> int | float | None:
-    """A double as JSON.stringify prints it: integral values without ".0"; NaN/inf null."""
-    if math.isnan(value) or math.isinf(value):
-        return None
-    if value.is_integer() and abs(value) < 1e21:
-        return int(value)
-    return value
-
-
-def _parse_int(text: str) -> int | None:
-    """JavaScript ``parseInt(text, 10)``: the leading integer, else NaN (JSON null)."""
-    match = _INT_RE.match(text)
-    return int(match.group(1)) if match else None
-
-
-def _parse_float(text: str) -> float | int | None:
-    """JavaScript ``parseFloat``: the leading decimal literal, else NaN (JSON null)."""
-    match = _FLOAT_RE.match(text)
-    if not match:
-        return None
-    token = match.group(1)
-    if token.endswith("Infinity"):
-        return None
-    return _js_number(float(token))
-
-
-def _js_str(value: int | float) -> str:
-    """JavaScript ``String(number)``, for WKT text."""
-    if isinstance(value, int):
-        return str(value)
-    text = repr(value)
-    if "e" not in text:
-        return text
-    mantissa, exp = text.split("e")
-    exponent = int(exp)
-    if -7 < exponent < 21:  # JS prints 1e-6 .. 1e21 positionally, others as 1e-7
-        return format(Decimal(text), "f")
-    return f"{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
-
-
-def _geopoint(text: str) -> dict[str, Any] | None:
-    parts = re.split(r"\s+", text)
-    if len(parts) < 2:
-        return None
-    lat, lon = _parse_float(parts[0]), _parse_float(parts[1])
-    if lat is None or lon is None:
-        return None
-    coords: list[Any] = [lon, lat]
-    if len(parts) > 2:
-        alt = _parse_float(parts[2])
-        if alt is not None:
-            coords.append(alt)
-    point: dict[str, Any] = {"type": "Point", "coordinates": coords}
-    if len(parts) > 3:
-        acc = _parse_float(parts[3])
-        if acc is not None:
-            point["properties"] = {"accuracy": acc}
-    return point
-
-
-def _geoline(text: str, shape: bool) -> dict[str, Any] | None:
-    pieces = re.split(r"; ?", text)
-    coords: list[list[Any]] = []
-    accuracies: list[Any] = []
-    for piece in pieces:
-        parts = re.split(r"\s+", piece)
-        if len(parts) < 2:
-            if len(pieces) == 1:
-                return None
-            continue
-        lat, lon = _parse_float(parts[0]), _parse_float(parts[1])
-        if lat is None or lon is None:
-            continue
-        point: list[Any] = [lon, lat]
-        if len(parts) > 2:
-            alt = _parse_float(parts[2])
-            if alt is not None:
-                point.append(alt)
-        coords.append(point)
-        acc = _parse_float(parts[3]) if len(parts) > 3 else None
-        accuracies.append(acc or None)  # JS `accuracy || null`
-    value: dict[str, Any] = (
-        {"type": "Polygon", "coordinates": [coords]}
-        if shape
-        else {"type": "LineString", "coordinates": coords}
-    )
-    if any(a is not None for a in accuracies):
-        value["properties"] = {"accuracies": accuracies}
-    return value
-
-
-def _datetime(text: str) -> str:
-    trimmed = text.strip()
-    # Collect writes "+07" where specs want "+07:00" (lib/data/odata.js)
-    if re.search(r"[+-]\d\d$", trimmed):
-        return trimmed + ":00"
-    return trimmed
-
-
 # --- entity building --------------------------------------------------------------------------
 
 
@@ -304,19 +204,19 @@ def _walk(
                 continue
             ftype = f.type
             if ftype == "int":
-                data[f.out] = _parse_int(text)
+                data[f.out] = parse_int(text)
             elif ftype == "decimal":
-                data[f.out] = _parse_float(text)
+                data[f.out] = parse_float(text)
             elif ftype == "geopoint":
-                point = _geopoint(text)
+                point = geopoint(text)
                 if point is not None:
                     data[f.out] = point
             elif ftype == "geotrace" or ftype == "geoshape":
-                line = _geoline(text, ftype == "geoshape")
+                line = geoline(text, ftype == "geoshape")
                 if line is not None:
                     data[f.out] = line
             elif ftype == "dateTime":
-                data[f.out] = _datetime(text)
+                data[f.out] = odata_datetime(text)
             else:
                 # Central appends text events, so a repeated element concatenates
                 prev = data.get(f.out)
@@ -463,7 +363,7 @@ def _is_geojson(value: dict[str, Any]) -> bool:
 
 def _wkt(value: dict[str, Any]) -> str:
     def point(c: list[Any]) -> str:
-        return " ".join(_js_str(x) for x in c)
+        return " ".join(js_str(x) for x in c)
 
     coords = value["coordinates"]
     if value["type"] == "Point":
