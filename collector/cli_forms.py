@@ -27,13 +27,14 @@ from collector.formpush import (
     store_recorder,
 )
 from collector.manifest import Manifest, ManifestError, load_manifest
+from collector.settings import Settings
 
 forms_app = typer.Typer(help="Check XLSForms and push them to ODK Central.", no_args_is_help=True)
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _settings():
+def _settings() -> Settings:
     from collector.cli import settings_from_env  # the one edge where Settings is built
 
     return settings_from_env()
@@ -104,7 +105,7 @@ def print_plans(plans: list[FormPlan], title: str) -> None:
         )
 
 
-def _load(settings) -> Manifest:
+def _load(settings: Settings) -> Manifest:
     try:
         return load_manifest(settings.forms_dir)
     except ManifestError as exc:

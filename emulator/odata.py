@@ -6,7 +6,8 @@ frame of every non-repeat field set to null, then ``__id`` and ``__system``, the
 under ``$expand=*``), the repeat row ids copy its ``hashId`` (sha1 of
 ``Submissions#<instanceId>%%<field>#<iteration>...``). ``$filter``
 (:mod:`emulator.odata_filter`), ``$select`` (:mod:`emulator.odata_select`) and the service
-document and EDMX (:mod:`emulator.odata_edmx`) live beside it and are re-exported here.
+document and EDMX (:mod:`emulator.odata_edmx`) live beside it and are re-exported here;
+answer text becomes OData values in :mod:`emulator.odata_values`.
 
 An :class:`ODataEntity` is built once per submission version and served many times; its
 ``row_json`` caches the JSON around ``__system`` so a page of rows costs one small

@@ -6,6 +6,7 @@ central-backend lib/resources/{sessions,users,projects,field-keys,assignments}.j
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import timedelta
 
@@ -211,7 +212,7 @@ async def project_get(request: Request) -> Response:
 # --- app users ------------------------------------------------------------------------------
 
 
-def _app_user_token(conn, actor_id: int) -> str | None:
+def _app_user_token(conn: sqlite3.Connection, actor_id: int) -> str | None:
     row = conn.execute(
         "SELECT token FROM sessions WHERE actor_id=? ORDER BY created_at DESC LIMIT 1",
         (actor_id,),

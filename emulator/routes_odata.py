@@ -34,6 +34,7 @@ from emulator import errors
 from emulator.common import Emulator, FormRow, base_url, user_form
 from emulator.db import iso
 from emulator.odata import (
+    Filter,
     ODataError,
     metadata_edmx,
     parse_filter,
@@ -99,7 +100,7 @@ def _context(request: Request, form: FormRow, table: str) -> str:
     )
 
 
-def _filter(opts: Options, subtable: bool):
+def _filter(opts: Options, subtable: bool) -> Filter | None:
     if opts.filter_text is None:
         return None
     try:

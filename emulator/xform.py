@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,7 +125,7 @@ def _first(elem: ET.Element | None, name: str) -> ET.Element | None:
     return None
 
 
-def _iter_local(elem: ET.Element, name: str):
+def _iter_local(elem: ET.Element, name: str) -> Iterator[ET.Element]:
     for e in elem.iter():
         if _local(e.tag) == name:
             yield e

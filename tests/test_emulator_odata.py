@@ -56,7 +56,7 @@ def entities(form):
     ]
 
 
-def test_entity__expanded_row_equals_golden_35_with_key_order(entities):
+def test_entity__expanded_row_equals_golden_35_with_key_order(entities) -> None:
     for entity, row in entities:
         built = entity.row(row["__system"], expand=True)
         assert built == row
@@ -65,7 +65,7 @@ def test_entity__expanded_row_equals_golden_35_with_key_order(entities):
         assert orjson.loads(entity.row_json(row["__system"], expand=True)) == row
 
 
-def test_entity__plain_row_equals_golden_34(entities):
+def test_entity__plain_row_equals_golden_34(entities) -> None:
     expected = golden(34)["response"]["json"]["value"][0]
     entity, _ = entities[0]
     built = entity.row(expected["__system"])
@@ -76,20 +76,20 @@ def test_entity__plain_row_equals_golden_34(entities):
     assert list(orjson.loads(raw)) == list(expected)
 
 
-def test_entity__repeat_table_rows_equal_golden_42(entities):
+def test_entity__repeat_table_rows_equal_golden_42(entities) -> None:
     expected = golden(42)["response"]["json"]["value"]
     rows = [r for entity, _ in entities for r in entity.repeat_rows["Submissions.child"]]
     assert rows == expected
     assert [list(r) for r in rows] == [list(r) for r in expected]
 
 
-def test_with_wkt__equals_golden_36(entities):
+def test_with_wkt__equals_golden_36(entities) -> None:
     expected = golden(36)["response"]["json"]["value"][0]
     entity, _ = entities[0]
     assert with_wkt(entity.row(expected["__system"])) == expected
 
 
-def test_select_fields__equals_golden_43(entities, form):
+def test_select_fields__equals_golden_43(entities, form) -> None:
     expected = golden(43)["response"]["json"]["value"]
     built = [select_fields(e.row(r["__system"]), "__id,name", form=form) for e, r in entities]
     assert built == expected
@@ -97,7 +97,7 @@ def test_select_fields__equals_golden_43(entities, form):
     assert [select_fields(e.row(r["__system"]), "__id,name") for e, r in entities] == expected
 
 
-def test_select_fields__groups_system_and_errors(entities, form):
+def test_select_fields__groups_system_and_errors(entities, form) -> None:
     entity, row = entities[0]
     full = entity.row(row["__system"])
     sel = select_fields(full, "place/gps,__system/reviewState,__system/submissionDate", form=form)
@@ -135,7 +135,7 @@ def test_select_fields__groups_system_and_errors(entities, form):
     ) == ["child_age", "__id", "__Submissions-id"]
 
 
-def test_entity__edit_keeps_logical_id_golden_50_51(form):
+def test_entity__edit_keeps_logical_id_golden_50_51(form) -> None:
     expected = golden(51)["response"]["json"]["value"][0]
     xml = golden(50)["request"]["body"].encode()
     entity = entity_from_submission(form, xml, expected["__id"])
@@ -143,7 +143,7 @@ def test_entity__edit_keeps_logical_id_golden_50_51(form):
     assert entity.data["meta"] == {"instanceID": "uuid:6b22509d-7c99-4193-9599-6d1895154841"}
 
 
-def test_metadata_and_service_document_equal_golden_30_31(form):
+def test_metadata_and_service_document_equal_golden_30_31(form) -> None:
     assert metadata_edmx(form) == golden(31)["response"]["text"]
     base = "https://central.example.org/v1/projects/20/forms/diff_1795488171.svc"
     assert service_document(form, base) == golden(30)["response"]["json"]
@@ -191,7 +191,7 @@ NESTED_XML = (
 )
 
 
-def test_entity__nested_repeats_hash_ids_links_and_types(nested_form):
+def test_entity__nested_repeats_hash_ids_links_and_types(nested_form) -> None:
     entity = entity_from_submission(nested_form, NESTED_XML.encode(), "uuid:n1")
     m0 = sha1("Submissions#uuid:n1%%hh#%%member#0")
     m1 = sha1("Submissions#uuid:n1%%hh#%%member#1")
@@ -246,7 +246,7 @@ def test_entity__nested_repeats_hash_ids_links_and_types(nested_form):
     assert table_names(nested_form) == ("Submissions.hh.member", "Submissions.hh.member.job")
 
 
-def test_entity__no_repeat_in_xml_means_no_link(nested_form):
+def test_entity__no_repeat_in_xml_means_no_link(nested_form) -> None:
     xml = b'<data id="nested"><hh><head>x</head></hh><meta><instanceID>uuid:n2</instanceID></meta></data>'
     entity = entity_from_submission(nested_form, xml, "uuid:n2")
     assert entity.data["hh"] == {"head": "x"}
@@ -254,7 +254,7 @@ def test_entity__no_repeat_in_xml_means_no_link(nested_form):
     assert entity.repeat_rows == {"Submissions.hh.member": [], "Submissions.hh.member.job": []}
 
 
-def test_entity__unparseable_xml_raises_value_error(nested_form):
+def test_entity__unparseable_xml_raises_value_error(nested_form) -> None:
     with pytest.raises(ValueError, match="uuid:bad"):
         entity_from_submission(nested_form, b"<data><oops></data>", "uuid:bad")
 
@@ -279,7 +279,7 @@ DELETED = {**SYSTEM, "deletedAt": "2026-11-24T02:42:55.429Z"}
 APPROVED = {**SYSTEM, "reviewState": "approved", "updatedAt": "2026-11-25T00:00:00.000Z"}
 
 
-def test_parse_filter__golden_errors_38_40():
+def test_parse_filter__golden_errors_38_40() -> None:
     for number in (38, 40):
         exchange = golden(number)
         text = exchange["request"]["path"].split("$filter=", 1)[1]
@@ -289,7 +289,7 @@ def test_parse_filter__golden_errors_38_40():
         assert info.value.to_json() == exchange["response"]["json"]
 
 
-def test_parse_filter__golden_37_and_54():
+def test_parse_filter__golden_37_and_54() -> None:
     since = parse_filter("__system/submissionDate ge 2020-01-01T00:00:00Z")
     assert since.matches("uuid:a", SYSTEM) and not since.mentions_deleted_at
     deleted = parse_filter("__system/deletedAt ne null")
@@ -324,7 +324,7 @@ def test_parse_filter__golden_37_and_54():
         ("__system/submissionDate le now()", SYSTEM, True),
     ],
 )
-def test_filter__matches_like_central_sql(text, system, expected):
+def test_filter__matches_like_central_sql(text, system, expected) -> None:
     assert parse_filter(text).matches("uuid:a", system) is expected
 
 
@@ -339,7 +339,7 @@ def test_filter__matches_like_central_sql(text, system, expected):
         ("contains(__id, 'x')", 501.4, None),
     ],
 )
-def test_parse_filter__errors(text, code, reason):
+def test_parse_filter__errors(text, code, reason) -> None:
     with pytest.raises(ODataError) as info:
         parse_filter(text)
     assert info.value.code == code
@@ -347,7 +347,7 @@ def test_parse_filter__errors(text, code, reason):
         assert info.value.details == {"reason": reason}
 
 
-def test_parse_filter__repeat_tables_take_only_root_form():
+def test_parse_filter__repeat_tables_take_only_root_form() -> None:
     with pytest.raises(ODataError) as info:
         parse_filter("__system/submissionDate ge 2020-01-01T00:00:00Z", subtable=True)
     assert info.value.code == 501.5
@@ -355,7 +355,7 @@ def test_parse_filter__repeat_tables_take_only_root_form():
     assert root.mentions_deleted_at and root.matches("x", SYSTEM) and not root.matches("x", DELETED)
 
 
-def test_filter__is_cheap():
+def test_filter__is_cheap() -> None:
     filt = parse_filter(
         "__system/submissionDate ge 2020-01-01T00:00:00Z or __system/updatedAt ge 2020-01-01T00:00:00Z"
     )
@@ -366,7 +366,7 @@ def test_filter__is_cheap():
     assert datetime.now(UTC) - start < timedelta(seconds=1)
 
 
-def test_filter__groups_as_odata_v4_parser_does():
+def test_filter__groups_as_odata_v4_parser_does() -> None:
     """Central evaluates odata-v4-parser's tree: and/or take everything to their right
     and not takes the rest, so these read differently from textbook precedence."""
     no, yes = "__id eq 'nope'", "__id eq 'uuid:a'"
@@ -384,7 +384,7 @@ def test_filter__groups_as_odata_v4_parser_does():
         ("(__system/submitterId) eq 5", "ParenExpression"),
     ],
 )
-def test_parse_filter__unsupported_expressions_are_501_4(text, kind):
+def test_parse_filter__unsupported_expressions_are_501_4(text, kind) -> None:
     with pytest.raises(ODataError) as info:
         parse_filter(text)
     assert (info.value.code, info.value.details["type"]) == (501.4, kind)

@@ -57,7 +57,7 @@ HOUSEHOLD_MD = """
 """
 
 
-def test_parse_xform__golden_form_fields_match_central():
+def test_parse_xform__golden_form_fields_match_central() -> None:
     form = parse_xform(golden(32)["response"]["text"].encode())
     assert form.form_id == "diff_1795488171"
     assert form.version == "2"
@@ -72,7 +72,7 @@ def test_parse_xform__golden_form_fields_match_central():
     assert [list(f) for f in form.fields_json()] == [list(f) for f in expected]
 
 
-def test_parse_xform__pyxform_household_form():
+def test_parse_xform__pyxform_household_form() -> None:
     form = parse_xform(xform_from_md(HOUSEHOLD_MD))
     assert (form.form_id, form.version, form.title) == ("hh", "3", "Household")
     paths = [(f.path, f.type) for f in form.fields]
@@ -105,7 +105,7 @@ def test_parse_xform__pyxform_household_form():
     assert ("villages.csv", "file") in form.attachments
 
 
-def test_parse_xform__encrypted_itemsets_and_audit():
+def test_parse_xform__encrypted_itemsets_and_audit() -> None:
     xml = b"""<h:html xmlns="http://www.w3.org/2002/xforms" xmlns:h="http://www.w3.org/1999/xhtml"
       xmlns:orx="http://openrosa.org/xforms">
       <h:head><h:title>Secret</h:title><model>
@@ -128,7 +128,7 @@ def test_parse_xform__encrypted_itemsets_and_audit():
     ]
 
 
-def test_parse_xform__odata_names_are_sanitized():
+def test_parse_xform__odata_names_are_sanitized() -> None:
     xml = b"""<h:html xmlns="http://www.w3.org/2002/xforms" xmlns:h="http://www.w3.org/1999/xhtml">
       <h:head><h:title>t</h:title><model>
         <instance><data id="t"><q-1/><g.x><v/></g.x></data></instance>
@@ -157,7 +157,7 @@ def test_parse_xform__odata_names_are_sanitized():
         ),
     ],
 )
-def test_parse_xform__refuses_what_central_refuses(xml: bytes, code: float):
+def test_parse_xform__refuses_what_central_refuses(xml: bytes, code: float) -> None:
     with pytest.raises(XFormError) as info:
         parse_xform(xml)
     assert info.value.code == code

@@ -98,7 +98,7 @@ def answers(xml: bytes) -> ET.Element:
     return ET.fromstring(xml)  # noqa: S314 - our own output in a test
 
 
-def test_build__same_seed_same_xml_and_ids(xform):
+def test_build__same_seed_same_xml_and_ids(xform) -> None:
     first = [offline(xform, seed=7).build(k) for k in range(6)]
     again = [offline(xform, seed=7).build(k) for k in range(6)]
     other = [offline(xform, seed=8).build(k) for k in range(6)]
@@ -109,7 +109,7 @@ def test_build__same_seed_same_xml_and_ids(xform):
     assert offline(xform, seed=7).build(5).xml == first[5].xml
 
 
-def test_build__answers_respect_the_form(xform):
+def test_build__answers_respect_the_form(xform) -> None:
     runner = offline(xform, seed="checks")
     form = parse_xform(xform)
     cyrillic = 0
@@ -159,7 +159,7 @@ def test_build__answers_respect_the_form(xform):
     assert cyrillic >= 30
 
 
-def test_edit__new_instance_id_and_deprecated_id(xform):
+def test_edit__new_instance_id_and_deprecated_id(xform) -> None:
     runner = offline(xform, seed=3)
     original = runner.build(0)
     factory = runner._factory("household", 0)
@@ -218,7 +218,7 @@ def _odata(central, s, pid, form_id, query: str) -> dict:
     return resp.json()
 
 
-def test_run__web_user_submits_edits_reviews_deletes(central, project):
+def test_run__web_user_submits_edits_reviews_deletes(central, project) -> None:
     s, pid, form_id = project
     events = []
     runner = _web_runner(
@@ -259,7 +259,7 @@ def test_run__web_user_submits_edits_reviews_deletes(central, project):
     assert {r["__id"] for r in deleted["value"]} == set(result.deleted_ids)
 
 
-def test_run__app_user_key_at_a_rate(central, project):
+def test_run__app_user_key_at_a_rate(central, project) -> None:
     s, pid, form_id = project
     user = s.post(
         f"{central.url}/v1/projects/{pid}/app-users",
@@ -289,7 +289,7 @@ def test_run__app_user_key_at_a_rate(central, project):
     assert {r["__system"]["submitterName"] for r in rows} == {"enumerator 1"}
 
 
-def test_command__runs_and_prints_a_summary(central, project):
+def test_command__runs_and_prints_a_summary(central, project) -> None:
     _s, pid, form_id = project
     proc = subprocess.run(
         [
@@ -352,7 +352,7 @@ def model_path(node, parents, model) -> str:
 
 @pytest.mark.skipif(not FORMS, reason="no XLSForms in forms/")
 @pytest.mark.parametrize("xlsx", FORMS, ids=[p.stem for p in FORMS])
-def test_build__project_forms_pass_their_own_rules(xlsx: Path):
+def test_build__project_forms_pass_their_own_rules(xlsx: Path) -> None:
     """Every answer passes its constraint, and every relevant required question is
     answered, as Collect would insist, on the forms this project really pushes."""
     runner = Enumerators("http://127.0.0.1:1", WebUser("x@example.org", "x"), 1, seed="rules")
@@ -387,7 +387,7 @@ def test_build__project_forms_pass_their_own_rules(xlsx: Path):
     assert unreadable < 25 * 3  # nearly every rule was checked
 
 
-def test_command__stops_cleanly_on_sigterm(central, project):
+def test_command__stops_cleanly_on_sigterm(central, project) -> None:
     _s, pid, _form_id = project
     proc = subprocess.Popen(
         [
@@ -430,7 +430,7 @@ VILLAGES_CSV = (
 )
 
 
-def test_run__reads_csv_media_from_the_manifest(central, project):
+def test_run__reads_csv_media_from_the_manifest(central, project) -> None:
     """select_one_from_file choices come from the form's media, fetched via the manifest;
     the district with no villages listed (khorog) is never chosen."""
     s, pid, _ = project
@@ -464,7 +464,7 @@ def test_run__reads_csv_media_from_the_manifest(central, project):
     assert pairs <= {("nurek", "sarband"), ("rogun", "obigarm"), ("rogun", "laur")}
 
 
-def test_run__rides_out_central_misbehaving(emulator_central, project):
+def test_run__rides_out_central_misbehaving(emulator_central, project) -> None:
     """Like Collect, a device retries a 503, a dropped connection and an expired session."""
     s, pid, form_id = project
     url = emulator_central.url
@@ -500,7 +500,7 @@ def test_run__rides_out_central_misbehaving(emulator_central, project):
     assert live["@odata.count"] == 8
 
 
-def test_run__same_seed_sends_the_same_submissions(central, fresh_name):
+def test_run__same_seed_sends_the_same_submissions(central, fresh_name) -> None:
     """Two projects, one seed: the same instance ids and the same XML arrive in both."""
     s = _session(central)
     sent = []
@@ -562,7 +562,7 @@ def test_run__same_seed_sends_the_same_submissions(central, fresh_name):
         ("coalesce(/data/missing, 'x')", "x"),
     ],
 )
-def test_xpath__evaluates_what_pyxform_writes(expr, expected):
+def test_xpath__evaluates_what_pyxform_writes(expr, expected) -> None:
     root = answers(
         "<data><age>33</age><needs>legal food</needs><code>HH-12345</code><name>Зарина</name>"
         "<kid><name>Малика</name><age>1</age></kid><kid><name>Али</name><age>12</age></kid>"
@@ -591,7 +591,7 @@ def test_xpath__evaluates_what_pyxform_writes(expr, expected):
     assert value == expected
 
 
-def test_run__picks_up_a_new_form_version(central, project):
+def test_run__picks_up_a_new_form_version(central, project) -> None:
     """With ``refresh``, a version published mid-run gets filled, as Collect's form
     auto-update does; submissions before it keep the old version."""
     s, pid, form_id = project

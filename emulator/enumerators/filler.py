@@ -14,6 +14,7 @@ import math
 import random
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from xml.etree.ElementTree import Element
@@ -468,7 +469,9 @@ def _attrs(template: Element) -> dict[str, str]:
     return {local(k): v for k, v in template.attrib.items() if local(k) != "template"}
 
 
-def _walk(elem: Element, path: str, parent: Element | None = None):
+def _walk(
+    elem: Element, path: str, parent: Element | None = None
+) -> Iterator[tuple[Element, str, Element]]:
     """(element, path without the root name, parent) for every element under ``elem``."""
     for child in elem:
         cpath = f"{path}/{local(child.tag)}"

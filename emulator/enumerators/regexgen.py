@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 import re
 import string
+from collections.abc import Iterable
+from typing import Any
 
 try:  # Python 3.11+
     from re import _constants as sre_constants
@@ -51,7 +53,7 @@ def _charset(items: list, rng: random.Random) -> str:
     return rng.choice(pool or ["x"])
 
 
-def _emit(tokens, rng: random.Random, out: list[str]) -> None:
+def _emit(tokens: Iterable[tuple[Any, Any]], rng: random.Random, out: list[str]) -> None:
     for op, arg in tokens:
         if op == sre_constants.LITERAL:
             out.append(chr(arg))

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import requests
+
 from emulator.enumerators.client import AppUserKey, DeviceClient, DeviceError, WebUser
 from emulator.enumerators.filler import Submission, SubmissionFactory
 from emulator.enumerators.formmodel import FormModel, parse_form_model
@@ -419,7 +421,7 @@ class Enumerators:
         )
 
 
-def _problem(resp) -> str:
+def _problem(resp: requests.Response) -> str:
     """Central's error in one line: JSON ``code``/``message`` or the OpenRosa message."""
     try:
         body = resp.json()
