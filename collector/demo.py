@@ -293,10 +293,16 @@ class Demo:
             "project_id": self.project_id,
             "forms": self.forms,
             "keys": self.keys,
-            "database_url": self.demo_settings.resolved_database_url,
+            "database_url": make_url(self.demo_settings.resolved_database_url).render_as_string(
+                hide_password=True
+            ),
         }
         path = self.options.data_dir / "demo.json"
-        path.write_text(json.dumps(info, indent=2))
+        # It holds working keys (admin among them): readable by the user only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(info, indent=2))
+        path.chmod(0o600)  # an older file kept its mode through O_TRUNC
         return path
 
     def print_guide(self) -> None:

@@ -87,6 +87,27 @@ def test_compose__store_users_wait_for_postgres(compose) -> None:
             assert "postgres" in needs(name), f"{name} may start before PostgreSQL is up"
 
 
+def test_nginx__access_log_has_no_query_strings() -> None:
+    """Filters and cursors carry sensitive values (a phone number in `where=`): the gateway
+    logs the path only."""
+    conf = (REPO / "deploy" / "nginx.conf").read_text()
+    formats = dict(re.findall(r"log_format\s+(\w+)\s+((?:'[^']*'\s*)+);", conf))
+    logs = re.findall(r"^\s*access_log\s+\S+\s+(\w+);", conf, flags=re.M)
+    assert logs, "no access_log: nginx would use `combined`, which logs the query string"
+    for name in logs:
+        assert name in formats, f"access_log uses undefined format {name}"
+        for variable in ("$request ", '$request"', "$request_uri", "$args", "$query_string"):
+            assert variable not in formats[name] + " ", f"{name} logs {variable}"
+
+
+def test_compose__postgres_password_must_be_set(compose) -> None:
+    """No default database password reaches a production deployment."""
+    pg = compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert ":?" in pg
+    url = compose["services"]["api"]["environment"]["COLLECTOR_DATABASE_URL"]
+    assert "${POSTGRES_PASSWORD:?" in url
+
+
 def test_compose__mounted_files_exist(compose) -> None:
     for name, svc in compose["services"].items():
         for volume in svc.get("volumes", []):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -106,6 +107,7 @@ def test_demo__headless_run_serves_submissions(tmp_path: Path) -> None:
     out = log_path.read_text()
     assert info, f"the demo never wrote demo.json:\n{out}"
     assert set(info["keys"]) == {"viewer", "analyst", "manager", "admin"}
+    assert stat.S_IMODE(info_path.stat().st_mode) == 0o600  # it holds working keys
     assert seen > 0, f"no submission reached the API while the demo ran:\n{out}"
     assert guide_urls and all(status == 200 for status in guide_urls.values()), guide_urls
     assert code == 0, f"the demo exited {code}:\n{out}"
