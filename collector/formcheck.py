@@ -204,11 +204,6 @@ def _pyxform_finding(xlsform: XLSForm, out: Findings, exc: PyXFormError) -> None
     )
 
 
-def check_result_json(results: Iterable[CheckResult]) -> list[dict[str, object]]:
-    """Findings of many files as plain dicts, for ``--json``."""
-    return [f.as_dict() for r in results for f in r.findings]
-
-
 def check_manifest_forms(manifest: Manifest, entries: Iterable[FormEntry]) -> list[CheckResult]:
     """Check each manifest entry's form with its media, plus the media the manifest lists."""
     results = []

@@ -156,24 +156,12 @@ def form_warnings(warnings: list[str]) -> CentralError:
     )
 
 
-def odata_filter_unparseable(reason: str) -> CentralError:
-    return CentralError(
-        400.18,
-        f"The OData filter expression you provided could not be parsed: {reason}",
-        {"reason": reason},
-    )
-
-
 def expected_deprecation() -> CentralError:
     return CentralError(
         400.19,
         "This PUT endpoint expects a deprecatedID metadata tag pointing at the current version "
         "instanceID. I cannot find that tag in your request.",
     )
-
-
-def property_not_found(prop: str) -> CentralError:
-    return CentralError(400.23, f"Could not find a property named '{prop}'", {"property": prop})
 
 
 def bad_skiptoken() -> CentralError:
@@ -184,10 +172,6 @@ def bad_skiptoken() -> CentralError:
 def authentication_failed() -> CentralError:
     # golden 01, 04
     return CentralError(401.2, "Could not authenticate with the provided credentials.")
-
-
-def openrosa_auth_required() -> CentralError:
-    return CentralError(401.4, "This resource requires authentication.")
 
 
 def insufficient_rights() -> CentralError:
@@ -218,10 +202,6 @@ def form_version_not_found(version: str) -> CentralError:
         f"The form version specified in this submission '{version}' does not exist.",
         {"formVersion": version},
     )
-
-
-def method_not_allowed() -> CentralError:
-    return CentralError(405.1, "This request type is not allowed for this resource.")
 
 
 def xml_conflict() -> CentralError:
@@ -265,14 +245,6 @@ def no_published_version() -> CentralError:
         409.7,
         "Could not delete draft, because the form has not been published. Either delete the "
         "whole form, or replace the draft.",
-    )
-
-
-def instance_id_conflict() -> CentralError:
-    return CentralError(
-        409.8,
-        "You tried to update a submission, but the instanceID you provided already exists on "
-        "this server. Please try again with a unique instanceID.",
     )
 
 

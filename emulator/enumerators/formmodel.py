@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from emulator.enumerators.xpath import local
 from emulator.xform import XForm, parse_xform, strip_namespaces_from_path
 
-JR = "http://openrosa.org/javarosa"
-
 
 @dataclass(frozen=True)
 class Bind:
