@@ -104,7 +104,7 @@ def set_version(xml: bytes, version: str) -> bytes:
 def hashes(xml: bytes) -> tuple[str, str, str]:
     """(hash, sha, sha256) as the form JSON shows them (golden 08)."""
     return (
-        hashlib.md5(xml).hexdigest(),  # noqa: S324 - Central's form hash is MD5 (formList md5:)
+        hashlib.md5(xml).hexdigest(),  # noqa: S324 - Central's form hash is MD5 (golden 08, 27 md5:)
         hashlib.sha1(xml).hexdigest(),  # noqa: S324 - Central's "sha" field
         hashlib.sha256(xml).hexdigest(),
     )
@@ -120,7 +120,8 @@ def insert_def(
     carry_from: int | None,
 ) -> int:
     """Store one form version and its expected attachments (contents carried over by name
-    and type from ``carry_from``, as Central copies them into a new draft)."""
+    and type from ``carry_from``, as Central copies them into a new draft: central-backend
+    lib/model/query/form-attachments.js)."""
     md5, sha1, sha256 = hashes(xml)
     now = now_iso()
     cur = conn.execute(

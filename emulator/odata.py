@@ -197,7 +197,7 @@ def _walk(
             continue
         f = children.get(_local(tag))
         if f is None:
-            continue  # not in the form: Central skips the subtree
+            continue  # not in the form: lib/data/odata.js skips the subtree
         kind = f.kind
         if kind == _PRIM:
             text = child.text
@@ -219,7 +219,7 @@ def _walk(
             elif ftype == "dateTime":
                 data[f.out] = odata_datetime(text)
             else:
-                # Central appends text events, so a repeated element concatenates
+                # lib/data/odata.js appends text events, so a repeated element concatenates
                 prev = data.get(f.out)
                 data[f.out] = text if not isinstance(prev, str) else prev + text
         elif kind == _STRUCT:

@@ -389,6 +389,7 @@ async def assignments_list(request: Request) -> Response:
 async def roles_list(request: Request) -> Response:
     e = emu(request)
     require_actor(request, e.conn)
+    # the system roles' display names (central-backend lib/model/migrations, GET /v1/roles)
     names = {
         "admin": "Administrator",
         "app-user": "App User",

@@ -251,7 +251,7 @@ def _sort_key(spec: str) -> tuple[int, bool]:
 
 def _apply_orderby(rows: list[tuple], orderby: str) -> list[tuple]:
     specs = [_sort_key(s.strip()) for s in orderby.split(",") if s.strip()]
-    # Central sorts in PostgreSQL: NULLS LAST ascending, NULLS FIRST descending, and its own
+    # Central sorts in PostgreSQL (lib/util/odata.js $orderby to ORDER BY): NULLS LAST ascending, NULLS FIRST descending, and its own
     # order (createdAt DESC, id DESC) breaks ties; stable sorts from the last key to the first.
     out = sorted(rows, key=lambda r: (r[2], r[0]), reverse=True)
     for idx, desc in reversed(specs):

@@ -318,7 +318,8 @@ def _store_edit(conn: sqlite3.Connection, v: _Version) -> Stored:
     fragments = v.fragments(logical_id)
     now = now_iso()
     new_version = _insert_version(conn, submission_id, v, now)
-    # attachments of the old version carry over by name (Central copies unchanged blobs)
+    # attachments of the old version carry over by name (Central copies unchanged blobs:
+    # central-backend lib/model/query/submission-attachments.js)
     files = dict(v.files)
     for name, content, ctype in conn.execute(
         "SELECT name, content, content_type FROM submission_attachments WHERE version_id=?",
