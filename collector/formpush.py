@@ -182,32 +182,26 @@ def plan_form(central: Central, form: LocalForm, project_ids: dict[str, int | No
     pid = project_ids[project]
     base = FormPlan(entry.form_id, project, pid, Action.NOTHING, "")
     all_media = tuple(sorted(form.media))
-    if pid is None:
+
+    def create(reason: str, exists: bool = False) -> FormPlan:
+        """A form with no published version: create (or finish) it with all its media."""
+        version = new_version(form, set())
         return replace(
             base,
             action=Action.CREATE,
-            reason=f"project '{project}' does not exist yet",
-            version=new_version(form, set()),
+            reason=reason,
+            version=version,
             media=all_media,
+            exists=exists,
         )
+
+    if pid is None:
+        return create(f"project '{project}' does not exist yet")
     remote = api.form_or_none(central, entry.form_id, pid)
     if remote is None:
-        return replace(
-            base,
-            action=Action.CREATE,
-            reason="not on Central",
-            version=new_version(form, set()),
-            media=all_media,
-        )
+        return create("not on Central")
     if not remote.get("publishedAt"):
-        return replace(
-            base,
-            action=Action.CREATE,
-            reason="on Central as an unpublished draft",
-            version=new_version(form, set()),
-            media=all_media,
-            exists=True,
-        )
+        return create("on Central as an unpublished draft", exists=True)
     current = remote.get("version")
     base = replace(base, central_version=current, exists=True)
     ours = form.xform_with(form.pinned_version or current)

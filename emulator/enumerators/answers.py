@@ -151,6 +151,7 @@ def _decimal_range(name: str) -> tuple[float, float]:
 
 _BOUND = re.compile(r"\.\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)")
 _BOUND_REVERSED = re.compile(r"(-?\d+(?:\.\d+)?)\s*(>=|<=|>|<)\s*\.(?![\w/])")
+_FLIPPED = {">=": "<=", "<=": ">=", ">": "<", "<": ">"}
 
 
 def _bounds(constraint: str | None, default: tuple[float, float]) -> tuple[float, float]:
@@ -159,18 +160,16 @@ def _bounds(constraint: str | None, default: tuple[float, float]) -> tuple[float
     if not constraint or " or " in constraint:
         return lo, hi
     found_lo = found_hi = None
-    for op, num in _BOUND.findall(constraint):
+    # ". >= 5" and "5 <= ." say the same: read the reversed form with its operator flipped
+    bounds = _BOUND.findall(constraint) + [
+        (_FLIPPED[op], num) for num, op in _BOUND_REVERSED.findall(constraint)
+    ]
+    for op, num in bounds:
         value = float(num)
         if op in (">=", ">"):
             found_lo = value + (1 if op == ">" else 0)
         else:
             found_hi = value - (1 if op == "<" else 0)
-    for num, op in _BOUND_REVERSED.findall(constraint):
-        value = float(num)
-        if op in ("<=", "<"):
-            found_lo = value + (1 if op == "<" else 0)
-        else:
-            found_hi = value - (1 if op == ">" else 0)
     # keep the plausible default inside the allowed range (an age of 0-85 within 0-120)
     allowed_lo = found_lo if found_lo is not None else -math.inf
     allowed_hi = found_hi if found_hi is not None else math.inf
