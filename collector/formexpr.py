@@ -21,7 +21,10 @@ REFERENCE_COLUMNS = (*EXPRESSION_COLUMNS, "required", "default", "trigger")
 _REF = re.compile(r"\$\{([^}]*)\}")
 
 
-def check_expressions(row: SheetRow, survey: Sheet, out: Findings, names: dict) -> None:
+def check_expressions(row: SheetRow, survey: Sheet, out: Findings, names: dict[str, int]) -> None:
+    """References to questions that do not exist and malformed expressions in one row;
+    ``names`` maps every question name of the form to its row."""
+    at = out.on_row(survey, row.row)
     for header, cell in row.cells.items():
         key = header.split("::")[0].strip().lower()
         in_text = key in TRANSLATABLE
@@ -29,24 +32,20 @@ def check_expressions(row: SheetRow, survey: Sheet, out: Findings, names: dict) 
             continue
         for ref in _REF.findall(cell.value):
             if ref.removeprefix("last-saved#") not in names:
-                out.add(
+                at.add(
                     "unknown-reference",
                     f"${{{ref}}} in {header} names no question",
                     "fix the spelling or add the question it refers to",
-                    sheet=survey.name,
-                    row=row.row,
-                    column=cell.column,
+                    header,
                 )
         if key in EXPRESSION_COLUMNS or (key == "required" and not _is_yes_no(cell.value)):
             problem = malformed_expression(cell.value)
             if problem:
-                out.add(
+                at.add(
                     "malformed-expression",
                     f"{header} '{cell.value}': {problem}",
                     "correct the expression (see https://docs.getodk.org/form-operators-functions/)",
-                    sheet=survey.name,
-                    row=row.row,
-                    column=cell.column,
+                    header,
                 )
 
 
