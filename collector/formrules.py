@@ -17,7 +17,7 @@ from pyxform.aliases import select as SELECT_ALIASES
 from pyxform.parsing.expression import parse_expression
 from pyxform.question_type_dictionary import QUESTION_TYPE_DICT
 
-from collector.findings import LANGUAGE_NAMES, Findings
+from collector.findings import LANGUAGE_NAMES, Findings, RowFindings
 from collector.formexpr import check_expressions
 from collector.formspec import LANGUAGES
 from collector.xlsform import (
@@ -180,29 +180,7 @@ def check_survey_rows(
             else:
                 stack.pop()
             continue
-        if not name:
-            at.add(
-                "missing-name",
-                f"the '{type_text}' row has no name",
-                "give it a unique name of letters, digits and underscores",
-                "name",
-            )
-        elif not NAME_PATTERN.match(name):
-            at.add(
-                "invalid-name",
-                f"'{name}' is not a valid name",
-                "start with a letter; use only letters, digits, '_', '-' and '.'",
-                "name",
-            )
-        elif name in seen:
-            at.add(
-                "duplicate-name",
-                f"'{name}' is already used on row {seen[name]}",
-                "rename one of them: names are column names in exports and must be unique",
-                "name",
-            )
-        if name:
-            seen.setdefault(name, row.row)
+        _check_name(at, type_text, name, seen)
         if base in GROUP_BEGIN:
             stack.append((GROUP_BEGIN[base], row))
         if name == "district" and base == "select_one":
@@ -236,6 +214,34 @@ def check_survey_rows(
             "add 'select_one district' named district: the API limits keys by district",
             sheet=survey.name,
         )
+
+
+def _check_name(at: RowFindings, type_text: str, name: str, seen: dict[str, int]) -> None:
+    """A question's name becomes an XML element and an export column: it must be there,
+    be a valid XML name, and be unique (``seen``: name -> first row, updated here)."""
+    if not name:
+        at.add(
+            "missing-name",
+            f"the '{type_text}' row has no name",
+            "give it a unique name of letters, digits and underscores",
+            "name",
+        )
+    elif not NAME_PATTERN.match(name):
+        at.add(
+            "invalid-name",
+            f"'{name}' is not a valid name",
+            "start with a letter; use only letters, digits, '_', '-' and '.'",
+            "name",
+        )
+    elif name in seen:
+        at.add(
+            "duplicate-name",
+            f"'{name}' is already used on row {seen[name]}",
+            "rename one of them: names are column names in exports and must be unique",
+            "name",
+        )
+    if name:
+        seen.setdefault(name, at.row)
 
 
 def _check_sensitive(row: SheetRow, survey: Sheet, out: Findings, base: str) -> None:
