@@ -18,7 +18,9 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from datetime import datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,10 +28,10 @@ from starlette.routing import Route
 
 from emulator import errors
 from emulator.auth import Actor
-from emulator.common import emu, find_form, int_param, json_body, ok
+from emulator.common import FormRow, emu, find_form, int_param, json_body, ok
 from emulator.db import iso, now_iso, transaction
 from emulator.faults import FaultError, parse_config
-from emulator.submissions import read_incoming, store
+from emulator.submissions import Incoming, read_incoming, store
 
 
 async def health(request: Request) -> Response:
@@ -82,12 +84,22 @@ async def expire_tokens(request: Request) -> Response:
     return ok({"expired": cur.rowcount})
 
 
-async def backdated_submission(request: Request) -> Response:
-    e = emu(request)
-    pid = int_param(request.path_params["pid"])
-    body = await json_body(request)
-    xml = body.get("xml")
-    when = body.get("submissionDate")
+def _submitter(conn: sqlite3.Connection, actor_id: object | None) -> Actor:
+    """The actor a backdated submission is stored as: the one named, else the administrator."""
+    row = conn.execute(
+        "SELECT id, type, display_name, project_id FROM actors WHERE "
+        + ("id=?" if actor_id is not None else "type='user' ORDER BY id LIMIT 1"),
+        (actor_id,) if actor_id is not None else (),
+    ).fetchone()
+    if row is None:
+        raise errors.not_found()
+    return Actor(row[0], row[1], row[2], row[3], None)
+
+
+def _backdated(item: dict[str, Any], form: FormRow) -> tuple[Incoming, str]:
+    """One ``{"xml", "submissionDate"}`` item read and checked: the submission and its
+    ``createdAt`` as Central would write it."""
+    xml, when = item.get("xml"), item.get("submissionDate")
     if not isinstance(xml, str) or not isinstance(when, str):
         raise errors.missing_parameters(
             ["xml", "submissionDate"], {"xml": xml, "submissionDate": when}
@@ -96,19 +108,19 @@ async def backdated_submission(request: Request) -> Response:
         created = iso(datetime.fromisoformat(when.replace("Z", "+00:00")))
     except ValueError:
         raise errors.unexpected_value("submissionDate", when, "not an ISO 8601 time") from None
-    form = find_form(e.conn, pid, request.path_params["fid"])
-    submitter = body.get("submitterId")
-    row = e.conn.execute(
-        "SELECT id, type, display_name, project_id FROM actors WHERE "
-        + ("id=?" if submitter is not None else "type='user' ORDER BY id LIMIT 1"),
-        (submitter,) if submitter is not None else (),
-    ).fetchone()
-    if row is None:
-        raise errors.not_found()
-    actor = Actor(row[0], row[1], row[2], row[3], None)
     incoming = read_incoming(xml.encode())
     if incoming.form_id != form.xml_form_id:
         raise errors.unexpected_value("form id", incoming.form_id, "not the form in the URL")
+    return incoming, created
+
+
+async def backdated_submission(request: Request) -> Response:
+    e = emu(request)
+    pid = int_param(request.path_params["pid"])
+    body = await json_body(request)
+    form = find_form(e.conn, pid, request.path_params["fid"])
+    actor = _submitter(e.conn, body.get("submitterId"))
+    incoming, created = _backdated(body, form)
     stored = store(e, form, incoming, actor, None, "emulator-control", created_at=created)
     return ok(
         {"instanceId": incoming.instance_id, "created": stored.created, "submissionDate": created}
@@ -125,29 +137,11 @@ async def backdated_submissions(request: Request) -> Response:
     if not isinstance(items, list):
         raise errors.missing_parameter("submissions")
     form = find_form(e.conn, pid, request.path_params["fid"])
-    row = e.conn.execute(
-        "SELECT id, type, display_name, project_id FROM actors WHERE type='user' ORDER BY id LIMIT 1"
-    ).fetchone()
-    actor = Actor(row[0], row[1], row[2], row[3], None)
+    actor = _submitter(e.conn, None)
     created = 0
     with transaction(e.conn):
         for item in items:
-            xml, when = item.get("xml"), item.get("submissionDate")
-            if not isinstance(xml, str) or not isinstance(when, str):
-                raise errors.missing_parameters(
-                    ["xml", "submissionDate"], {"xml": xml, "submissionDate": when}
-                )
-            try:
-                moment = iso(datetime.fromisoformat(when.replace("Z", "+00:00")))
-            except ValueError:
-                raise errors.unexpected_value(
-                    "submissionDate", when, "not an ISO 8601 time"
-                ) from None
-            incoming = read_incoming(xml.encode())
-            if incoming.form_id != form.xml_form_id:
-                raise errors.unexpected_value(
-                    "form id", incoming.form_id, "not the form in the URL"
-                )
+            incoming, moment = _backdated(item, form)
             created += store(
                 e, form, incoming, actor, None, "emulator-control", created_at=moment
             ).created
