@@ -65,7 +65,8 @@ class XForm:
     title: str
     fields: tuple[XFormField, ...]
     media: tuple[str, ...] = ()
-    # (name, type) as Central's attachment list has them: type is image|audio|video|file
+    # (name, type) as Central's attachment list has them (expectedFormAttachments, golden
+    # 17): type is image|audio|video|file
     attachments: tuple[tuple[str, str], ...] = ()
     encrypted: bool = False
     repeats: tuple[str, ...] = ()
@@ -211,7 +212,7 @@ def _form_fields(
         if nodeset is None or btype is None:
             continue
         path = strip_namespaces_from_path(_absolutify(nodeset, root_name))
-        bind_types.setdefault(path, btype)  # Central takes the first matching bind
+        bind_types.setdefault(path, btype)  # the first matching bind wins (getFormFields)
     repeats: set[str] = set()
     select_multiples: set[str] = set()
     if body is not None:
