@@ -65,8 +65,8 @@ class XForm:
     title: str
     fields: tuple[XFormField, ...]
     media: tuple[str, ...] = ()
-    # (name, type) as Central's attachment list has them (expectedFormAttachments, golden
-    # 17): type is image|audio|video|file
+    # (name, type) as Central's attachment list has them (schema.js expectedFormAttachments):
+    # type is image|audio|video|file
     attachments: tuple[tuple[str, str], ...] = ()
     encrypted: bool = False
     repeats: tuple[str, ...] = ()
