@@ -13,10 +13,30 @@ woman. Then, within every group of cells that differ in one breakdown only, a lo
 withheld cell is joined by the next smallest, so that it cannot be recovered by
 subtracting its visible siblings from a coarser total (complementary suppression; see
 the OCHA Centre for Humanitarian Data's guidance note on statistical disclosure control).
+
+Differencing: suppression alone guards one answer only. A caller may ask two questions
+whose answers differ by exactly a withheld cell (every district, then every district but
+one; a total, then a breakdown; ``to=D`` against ``to=D-1``) and subtract. So for the same
+roles every published people count -- cells, subtotals and totals alike -- is also rounded
+to a base (``settings.indicator_rounding_base``, default 5) by *consistent random
+rounding*, keyed per cell as in the Australian Bureau of Statistics' cell key method: each
+submission has a pseudo-random record key (a hash of its instance id,
+computed in SQL), a cell's key is the sum of its records' keys, hashed again to a number
+``u`` in [0, 1), and a value ``b*q + r`` is published as ``b*(q+1)`` when ``u < r/b``,
+else as ``b*q``. The rounding is unbiased, any difference of two answers is a multiple of
+the base (never the exact small count), and the same set of submissions always rounds the
+same way, so repeating a query cannot average the noise away; whereas plain rounding to
+the nearest multiple would give the exact count away where a series of ``to=`` days makes
+the rounded total step. Zeros stay zeros (an empty cell has nothing to round), and a cell
+that is already a multiple of the base is published as it is. Managers get exact numbers.
+Residual risk, as with any perturbation: averaging many *different* differences that all
+contain the same few women narrows the estimate, which the API's rate limit slows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +44,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from collector.forminfo import (
     FormInfo,
@@ -257,6 +277,7 @@ class IndicatorResult:
     cells: list[Cell]
     threshold: int | None  # None when nothing was suppressible for this caller
     form_known: bool
+    rounding_base: int | None = None  # None when every value is exact for this caller
 
 
 def _period_expr(dialect: str, expr: sa.ColumnElement, period: str) -> sa.ColumnElement:
@@ -288,8 +309,10 @@ def compute(
     date_to: date | None = None,
     districts: Iterable[str] = (),
     suppress_below: int | None,
+    round_to: int | None = None,
 ) -> IndicatorResult:
-    """The indicator's cells for this caller; ``suppress_below`` None shows every cell."""
+    """The indicator's cells for this caller; ``suppress_below`` None shows every cell,
+    ``round_to`` None (or 1) leaves every value exact (see the module doc)."""
     by = list(dict.fromkeys(by))
     if period not in PERIODS:
         raise InvalidValue("period", period, f"expected one of {', '.join(PERIODS)}")
@@ -301,8 +324,9 @@ def compute(
         raise InvalidValue("from", date_from.isoformat(), "is after `to`")
     form = form_info(engine, indicator.form)
     threshold = suppress_below if indicator.counts_people else None
+    base = round_to if indicator.counts_people and round_to and round_to > 1 else None
     if form is None:
-        return IndicatorResult(indicator, period, by, [], threshold, form_known=False)
+        return IndicatorResult(indicator, period, by, [], threshold, False, base)
 
     wide = table_for(form)
     # The wide table carries the submission's dates and deletion, and the district question
@@ -392,6 +416,8 @@ def compute(
         aggs.append(sa.func.count(sa.distinct(wide.c.instance_id)) if link_n else sa.func.count())
     else:
         aggs.extend(sa.func.sum(_column(form, wide, p.field)) for p in measure.parts)
+    if base is not None:  # the sum of the cell's record keys (only when rounding)
+        aggs.append(sa.func.sum(_record_key(engine.dialect.name, wide.c.instance_id)))
 
     query = (
         sa.select(
@@ -407,27 +433,45 @@ def compute(
     part_by = [b for b in by if isinstance(measure, Sum) and b in indicator.part_breakdowns]
 
     totals: dict[tuple, float] = defaultdict(float)
+    cell_keys: dict[tuple, int] = defaultdict(int)  # sum of record keys, mod 2**32
+    key_agg = f"a{len(aggs) - 1}"
     with engine.connect() as conn:
+        if base is not None:
+            _register_record_key(conn)
         for row in conn.execute(query):
-            base = tuple(_key(row._mapping[f"k{i}"]) for i in range(len(group)))
+            m = row._mapping
+            grouped = tuple(_key(m[f"k{i}"]) for i in range(len(group)))
+            records = int(m[key_agg] or 0) if base is not None else 0
             if isinstance(measure, Sum):
                 for i, part in enumerate(measure.parts):
-                    key = base + tuple(part.values.get(b) for b in part_by)
-                    totals[key] += float(row._mapping[f"a{i}"] or 0)
+                    key = grouped + tuple(part.values.get(b) for b in part_by)
+                    totals[key] += float(m[f"a{i}"] or 0)
+                    # each part of the same rows gets its own noise: add the part's name
+                    cell_keys[key] = (cell_keys[key] + records + _hash32(part.field)) % _MOD
             else:
-                totals[base] += float(row._mapping["a0"] or 0)
+                totals[grouped] += float(m["a0"] or 0)
+                cell_keys[grouped] = (cell_keys[grouped] + records) % _MOD
 
     key_names = names + part_by
     order = ["period", *[b for b in by]]
+    ordered = sorted(totals, key=lambda k: tuple("" if x is None else str(x) for x in k))
     cells = [
-        Cell(keys={n: k[key_names.index(n)] for n in order if n in key_names}, value=_number(v))
-        for k, v in sorted(
-            totals.items(), key=lambda kv: tuple("" if x is None else str(x) for x in kv[0])
+        Cell(
+            keys={n: k[key_names.index(n)] for n in order if n in key_names},
+            value=_number(totals[k]),
         )
+        for k in ordered
     ]
     if threshold is not None:
-        cells = suppress(cells, threshold)
-    return IndicatorResult(indicator, period, by, cells, threshold, form_known=True)
+        cells = suppress(cells, threshold)  # on the exact values, before any rounding
+    if base is not None:
+        cells = [
+            c
+            if c.suppressed or c.value is None
+            else Cell(c.keys, rounded(c.value, base, cell_key_fraction(cell_keys[k])))
+            for c, k in zip(cells, ordered, strict=True)
+        ]
+    return IndicatorResult(indicator, period, by, cells, threshold, True, base)
 
 
 def _key(value: Any) -> str | None:
@@ -458,3 +502,52 @@ def suppress(cells: list[Cell], threshold: int) -> list[Cell]:
                     hidden.add(min(candidates, key=lambda i: cells[i].value or 0))
                     changed = True
     return [Cell(c.keys, None, True) if i in hidden else c for i, c in enumerate(cells)]
+
+
+# --- consistent random rounding (the cell key method; see the module doc) --------------------
+
+_MOD = 2**32
+_RECORD_KEY_SQLITE = "collector_record_key"
+
+
+def _hash32(text: str) -> int:
+    """A stable 32-bit hash (Python's ``hash`` changes with every process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")
+
+
+def _record_key(dialect: str, instance_id: sa.ColumnElement) -> sa.ColumnElement:
+    """A submission's record key in [0, 2**32), computed by the database.
+
+    PostgreSQL's ``hashtext`` (its built-in string hash) costs nothing per row; SQLite has no
+    hash function, so :func:`_register_record_key` gives each connection one."""
+    if dialect == "postgresql":
+        return sa.cast(sa.func.hashtext(instance_id), sa.BigInteger).op("&")(_MOD - 1)
+    return getattr(sa.func, _RECORD_KEY_SQLITE)(instance_id)
+
+
+def _sqlite_record_key(instance_id: str | None) -> int:
+    # CRC-32: the cheapest stable hash from Python (0.8 against 1.3 us a row for blake2b);
+    # it need not be strong, as the cell's sum is hashed again by cell_key_fraction.
+    return zlib.crc32(instance_id.encode()) if instance_id else 0
+
+
+def _register_record_key(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.driver_connection
+        raw.create_function(  # type: ignore[union-attr]
+            _RECORD_KEY_SQLITE, 1, _sqlite_record_key, deterministic=True
+        )
+
+
+def cell_key_fraction(record_key_sum: int) -> float:
+    """The cell's uniform number in [0, 1): its record keys' sum, hashed again, so that
+    cells sharing records (a total and its breakdown) do not get related noise."""
+    digest = hashlib.blake2b(str(record_key_sum % _MOD).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def rounded(value: int | float, base: int, u: float) -> int:
+    """``value`` rounded to a multiple of ``base``: up with probability (remainder / base),
+    ``u`` being the cell's uniform number (so the same cell always rounds the same way)."""
+    floor = int(value // base) * base
+    return floor + base if u * base < value - floor else floor

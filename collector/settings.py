@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     suppression_threshold: int = Field(
         default=5, ge=1, description="Indicator cells below this are hidden from non-managers."
     )
+    indicator_rounding_base: int = Field(
+        default=5,
+        ge=1,
+        description="Non-managers' people counts are rounded to this base (1: exact), so "
+        "subtracting one query from another cannot recover a withheld cell.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

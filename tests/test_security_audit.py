@@ -62,10 +62,6 @@ def _one_value(api: LiveApi, key: str, **params) -> int | None:
 # --- indicators: small cells recovered by differencing ---------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-2 (H6, collector/indicators.py): any district set, so a suppressed cell is the difference of two visible ones",
-)
 def test_security__suppressed_cell_not_recovered_by_district_differencing(api):
     """A viewer must not learn a suppressed cell by asking for every district and for every
     district but the rare one, and subtracting: the ``district`` filter takes any set, both

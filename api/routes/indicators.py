@@ -1,12 +1,15 @@
-"""The programme's indicators by period and district. Any role; small cells are withheld
-for roles below manager (``settings.suppression_threshold``)."""
+"""The programme's indicators by period and district. Any role; for roles below manager,
+small cells are withheld (``settings.suppression_threshold``) and every people count is
+rounded to ``settings.indicator_rounding_base`` by consistent random rounding, so that
+subtracting one answer from another cannot recover a withheld cell (see
+``collector.indicators``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, Lang, SettingsDep, ViewerDep, parse_when, scope_for, split_list
 from collector.forminfo import FormInfo, UnknownName, form_info
@@ -37,6 +40,9 @@ class IndicatorResultOut(IndicatorOut):
     period: str
     by: list[str]
     suppression_threshold: int | None
+    rounding_base: int | None = Field(
+        description="People counts are multiples of this (consistent random rounding); null: exact."
+    )
     form_synced: bool
     cells: list[CellOut]
 
@@ -78,6 +84,7 @@ def get_indicator(
     if indicator is None:
         raise UnknownName("indicator", indicator_id)
     start, end = parse_when("from", from_), parse_when("to", to)
+    exact = caller.role >= Role.manager
     result = compute(
         engine,
         indicator,
@@ -87,7 +94,8 @@ def get_indicator(
         date_from=start.date() if start else None,
         date_to=end.date() if end else None,
         districts=split_list(district),
-        suppress_below=None if caller.role >= Role.manager else settings.suppression_threshold,
+        suppress_below=None if exact else settings.suppression_threshold,
+        round_to=None if exact else settings.indicator_rounding_base,
     )
     form = form_info(engine, indicator.form) if lang else None
     cells = [
@@ -104,6 +112,7 @@ def get_indicator(
         period=result.period,
         by=result.by,
         suppression_threshold=result.threshold,
+        rounding_base=result.rounding_base,
         form_synced=result.form_known,
         cells=cells,
     )
