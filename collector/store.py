@@ -165,6 +165,44 @@ def _sqlite_value(v: Any) -> Any:
 
 
 _CONVERTED = (sa.DateTime, sa.Date, sa.Time, sa.JSON)
+_PARAM_BUILDERS: dict[tuple[str, tuple[str, ...], tuple[int, ...]], Any] = {}
+
+
+def _param_builder(table: sa.Table, cols: list[str]) -> Any:
+    """A function turning dict rows into SQLite parameter tuples for ``cols``.
+
+    Generated once per table and column list: one comprehension with each column's
+    lookup and conversion written out, so a row costs no per-column loop or call. A
+    datetime from normalize (aware UTC) is formatted inline as SQLAlchemy's SQLite
+    ``DateTime`` stores it; anything else goes through :func:`_sqlite_value`.
+    """
+    kinds = tuple(
+        2 if isinstance(table.c[c].type, sa.DateTime)
+        else 1 if isinstance(table.c[c].type, _CONVERTED)
+        else 0
+        for c in cols
+    )  # fmt: skip
+    key = (table.name, tuple(cols), kinds)
+    build = _PARAM_BUILDERS.get(key)
+    if build is not None:
+        return build
+    parts = []
+    for i, (c, kind) in enumerate(zip(cols, kinds, strict=True)):
+        if kind == 0:
+            parts.append(f"r[{c!r}]")
+            continue
+        bind = f"(v{i} := r[{c!r}])"
+        if kind == 2:
+            parts.append(
+                f"None if {bind} is None else v{i}.isoformat(' ', 'microseconds')[:26] "
+                f"if v{i}.tzinfo is UTC else conv(v{i})"
+            )
+        else:
+            parts.append(f"None if {bind} is None else conv(v{i})")
+    code = f"lambda rows: [({', '.join(parts)},) for r in rows]"
+    build = eval(code, {"UTC": UTC, "conv": _sqlite_value})  # noqa: S307 (names from repr)
+    _PARAM_BUILDERS[key] = build
+    return build
 
 
 def _sqlite_executemany(
@@ -174,20 +212,7 @@ def _sqlite_executemany(
     costs more than SQLite's insert itself at tens of thousands of rows a second."""
     collist = ", ".join(f'"{c}"' for c in cols)
     marks = ", ".join("?" for _ in cols)
-    getter = itemgetter(*cols)
-    convert = [i for i, c in enumerate(cols) if isinstance(table.c[c].type, _CONVERTED)]
-    if len(cols) == 1:
-        params = [(getter(r),) for r in rows]
-    elif not convert:
-        params = [getter(r) for r in rows]
-    else:
-        params = []
-        for r in rows:
-            values = list(getter(r))
-            for i in convert:
-                if values[i] is not None:
-                    values[i] = _sqlite_value(values[i])
-            params.append(values)
+    params = _param_builder(table, cols)(rows)
     cursor = conn.connection.driver_connection.cursor()  # inside conn's transaction
     try:
         cursor.executemany(
@@ -301,6 +326,10 @@ def _stored_fields(conn: Connection, form_id: int) -> list[dict]:
     return [dict(r._mapping) for r in rows]
 
 
+# Fields Central adds to every form whose value is the submission's own id (never a secret).
+_PUBLIC_UNDESCRIBED = frozenset({"/meta/instanceID", "/meta/deprecatedID"})
+
+
 def _merge_fields(
     conn: Connection, form_id: int, xml_form_id: str, central_fields: list[dict], spec: Any
 ) -> FormShape:
@@ -360,6 +389,11 @@ def _merge_fields(
                 "choice_list": sf.choice_list,
                 "sensitive": sf.sensitive,
             }
+        elif path not in stored and path not in _PUBLIC_UNDESCRIBED:
+            # Fail closed (SEC-14): no XLSForm has said whether this question is sensitive
+            # (a version published in Central's UI, outside `forms push`), so it is until
+            # a spec says otherwise; a stored field keeps the flag it has.
+            row["sensitive"] = True
         if path in stored:
             conn.execute(ff.update().where(ff.c.id == stored[path]["id"]).values(**row))
         else:
