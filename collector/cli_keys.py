@@ -87,6 +87,7 @@ def serve_api(
     """Serve the data managers' API with uvicorn (docs at /docs)."""
     import uvicorn
 
+    from api.accesslog import log_config
     from api.app import create_app
     from collector.cli import settings_from_env
 
@@ -94,7 +95,12 @@ def serve_api(
     engine = store.engine_for(settings)
     store.create_schema(engine)
     app = create_app(settings, engine=engine)
-    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port)
+    uvicorn.run(
+        app,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_config=log_config(),  # access lines without query strings (SEC-1)
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,7 @@ from collector.cursors import (
     INT64_MIN,
     SortKey,
     after_cursor,
+    cursor_sort_value,
     decode_cursor,
     encode_cursor,
     order_by,
@@ -281,23 +282,26 @@ def submissions_page(
     wide = table_for(form)
     s = submission_t
     col = sort_column(sort, wide)
+    joined = wide.join(s, s.c.instance_id == wide.c.instance_id)
     query = (
-        sa.select(*_meta_select(), col.label("_sort"), *_value_select(fields, wide))
-        .select_from(wide.join(s, s.c.instance_id == wide.c.instance_id))
+        sa.select(*_meta_select(), *_value_select(fields, wide))
+        .select_from(joined)
         .where(*filter_conditions(form, flt, scope, wide))
         .order_by(*order_by(col, sort))
         .limit(limit + 1)
     )
-    if cursor:
-        value, row_id = decode_cursor(cursor, sort)
-        query = query.where(after_cursor(col, sort, value, row_id))
     with engine.connect() as conn:
+        if cursor:
+            row_id = decode_cursor(cursor, sort)
+            # The scope alone (form, districts), not the filters: the cursor's row may have
+            # been deleted or edited out of the filter since; its position still holds.
+            in_scope = [s.c.form_id == form.id, scope.district_condition(s.c.district)]
+            value = cursor_sort_value(conn, col, joined, in_scope, row_id, cursor)
+            query = query.where(after_cursor(col, sort, value, row_id))
         rows = [dict(r._mapping) for r in conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = (
-        encode_cursor(sort, rows[-1]["_sort"], rows[-1]["_sid"]) if more and rows else None
-    )
+    next_cursor = encode_cursor(sort, rows[-1]["_sid"]) if more and rows else None
     return Page(rows, next_cursor)
 
 

@@ -214,10 +214,6 @@ def _cursor_values(cursor: str) -> str:
     return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-1 (H6, collector/cli_keys.py + collector/cursors.py): uvicorn's access log writes query strings; cursors carry sort values",
-)
 def test_security__api_log_holds_no_sensitive_query_values(api, tmp_path):
     """``collector api`` as deployed: a manager filters by a phone number and pages a list
     sorted by name. Neither the phone number nor the cursor (which carries the last row's
