@@ -344,10 +344,6 @@ def test_security__aborted_xlsx_export_leaves_no_file_with_values(api):
 NEW_QUESTION_VALUE = "SURVIVOR-SHELTER-ADDRESS-Qx7"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-14 (H5 store._merge_fields / H6 forminfo): a field known only from Central is inserted sensitive=False",
-)
 def test_security__question_added_outside_push_is_withheld_until_described(api):
     """A new form version published straight in Central (its web UI, bypassing `collector
     forms push`) brings a question the store has no XLSForm for, so nobody has said whether it
