@@ -144,7 +144,13 @@ def create_key(
     name = name.strip()
     if not name or not name.isprintable():
         raise InvalidKeyRequest(f"a key needs a printable, non-empty name, not {name!r}")
-    cleaned = sorted({d.strip() for d in districts or [] if d.strip()}) or None
+    cleaned = None if districts is None else sorted({d.strip() for d in districts if d.strip()})
+    if cleaned == []:
+        # Only None means every district: an empty (or blank) list widening to all would let
+        # a mistake, or a district-limited admin, mint a key for every district.
+        raise InvalidKeyRequest(
+            "districts is empty; name at least one district, or omit it for every district"
+        )
     with engine.connect() as conn:
         if conn.execute(sa.select(_api_key.c.id).where(_api_key.c.name == name)).first():
             raise DuplicateKeyName(f"a key named {name!r} exists; choose another name")

@@ -90,10 +90,6 @@ def test_security__suppressed_cell_not_recovered_by_district_differencing(api):
 # --- keys: a district-limited admin ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-3 (H6, api/routes/keys.py): a district-limited admin creates keys for every district",
-)
 def test_security__district_limited_admin_cannot_mint_a_wider_key(api):
     """An admin key limited to one district (a partner organisation's admin) must not create
     a key that reaches other districts (no districts = every district)."""

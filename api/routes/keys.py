@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import AdminDep, EngineDep
 from collector import keys
+from collector.keys import Caller
 
 router = APIRouter(tags=["keys"])
 
@@ -48,13 +49,33 @@ def _out(k: keys.KeyInfo) -> KeyOut:
     )
 
 
+def _within(caller: Caller, districts: list[str] | frozenset[str] | None) -> bool:
+    """Whether keys with these districts stay inside the caller's reach: a district-limited
+    admin (a partner organisation's) manages only keys limited to some of its districts,
+    never a key for every district nor one reaching another district."""
+    if caller.districts is None:
+        return True
+    return bool(districts) and set(districts) <= caller.districts
+
+
 @router.get("/keys", response_model=list[KeyOut])
 def list_keys(caller: AdminDep, engine: EngineDep, include_revoked: bool = False) -> list[KeyOut]:
-    return [_out(k) for k in keys.list_keys(engine, include_revoked=include_revoked)]
+    return [
+        _out(k)
+        for k in keys.list_keys(engine, include_revoked=include_revoked)
+        if _within(caller, k.districts)
+    ]
 
 
 @router.post("/keys", response_model=KeyCreatedOut, status_code=201)
 def create_key(body: KeyIn, caller: AdminDep, engine: EngineDep) -> KeyCreatedOut:
+    cleaned = None if body.districts is None else {d.strip() for d in body.districts} - {""}
+    if not _within(caller, cleaned):
+        raise HTTPException(
+            403,
+            f"the key {caller.name!r} is limited to {', '.join(sorted(caller.districts or ()))}: "
+            "a key it creates must name districts, all among those",
+        )
     created = keys.create_key(engine, name=body.name, role=body.role, districts=body.districts)
     return KeyCreatedOut(
         id=created.id,
@@ -69,4 +90,8 @@ def create_key(body: KeyIn, caller: AdminDep, engine: EngineDep) -> KeyCreatedOu
 def revoke_key(key_id: int, caller: AdminDep, engine: EngineDep) -> KeyOut:
     if key_id == caller.key_id:
         raise HTTPException(409, "a key cannot revoke itself; use another admin key or the CLI")
+    target = keys.key_by_name_or_id(engine, str(key_id))
+    if target is None or not _within(caller, target.districts):
+        # 404 as for a key that does not exist: a limited admin learns nothing of the others.
+        raise keys.UnknownKey(f"no key numbered {key_id}")
     return _out(keys.revoke_key(engine, str(key_id)))
