@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -467,67 +467,74 @@ def raw_json(row: Mapping[str, Any]) -> tuple[str, str]:
 
 
 # A value already of its column's Python type is stored as is, without a call.
-_NATIVE = {"text": (str,), "int": (int,), "decimal": (float,), "bool": (bool,)}
+_NATIVE = {"text": str, "int": int, "decimal": float, "bool": bool}
+
+Filler = Callable[[Mapping[str, Any], dict, str, str, "PageRows", TableSpec], None]
+_FILLERS: dict[TableSpec, Filler] = {}
 
 
-def _plan(table: TableSpec) -> list[tuple]:
-    """Per column, what :func:`_fill` needs, precomputed once per page."""
-    return [
-        (
-            c.name,
-            c.keys[0],
-            c.keys[1:],
-            c.kind,
-            _NATIVE.get(c.kind, ()),
-            _CONVERT.get(c.kind),
-            c.link_table,
-            c.path,
-            (f"{c.name}_lat", f"{c.name}_lon", f"{c.name}_alt", f"{c.name}_acc"),
-        )
-        for c in table.columns
-    ]
+def _filler(table: TableSpec) -> Filler:
+    """``fill(obj, out, instance_id, row_id, page, table)``: ``out`` gets ``obj``'s typed
+    values for ``table``'s columns; misfits go to ``page.issues``, select_multiple answers
+    to their link tables. The hot loop of a sync.
 
-
-def _fill(
-    table: TableSpec,
-    plan: list[tuple],
-    obj: Mapping[str, Any],
-    out: dict,
-    instance_id: str,
-    row_id: str,
-    page: PageRows,
-) -> None:
-    """Fill ``out`` with ``obj``'s typed values for ``table`` (the hot loop of a sync)."""
-    for name, first, rest, kind, native, convert, link, path, geo in plan:
-        v = obj.get(first)
-        if rest:
-            for k in rest:
-                v = v.get(k) if v.__class__ is dict else None
-                if v is None:
-                    break
-        if kind == "geopoint":
-            lat = lon = alt = acc = None
-            if v is not None:
-                try:
-                    lat, lon, alt, acc = geopoint(v)
-                except Misfit as why:
-                    page.issues.append(_issue(instance_id, path, row_id, table, v, why))
-            out[geo[0]], out[geo[1]], out[geo[2]], out[geo[3]] = lat, lon, alt, acc
+    Written out once per table as straight-line Python (one block per column, in column
+    order), so a row costs no loop over a column plan, no tuple unpacking and no call for
+    a value already of its type. Names and paths enter the code as ``repr`` literals.
+    """
+    fill = _FILLERS.get(table)
+    if fill is not None:
+        return fill
+    env: dict[str, Any] = {"Misfit": Misfit, "geopoint": geopoint, "issue": _issue}
+    code = ["def fill(obj, out, iid, rid, page, table):"]
+    for i, c in enumerate(table.columns):
+        code.append(f"    v = obj.get({c.keys[0]!r})")
+        for k in c.keys[1:]:
+            code.append(f"    if v is not None: v = v.get({k!r}) if v.__class__ is dict else None")
+        bad = f"page.issues.append(issue(iid, {c.path!r}, rid, table, v, why))"
+        if c.kind == "geopoint":
+            geo = ", ".join(f"out[{c.name + '_' + p!r}]" for p in ("lat", "lon", "alt", "acc"))
+            code += [
+                "    if v is None:",
+                f"        {geo} = None, None, None, None",
+                "    else:",
+                "        try:",
+                f"            {geo} = geopoint(v)",
+                "        except Misfit as why:",
+                f"            {geo} = None, None, None, None",
+                f"            {bad}",
+            ]
             continue
-        if v is None or v.__class__ in native:
-            out[name] = v
+        native = _NATIVE.get(c.kind)
+        env[f"conv{i}"] = _CONVERT[c.kind]
+        if native is not None:
+            env[f"native{i}"] = native
+            code.append(f"    if v is None or v.__class__ is native{i}:")
         else:
-            try:
-                v = out[name] = convert(v)
-            except Misfit as why:
-                out[name] = None
-                page.issues.append(_issue(instance_id, path, row_id, table, v, why))
-                continue
-        if link is not None and v is not None:
-            page.tables[link].extend(
-                {"instance_id": instance_id, "row_id": row_id, "position": pos, "value": value}
-                for pos, value in enumerate(str(v).split(), start=1)
-            )
+            code.append("    if v is None:")
+        code += [
+            f"        out[{c.name!r}] = v",
+            "    else:",
+            "        try:",
+            f"            v = out[{c.name!r}] = conv{i}(v)",
+            "        except Misfit as why:",
+            f"            out[{c.name!r}] = None",
+            f"            {bad}",
+            "            v = None",
+        ]
+        if c.link_table is not None:
+            code += [
+                "    if v is not None:",
+                f"        page.tables[{c.link_table!r}].extend(",
+                '            {"instance_id": iid, "row_id": rid, "position": pos, "value": x}',
+                "            for pos, x in enumerate(str(v).split(), start=1)",
+                "        )",
+            ]
+    if not table.columns:
+        code.append("    return None")
+    exec("\n".join(code), env)  # noqa: S102 (identifiers and paths enter as repr literals)
+    fill = _FILLERS[table] = env["fill"]
+    return fill
 
 
 def _issue(
@@ -555,7 +562,8 @@ def rows_for_page(shape: FormShape, rows: Iterable[Mapping[str, Any]]) -> PageRo
         children.setdefault(t.parent, []).append(t)
     main = shape.main
     main_rows = page.tables[main.name]
-    plans = {t.name: _plan(t) for t in shape.tables}
+    fillers = {t.name: _filler(t) for t in shape.tables}
+    fill_main = fillers[main.name]
     max_seen = None
     for row in rows:
         raw, raw_hash = raw_json(row)
@@ -573,9 +581,9 @@ def rows_for_page(shape: FormShape, rows: Iterable[Mapping[str, Any]]) -> PageRo
             "deleted_at": sub["deleted_at"],
             "review_state": sub["review_state"],
         }
-        _fill(main, plans[main.name], row, out, iid, iid, page)
+        fill_main(row, out, iid, iid, page, main)
         main_rows.append(out)
-        _repeats(main.name, row, iid, None, children, plans, page)
+        _repeats(main.name, row, iid, None, children, fillers, page)
     page.max_seen = max_seen
     return page
 
@@ -586,7 +594,7 @@ def _repeats(
     instance_id: str,
     holder_row_id: str | None,
     children: dict[str | None, list[TableSpec]],
-    plans: dict[str, list[tuple]],
+    fillers: dict[str, Filler],
     page: PageRows,
 ) -> None:
     """Rows of the repeats inside ``obj``; ``holder_row_id`` is None at the form's level."""
@@ -607,6 +615,6 @@ def _repeats(
                 "parent_row_id": holder_row_id,
                 "position": pos,
             }
-            _fill(child, plans[child.name], item, out, instance_id, out["row_id"], page)
+            fillers[child.name](item, out, instance_id, out["row_id"], page, child)
             rows.append(out)
-            _repeats(child.name, item, instance_id, out["row_id"], children, plans, page)
+            _repeats(child.name, item, instance_id, out["row_id"], children, fillers, page)
