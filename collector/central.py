@@ -45,16 +45,19 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from collector.private import private_dir, private_file
 from collector.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class _NoMissingCacheNoise(logging.Filter):
-    """pyodk logs an ERROR when its token cache does not exist yet (first start): normal."""
+    """pyodk logs an ERROR when its token cache does not exist yet or is still empty (first
+    start; we create it empty so that it is private before the token is written): normal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Could not read file at")
+        msg = str(record.msg)
+        return not msg.startswith(("Could not read file at", "Cached token not found in file"))
 
 
 logging.getLogger("pyodk._utils.config").addFilter(_NoMissingCacheNoise())
@@ -164,7 +167,7 @@ class Central:
 
     def __post_init__(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(s.data_dir)  # 0700: the token cache and the SQLite store live here
         for name, value in (
             ("COLLECTOR_CENTRAL_URL", s.central_url),
             ("COLLECTOR_CENTRAL_EMAIL", s.central_email),
@@ -215,6 +218,9 @@ class Central:
         """Log in through pyodk (cached token checked first), mapping its errors to ours."""
         if "Authorization" in self.session.headers:
             return
+        # pyodk writes the token with open("w"), which keeps an existing file's mode: make
+        # the file 0600 before the token reaches it (SEC-4).
+        private_file(self.settings.pyodk_cache_path)
         try:
             self.session.auth.login()
         except PyODKError as err:

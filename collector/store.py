@@ -39,6 +39,7 @@ from collector.normalize import (
     form_shape,
     table_name_for_form,
 )
+from collector.private import private_dir, private_file
 from collector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,10 @@ def engine_for(settings_or_url: Settings | str) -> Engine:
             f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
         )
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        db = Path(url.database)
+        if not db.parent.exists():
+            private_dir(db.parent)
+        private_file(db)  # 0600 before SQLite writes a byte; its -wal/-shm follow (SEC-4)
     engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     @sa.event.listens_for(engine, "connect")

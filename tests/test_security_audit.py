@@ -289,10 +289,6 @@ def test_security__api_log_holds_no_sensitive_query_values(api, tmp_path):
 # --- files on disk ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-4 (H5, collector/central.py + store.py): pyodk_cache.toml and the SQLite store are created 0644",
-)
 def test_security__store_and_token_cache_readable_by_owner_only(api):
     """The SQLite store holds every sensitive answer; ``pyodk_cache.toml`` holds a bearer
     token for Central's admin account. Neither may be readable by other users of the host."""
