@@ -4,7 +4,8 @@ Each export reads :func:`collector.queries.stream_rows`, so the rows a caller ma
 decided there, once, for the API's pages and the exports alike; this module only writes
 them out. CSV and GeoJSON are generators of byte chunks, flat in memory whatever the size.
 XLSX cannot be sent before its zip is closed, so it is written with xlsxwriter's
-``constant_memory`` mode to a temporary file (rows go to disk as they come), then streamed.
+``constant_memory`` mode to an anonymous temporary file (rows go to disk as they come), then
+streamed.
 
 Choice values are written as stored (``lang=None``) or as their labels in English, Tajik
 or Russian. ``on_sensitive`` is called with each batch of (instance id, sensitive columns
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import sqlalchemy as sa
@@ -201,12 +201,29 @@ def xlsx_file(
     *,
     on_sensitive: AuditHook | None = None,
     directory: str | None = None,
-) -> str:
-    """Write the XLSX to a temporary file and return its path (the caller deletes it)."""
-    fd, path = tempfile.mkstemp(suffix=".xlsx", dir=directory)
-    os.close(fd)
+) -> BinaryIO:
+    """Write the XLSX to an anonymous temporary file and return it open, at its start.
+
+    The file has no name (``TemporaryFile``: unlinked at once, ``O_TMPFILE`` on Linux), so
+    closing it frees it whatever happens: a client that gives up before the stream starts,
+    a crash while writing, a killed process. A named file, deleted only by a stream that
+    started, stayed in ``data_dir`` with every sensitive value of a manager's export.
+    """
+    fh = tempfile.TemporaryFile(suffix=".xlsx", dir=directory)  # noqa: SIM115 - returned open
+    try:
+        _write_xlsx(fh, engine, spec, on_sensitive)
+        fh.seek(0)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _write_xlsx(
+    fh: BinaryIO, engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None
+) -> None:
     wb = xlsxwriter.Workbook(
-        path,
+        fh,
         {
             "constant_memory": True,
             "strings_to_numbers": False,
@@ -241,7 +258,6 @@ def xlsx_file(
         _fields_sheet(wb, spec, bold)
     finally:
         wb.close()
-    return path
 
 
 def _fields_sheet(wb: xlsxwriter.Workbook, spec: ExportSpec, bold: Any) -> None:
@@ -266,14 +282,15 @@ def _fields_sheet(wb: xlsxwriter.Workbook, spec: ExportSpec, bold: Any) -> None:
             )
 
 
-def file_chunks(path: str, size: int = 1 << 16) -> Iterator[bytes]:
-    """Stream a file and delete it afterwards (also when the client goes away)."""
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(size):
-                yield chunk
-    finally:
-        os.unlink(path)
+def file_chunks(fh: BinaryIO, size: int = 1 << 16) -> Iterator[bytes]:
+    """Stream an open file, closing it afterwards (also when the client goes away).
+
+    An anonymous file from :func:`xlsx_file` that is never streamed is freed when the
+    response holding this generator is dropped and the file object with it.
+    """
+    with fh:
+        while chunk := fh.read(size):
+            yield chunk
 
 
 def geojson_chunks(

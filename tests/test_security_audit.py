@@ -309,10 +309,6 @@ def test_security__store_and_token_cache_readable_by_owner_only(api):
 # --- XLSX exports: the temporary file ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-5 (H6, api/routes/exports.py + collector/exports.py): an XLSX temp file is deleted only by a started stream",
-)
 def test_security__aborted_xlsx_export_leaves_no_file_with_values(api):
     """An XLSX export is written to a temporary file in ``data_dir`` first (a manager's
     holds every sensitive value), then streamed and deleted. A client that gives up before

@@ -3,11 +3,12 @@ filters as the submissions list. Analyst and up; sensitive columns only for mana
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api.audit import audit_reads
 from api.deps import (
@@ -88,8 +89,23 @@ async def export(
             headers=headers,
         )
     directory = str(settings.data_dir) if settings.data_dir.is_dir() else None
-    path = await run_in_threadpool(xlsx_file, engine, spec, on_sensitive=audit, directory=directory)
-    return StreamingResponse(file_chunks(path), media_type=MEDIA[fmt], headers=headers)
+    fh = await run_in_threadpool(xlsx_file, engine, spec, on_sensitive=audit, directory=directory)
+    return FileStreamingResponse(fh, media_type=MEDIA[fmt], headers=headers)
+
+
+class FileStreamingResponse(StreamingResponse):
+    """Streams an open (anonymous) file and closes it once the response is over, also when
+    the client went away before the first byte, so it never waits for the garbage collector."""
+
+    def __init__(self, fh: BinaryIO, **kwargs: Any) -> None:
+        super().__init__(file_chunks(fh), **kwargs)
+        self._fh = fh
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._fh.close()
 
 
 def _geopoint(form, spec: ExportSpec, geofield: str | None, sensitive: bool):
