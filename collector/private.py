@@ -30,7 +30,12 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create ``path`` empty with mode 0600 if missing (never truncates), else narrow it."""
+    """Create ``path`` empty with mode 0600 if missing (never truncates), else narrow it.
+
+    A path that exists but is no regular file (a directory named by mistake) is left to
+    whoever opens it, which reports the error where it happens (a 503 from the store)."""
+    if path.exists() and not path.is_file():
+        return path
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
     os.close(fd)
     _narrow(path, FILE_MODE)
