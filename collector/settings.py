@@ -35,9 +35,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path("data"), description="Token cache, attachments, SQLite file, locks."
     )
-    database_url: str = Field(
-        default="",
-        description="SQLAlchemy URL; empty means an SQLite file in data_dir.",
+    database_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="SQLAlchemy URL (may hold a password: secret); empty = SQLite in data_dir.",
     )
     forms_dir: Path = Field(default=Path("forms"), description="XLSForms and their manifest.")
 
@@ -92,9 +92,12 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        """The configured URL, or the default SQLite file inside data_dir."""
-        if self.database_url:
-            return self.database_url
+        """The configured URL, or the default SQLite file inside data_dir.
+
+        A plain ``str`` holding the password, for ``create_engine`` and child processes'
+        environments only: never log it (``sqlalchemy.make_url(...)`` hides it in repr)."""
+        if url := self.database_url.get_secret_value():
+            return url
         return f"sqlite:///{(self.data_dir / 'collector.db').resolve()}"
 
     @property

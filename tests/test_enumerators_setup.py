@@ -133,7 +133,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "COLLECTOR_CENTRAL_PASSWORD": settings.central_password.get_secret_value(),
         "COLLECTOR_CENTRAL_PROJECT_ID": str(settings.central_project_id),
         "COLLECTOR_DATA_DIR": str(settings.data_dir),
-        "COLLECTOR_DATABASE_URL": settings.database_url,
+        "COLLECTOR_DATABASE_URL": settings.database_url.get_secret_value(),
     }
 
 
