@@ -52,6 +52,9 @@ class ExportSpec:
     fields: list[FieldInfo]
     repeat: FieldInfo | None = None
     lang: str | None = None
+    read_by_filter: tuple[FieldInfo, ...] = ()
+    """Sensitive fields the filter reads for every row (``where=`` on them): audited for
+    each row exported, whether or not their columns are in the file."""
 
     @property
     def meta(self) -> tuple[str, ...]:
@@ -145,18 +148,20 @@ def _rows(engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None) -> Iter
         engine, spec.form, flt=spec.flt, scope=spec.scope, fields=spec.fields, repeat=spec.repeat
     )
     watched = [(value_key(c), c) for f in spec.fields if f.sensitive for c in f.value_columns()]
-    if on_sensitive is None or not watched:
+    always = [c for f in spec.read_by_filter for c in f.value_columns()]
+    if on_sensitive is None or not (watched or always):
         yield from rows
         return
     pending: list[tuple[str, list[str]]] = []
     where: list[tuple[int, str]] = []
-    iid_at = 0
+    iid_at = -1
     for row in rows:
-        if not where:
+        if iid_at < 0:
             position = {name: i for i, name in enumerate(row._fields)}
             where = [(position[key], column) for key, column in watched]
             iid_at = position["instance_id"]
         read = [c for i, c in where if row[i] is not None]
+        read += [c for c in always if c not in read]
         if read:
             pending.append((row[iid_at], read))
             if len(pending) >= 1000:

@@ -208,6 +208,23 @@ def filter_conditions(
     return conds
 
 
+def fields_read_by_filter(flt: SubmissionFilter, sort: SortKey | None = None) -> list[FieldInfo]:
+    """The sensitive fields a filter or a sort reads for EVERY row it returns.
+
+    ``where=visit/safety/violence_experienced:eq:yes`` with only a household id returned
+    still tells, row by row, what the woman answered; ``sort=`` on a sensitive field tells
+    it by the order. So these count as reads of each returned row, for the audit log.
+    """
+    out: list[FieldInfo] = []
+    for c in flt.conditions:
+        if c.field.sensitive and c.field not in out:
+            out.append(c.field)
+    sorted_by = sort.field if sort is not None else None
+    if sorted_by is not None and sorted_by.sensitive and sorted_by not in out:
+        out.append(sorted_by)
+    return out
+
+
 # --- rows ------------------------------------------------------------------------------------
 
 META_COLUMNS = (

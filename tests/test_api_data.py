@@ -321,6 +321,29 @@ def test_api__manager_export_audits_every_submission_with_sensitive_values(api):
     assert {g.action for g in got} == {"export.csv"}
 
 
+def test_api__manager_export_filtered_on_a_sensitive_answer_audits_every_row(api):
+    """`where=` on a sensitive answer reads it for every row exported, even when the file
+    holds no sensitive column (SEC-15)."""
+    audit = store.T["audit_log"]
+    with api.synced.engine.connect() as c:
+        before = c.execute(sa.select(sa.func.max(audit.c.id))).scalar() or 0
+    r = api.get(
+        "/v1/forms/household_visit/export.csv",
+        "manager",
+        where="visit/safety/violence_experienced:eq:yes",
+        fields="visit/household_id",
+    )
+    assert r.status_code == 200, r.text
+    exported = {
+        x["instance_id"] for x in csv.DictReader(io.StringIO(r.content.decode("utf-8-sig")))
+    }
+    assert exported
+    with api.synced.engine.connect() as c:
+        got = c.execute(sa.select(audit).where(audit.c.id > before)).all()
+    assert {g.instance_id for g in got} == exported
+    assert all(any("violence_experienced" in f for f in g.fields) for g in got)
+
+
 def test_api__data_issues_listed_and_scoped_by_district(api):
     body = api.get("/v1/data-issues", "analyst", form="household_visit").json()
     values = {i["value"] for i in body["items"]}

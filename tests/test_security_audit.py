@@ -378,10 +378,6 @@ def test_security__question_added_outside_push_is_withheld_until_described(api):
 # --- audit: a sensitive value read through a filter ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-15 (H6, api/routes/submissions.py + exports): reads through where=/sort= on a sensitive field are not audited",
-)
 def test_security__manager_filter_on_a_sensitive_answer_is_audited(api):
     """``where=visit/safety/violence_experienced:eq:yes`` with only non-sensitive fields
     returns exactly the households whose woman answered yes: every row read is a read of a

@@ -23,7 +23,7 @@ from api.deps import (
 )
 from collector.exports import ExportSpec, csv_chunks, file_chunks, geojson_chunks, xlsx_file
 from collector.forminfo import InvalidValue, UnknownName, Withheld
-from collector.queries import select_fields
+from collector.queries import fields_read_by_filter, select_fields
 
 router = APIRouter(tags=["exports"])
 
@@ -63,13 +63,15 @@ async def export(
         if rep is None:
             raise UnknownName("repeat", repeat, form.xml_form_id)
     chosen = select_fields(form, split_list(fields), scope, rep.path if rep else None)
+    flt = params.filter_for(form, scope)
     spec = ExportSpec(
         form=form,
-        flt=params.filter_for(form, scope),
+        flt=flt,
         scope=scope,
         fields=chosen,
         repeat=rep,
         lang=lang,
+        read_by_filter=tuple(fields_read_by_filter(flt)),
     )
 
     def audit(reads: list[tuple[str, list[str]]]) -> None:

@@ -23,6 +23,7 @@ from api.deps import (
 from collector.cursors import parse_sort
 from collector.forminfo import FieldInfo, FormInfo, InvalidValue, UnknownName
 from collector.queries import (
+    fields_read_by_filter,
     repeat_rows,
     select_fields,
     submission_one,
@@ -143,13 +144,15 @@ def list_submissions(
     form = form_or_404(engine, form_id)
     scope = scope_for(caller)
     chosen = select_fields(form, split_list(fields), scope)
+    flt = params.filter_for(form, scope)
+    sort_key = parse_sort(form, sort, scope)
     page = submissions_page(
         engine,
         form,
-        flt=params.filter_for(form, scope),
+        flt=flt,
         scope=scope,
         fields=chosen,
-        sort=parse_sort(form, sort, scope),
+        sort=sort_key,
         limit=limit,
         cursor=cursor or None,
     )
@@ -157,11 +160,17 @@ def list_submissions(
     for row in page.rows:
         values, labels = values_out(form, chosen, row, lang)
         items.append(SubmissionOut(**_meta(row), values=values, labels=labels))
+    # A sensitive field in where= or sort= is read for every row returned (SEC-15).
+    through_filter = [c for f in fields_read_by_filter(flt, sort_key) for c in f.value_columns()]
     audit_reads(
         engine,
         caller,
         form.xml_form_id,
-        [(r["instance_id"], read) for r in page.rows if (read := sensitive_read(chosen, r))],
+        [
+            (r["instance_id"], read)
+            for r in page.rows
+            if (read := list(dict.fromkeys([*sensitive_read(chosen, r), *through_filter])))
+        ],
     )
     return SubmissionPageOut(
         form_id=form.xml_form_id, limit=limit, items=items, next_cursor=page.next_cursor
