@@ -105,8 +105,30 @@ def create_schema(engine: Engine) -> None:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
             SQLModel.metadata.create_all(conn)
+            _raw_compression_lz4(conn)
     else:
         SQLModel.metadata.create_all(engine)
+
+
+def _raw_compression_lz4(conn: Connection) -> None:
+    """Compress ``submission.raw`` with lz4 rather than PostgreSQL's default pglz.
+
+    A household visit's JSON (about 2.2 kB) is just over the TOAST threshold, so every
+    row is compressed on the way in; pglz made a first sync of 20,000 spend most of its
+    time in the server (store 3.7-4.0 s -> 2.4-2.7 s with lz4). Storage only: values
+    read back the same. Altered once (the catalogue says), since ALTER locks the table;
+    a server built without lz4 keeps pglz."""
+    current = conn.exec_driver_sql(
+        "SELECT attcompression FROM pg_attribute "
+        "WHERE attrelid = 'submission'::regclass AND attname = 'raw'"
+    ).scalar()
+    if current in (None, "l"):
+        return
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("ALTER TABLE submission ALTER COLUMN raw SET COMPRESSION lz4")
+    except sa.exc.DBAPIError as err:
+        log.info("submission.raw keeps pglz compression: %s", err)
 
 
 T = {name: model.__table__ for name, model in {
