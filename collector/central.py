@@ -47,6 +47,7 @@ from tenacity import (
 
 from collector.private import private_dir, private_file
 from collector.settings import Settings
+from collector.transport import InsecureTransport, check_transport
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,15 @@ class Central:
         ):
             if not value:
                 raise CentralError(f"{name} is empty: collector cannot log in to Central")
+        try:
+            check_transport(
+                s.central_url,
+                what="Central's password, session token and every submission",
+                setting="COLLECTOR_CENTRAL_URL",
+                allow_insecure=s.allow_insecure_transport,
+            )
+        except InsecureTransport as err:
+            raise CentralError(str(err)) from None
         # Config held in memory (pyodk accepts a Config object), so the password is never
         # written to a file; the token cache goes to data_dir, never the home directory.
         config = pyodk_config.Config(

@@ -40,6 +40,7 @@ from collector.central import (
     project_name,
     revoke_app_user,
 )
+from collector.transport import InsecureTransport, check_transport
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,18 @@ def add_enumerators(
     settings = central.settings
     pid = project_id or central.project_id
     wanted = _clean_names(names)
+    base_url = settings.enumerator_server_url or settings.central_url
+    try:  # before any app user exists: its token would go into the QR code, and over it
+        check_transport(
+            base_url,
+            what="the app users' tokens and every submission from the tablets",
+            setting="COLLECTOR_ENUMERATOR_SERVER_URL"
+            if settings.enumerator_server_url
+            else "COLLECTOR_CENTRAL_URL",
+            allow_insecure=settings.allow_insecure_transport,
+        )
+    except InsecureTransport as err:
+        raise EnumeratorError(str(err)) from None
     published = published_form_ids(central, pid)
     if forms:
         target = list(dict.fromkeys(f.strip() for f in forms if f.strip()))
@@ -306,7 +319,6 @@ def add_enumerators(
         if user.active:
             existing.setdefault(user.display_name, user)
     pname = project_name(central, pid)
-    base_url = settings.enumerator_server_url or settings.central_url
 
     codes = []
     for name in wanted:

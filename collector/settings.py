@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     )
     central_timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP call.")
     central_retries: int = Field(default=5, ge=0, description="Retries on 5xx/429/drops.")
+    allow_insecure_transport: bool = Field(
+        default=False,
+        description="Allow http:// to a Central or enumerator server URL beyond this machine "
+        "(passwords, tokens and answers in clear): a closed test network only.",
+    )
 
     # --- where things live -------------------------------------------------------------
     data_dir: Path = Field(
