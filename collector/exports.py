@@ -9,7 +9,8 @@ streamed.
 
 Choice values are written as stored (``lang=None``) or as their labels in English, Tajik
 or Russian. ``on_sensitive`` is called with each batch of (instance id, sensitive columns
-read) so that the API can write a manager's reads to the audit log as they happen.
+read) so that the API can write a manager's reads to the audit log, always before the
+chunk holding those rows is handed out.
 """
 
 from __future__ import annotations
@@ -142,34 +143,57 @@ def _cells(plan: list[tuple[int, Convert | None]], row: sa.Row) -> list[Any]:
     return out
 
 
-def _rows(engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None) -> Iterator[sa.Row]:
-    """The rows, with the audit hook fed per batch of 1,000 submissions read."""
-    rows = stream_rows(
-        engine, spec.form, flt=spec.flt, scope=spec.scope, fields=spec.fields, repeat=spec.repeat
-    )
-    watched = [(value_key(c), c) for f in spec.fields if f.sensitive for c in f.value_columns()]
-    always = [c for f in spec.read_by_filter for c in f.value_columns()]
-    if on_sensitive is None or not (watched or always):
-        yield from rows
-        return
-    pending: list[tuple[str, list[str]]] = []
-    where: list[tuple[int, str]] = []
-    iid_at = -1
-    for row in rows:
-        if iid_at < 0:
-            position = {name: i for i, name in enumerate(row._fields)}
-            where = [(position[key], column) for key, column in watched]
-            iid_at = position["instance_id"]
-        read = [c for i, c in where if row[i] is not None]
-        read += [c for c in always if c not in read]
-        if read:
-            pending.append((row[iid_at], read))
-            if len(pending) >= 1000:
-                on_sensitive(pending)
-                pending = []
-        yield row
-    if pending:
-        on_sensitive(pending)
+class _AuditedRows:
+    """The rows of an export, with the audit hook fed before any of them leaves.
+
+    Iterating reads the rows and notes which sensitive columns each one carries;
+    :meth:`flush` hands the noted reads to the hook. The chunk writers call it right before
+    each ``yield``, so no row is sent before its audit row is committed (a client that stops
+    reading mid-export has been audited for what it got, no less); reads are also handed
+    over every 1,000 rows, so memory stays flat for XLSX, which sends nothing until the end.
+    """
+
+    def __init__(self, engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None) -> None:
+        self._engine = engine
+        self._spec = spec
+        self._on_sensitive = on_sensitive
+        self._pending: list[tuple[str, list[str]]] = []
+
+    def flush(self) -> None:
+        if self._pending and self._on_sensitive is not None:
+            pending, self._pending = self._pending, []
+            self._on_sensitive(pending)
+
+    def __iter__(self) -> Iterator[sa.Row]:
+        spec = self._spec
+        rows = stream_rows(
+            self._engine,
+            spec.form,
+            flt=spec.flt,
+            scope=spec.scope,
+            fields=spec.fields,
+            repeat=spec.repeat,
+        )
+        watched = [(value_key(c), c) for f in spec.fields if f.sensitive for c in f.value_columns()]
+        always = [c for f in spec.read_by_filter for c in f.value_columns()]
+        if self._on_sensitive is None or not (watched or always):
+            yield from rows
+            return
+        where: list[tuple[int, str]] = []
+        iid_at = -1
+        for row in rows:
+            if iid_at < 0:
+                position = {name: i for i, name in enumerate(row._fields)}
+                where = [(position[key], column) for key, column in watched]
+                iid_at = position["instance_id"]
+            read = [c for i, c in where if row[i] is not None]
+            read += [c for c in always if c not in read]
+            if read:
+                self._pending.append((row[iid_at], read))
+                if len(self._pending) >= 1000:
+                    self.flush()
+            yield row
+        self.flush()
 
 
 def _text(value: Any) -> str:
@@ -190,13 +214,16 @@ def csv_chunks(
     writer.writerow(spec.header())
     plan = _plan(spec, csv_text=True)
     indexed: list[tuple[int, Convert | None]] = []
-    for n, row in enumerate(_rows(engine, spec, on_sensitive), start=1):
+    rows = _AuditedRows(engine, spec, on_sensitive)
+    for n, row in enumerate(rows, start=1):
         indexed = indexed or _indexed(plan, row)
         writer.writerow(_cells(indexed, row))
         if n % chunk_rows == 0:
+            rows.flush()  # audited before the chunk leaves
             yield buf.getvalue().encode()
             buf.seek(0)
             buf.truncate()
+    rows.flush()
     yield buf.getvalue().encode()
 
 
@@ -245,7 +272,7 @@ def _write_xlsx(
         ws.write_row(0, 0, header, bold)
         plan = _plan(spec, csv_text=False)
         indexed: list[tuple[int, Convert | None]] = []
-        for row in _rows(engine, spec, on_sensitive):
+        for row in _AuditedRows(engine, spec, on_sensitive):
             indexed = indexed or _indexed(plan, row)
             r += 1
             if r >= XLSX_MAX_ROWS:
@@ -314,7 +341,8 @@ def geojson_chunks(
     yield b'{"type":"FeatureCollection","features":['
     first = True
     parts: list[bytes] = []
-    for full in _rows(engine, spec, on_sensitive):
+    rows = _AuditedRows(engine, spec, on_sensitive)
+    for full in rows:
         row = full._mapping
         lat, lon = row.get(value_key(lat_c)), row.get(value_key(lon_c))
         if lat is None or lon is None:
@@ -334,8 +362,10 @@ def geojson_chunks(
         parts.append((b"" if first else b",") + orjson.dumps(feature))
         first = False
         if len(parts) >= chunk_rows:
+            rows.flush()  # audited before the chunk leaves
             yield b"".join(parts)
             parts = []
+    rows.flush()
     parts.append(b"]}")
     yield b"".join(parts)
 

@@ -7,6 +7,7 @@ import base64
 import csv
 import io
 import json
+import re
 import time
 
 import openpyxl
@@ -15,6 +16,9 @@ import requests
 import sqlalchemy as sa
 
 from collector import store, sync
+from collector.exports import ExportSpec, csv_chunks, geojson_chunks
+from collector.forminfo import Scope, form_info
+from collector.queries import SubmissionFilter
 from tests.api_fixtures import (
     HOME_DISTRICT,
     MARK_HOME,
@@ -342,6 +346,33 @@ def test_api__manager_export_filtered_on_a_sensitive_answer_audits_every_row(api
         got = c.execute(sa.select(audit).where(audit.c.id > before)).all()
     assert {g.instance_id for g in got} == exported
     assert all(any("violence_experienced" in f for f in g.fields) for g in got)
+
+
+def test_exports__every_row_is_audited_before_its_chunk_is_handed_out(api):
+    """A client may stop reading after any chunk: the rows in the chunks it got must all
+    have been handed to the audit hook by then (SEC-7), for CSV and GeoJSON alike."""
+    engine = api.synced.engine
+    form = form_info(engine, "household_visit")
+    scope = Scope(sensitive=True, districts=None)
+    spec = ExportSpec(
+        form=form, flt=SubmissionFilter(), scope=scope, fields=form.visible_fields(None, scope)
+    )
+    geo = next(f for f in spec.fields if f.is_geopoint)
+    for name, make in (
+        ("csv", lambda hook: csv_chunks(engine, spec, on_sensitive=hook, chunk_rows=3)),
+        (
+            "geojson",
+            lambda hook: geojson_chunks(engine, spec, geo, on_sensitive=hook, chunk_rows=3),
+        ),
+    ):
+        audited: set[str] = set()
+        seen: list[tuple[set[str], set[str]]] = []  # (ids in a chunk, audited when it came)
+        for chunk in make(lambda reads, into=audited: into.update(i for i, _ in reads)):
+            seen.append((set(re.findall(r"uuid:[0-9a-f-]{36}", chunk.decode())), set(audited)))
+        assert len(seen) > 2 and audited, name
+        for ids, audited_then in seen:
+            late = (ids & audited) - audited_then
+            assert not late, f"{name}: {len(late)} rows sent before their audit rows"
 
 
 def test_api__data_issues_listed_and_scoped_by_district(api):
