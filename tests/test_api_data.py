@@ -274,6 +274,14 @@ def test_api__sync_status_per_form(api):
     hv = forms["household_visit"]
     assert hv["last_run"]["status"] == "ok" and hv["watermark"] and hv["lag_seconds"] >= 0
     assert hv["submissions"] == live_count(api.synced.engine, "household_visit")
+    assert hv["last_run"]["fetched"] is not None
+    # a district-limited key learns nothing of the other districts' volumes (SEC-8)
+    home = {f["form_id"]: f for f in api.get("/v1/sync/status", "viewer-home").json()}
+    run = home["household_visit"]["last_run"]
+    assert (run["fetched"], run["written"], run["deleted"]) == (None, None, None)
+    assert home["household_visit"]["submissions"] == live_count(
+        api.synced.engine, "household_visit", HOME_DISTRICT
+    )
 
 
 def test_api__review_goes_to_central_and_shows_in_both_after_sync(api):

@@ -61,6 +61,9 @@ def sync_status(caller: ViewerDep, engine: EngineDep) -> list[FormSyncOut]:
     ok = last_ok_runs(engine)
     now = datetime.now(UTC)
     forms = {f.xml_form_id: f.id for f in all_forms(engine)}
+    # A run's fetched/written/deleted count every district's submissions: a key limited to
+    # districts would learn how many the others sent per run (SEC-8), so it gets None.
+    all_districts = caller.districts is None
     out = []
     for st in store.form_statuses(engine):
         run = st.last_run or {}
@@ -70,14 +73,14 @@ def sync_status(caller: ViewerDep, engine: EngineDep) -> list[FormSyncOut]:
                 form_id=st.xml_form_id,
                 watermark=_utc(st.watermark),
                 submissions=counts.get(forms.get(st.xml_form_id, -1), 0),
-                issues=st.issues if caller.districts is None else 0,
+                issues=st.issues if all_districts else 0,
                 last_run=RunOut(
                     started_at=_utc(run.get("started_at")),
                     finished_at=_utc(run.get("finished_at")),
                     status=run.get("status"),
-                    fetched=run.get("fetched"),
-                    written=run.get("written"),
-                    deleted=run.get("deleted"),
+                    fetched=run.get("fetched") if all_districts else None,
+                    written=run.get("written") if all_districts else None,
+                    deleted=run.get("deleted") if all_districts else None,
                     error=run.get("error"),
                 )
                 if run
