@@ -15,6 +15,7 @@ fields; :func:`ensure_form_tables` creates them and adds a column for each new q
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -756,36 +757,87 @@ def analyze_after_bulk(engine: Engine, shape: FormShape) -> None:
 
 
 def instance_states(engine: Engine, form_id: int) -> dict[str, bool]:
-    """Every stored instance id of a form, mapped to whether it is marked deleted."""
+    """Every stored instance id of a form, mapped to whether it is marked deleted.
+
+    Tombstones of purged submissions are left out: Central no longer has them, so they
+    would be "gone" at every reconciliation (and one that comes back is read anew)."""
     sub = T["submission"]
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(sub.c.instance_id, sub.c.deleted_at).where(sub.c.form_id == form_id)
+            sa.select(sub.c.instance_id, sub.c.deleted_at).where(
+                sub.c.form_id == form_id, sub.c.raw_hash != PURGED_HASH
+            )
         )
         return {iid: deleted_at is not None for iid, deleted_at in rows}
 
 
-def mark_gone(engine: Engine, form_id: int, instance_ids: Iterable[str]) -> int:
-    """Mark as deleted (now) stored submissions Central no longer has at all (purged);
-    how many were still live here. The rows stay: a deleted submission is never erased."""
-    sub, ids, marked = T["submission"], list(instance_ids), 0
+# A purged submission's tombstone: ``raw`` NOT NULL in every store, so an empty object.
+PURGED_RAW = "{}"
+PURGED_HASH = "purged"
+
+
+def mark_gone(
+    engine: Engine, form_id: int, instance_ids: Iterable[str], *, data_dir: Path | None = None
+) -> int:
+    """Erase stored submissions Central no longer has at all (purged); how many were
+    still live here (now marked deleted).
+
+    A purge in Central is the programme's erasure (consent withdrawn, a woman asking to be
+    forgotten, a mistaken entry about violence), so every value goes (SEC-6): the rows of
+    the wide, repeat and select-multiple tables, ``data_issue`` rows (they hold values),
+    attachment rows and their files under ``data_dir``, ``submission.raw`` and who sent it.
+    A tombstone stays in ``submission``: instance id, form version, submitted and deleted
+    times, so the erasure is visible and nothing re-reads it. A submission Central only
+    soft-deleted never comes here: it stays marked deleted, values kept, until purged.
+    """
+    sub, att, issue = T["submission"], T["attachment"], T["data_issue"]
+    ids, marked, files = list(instance_ids), 0, []
     stamp = now()
+    shape = stored_form_shape(engine, form_id)
+    names = [t.name for t in shape.tables] + [n for n, _ in shape.link_tables()] if shape else []
     with engine.begin() as conn:
+        existing = set(sa.inspect(conn).get_table_names())
+        tables = [sa.table(n, sa.column("instance_id")) for n in names if n in existing]
         for chunk in _chunks(ids):
-            for t in (sub, *_wide_tables(conn, form_id)):
-                cond = [t.c.instance_id.in_(chunk), t.c.deleted_at.is_(None)]
-                if t is sub:
-                    cond.append(sub.c.form_id == form_id)
-                n = conn.execute(t.update().where(*cond).values(deleted_at=stamp)).rowcount
-                marked += n if t is sub else 0
+            mine = [sub.c.form_id == form_id, sub.c.instance_id.in_(chunk)]
+            marked += conn.execute(
+                sub.update().where(*mine, sub.c.deleted_at.is_(None)).values(deleted_at=stamp)
+            ).rowcount
+            conn.execute(
+                sub.update()
+                .where(*mine)
+                .values(
+                    raw=PURGED_RAW, raw_hash=PURGED_HASH, submitter_id=None,
+                    submitter_name=None, device_id=None, district=None, review_state=None,
+                    attachments_present=0, attachments_expected=0,
+                )
+            )  # fmt: skip
+            for t in tables:
+                conn.execute(t.delete().where(t.c.instance_id.in_(chunk)))
+            of_chunk = [att.c.form_id == form_id, att.c.instance_id.in_(chunk)]
+            files += conn.execute(
+                sa.select(att.c.path).where(*of_chunk, att.c.path.is_not(None))
+            ).scalars()
+            conn.execute(att.delete().where(*of_chunk))
+            conn.execute(
+                issue.delete().where(issue.c.form_id == form_id, issue.c.instance_id.in_(chunk))
+            )
+    if data_dir is not None:
+        _remove_files(data_dir, files)
     return marked
 
 
-def _wide_tables(conn: Connection, form_id: int) -> list[sa.Table]:
-    name = conn.execute(sa.select(T["form"].c.table_name).where(T["form"].c.id == form_id)).scalar()
-    if name is None or not sa.inspect(conn).has_table(name):
-        return []
-    return [sa.Table(name, sa.MetaData(), autoload_with=conn)]
+def _remove_files(data_dir: Path, relative: Iterable[str]) -> None:
+    """Delete attachment files of erased submissions (and their emptied folders)."""
+    root = data_dir.resolve()
+    for rel in relative:
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):  # a stored path never points outside; be sure
+            continue
+        path.unlink(missing_ok=True)
+        if path.parent != root:
+            with contextlib.suppress(OSError):  # not empty: other attachments remain
+                path.parent.rmdir()
 
 
 def live_count(engine: Engine, form_id: int) -> int:

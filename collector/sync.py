@@ -354,12 +354,14 @@ class FormSync:
         want_live = [i for i in live if i not in held or held[i]]
         want_deleted = [i for i in deleted if i not in held or not held[i]]
         gone = set(held) - set(live) - set(deleted)
-        if gone:  # purged in Central without our seeing the delete: marked, kept
-            marked = store.mark_gone(self.engine, self.form_id, gone)
+        if gone:  # purged in Central: values erased, a tombstone kept (SEC-6)
+            marked = store.mark_gone(
+                self.engine, self.form_id, gone, data_dir=self.settings.data_dir
+            )
             self.result.deleted += marked
             log.warning(
                 "form %s: %d stored submissions are no longer in Central at all (purged); "
-                "%d marked deleted",
+                "their values erased, %d of them were live here",
                 self.xml_form_id,
                 len(gone),
                 marked,

@@ -148,7 +148,8 @@ def test_sync_state_runs_and_keys(engine):
         assert row.districts == ["nurek"] and row.revoked_at is not None
 
 
-def test_mark_gone__purged_submissions_are_marked_deleted_not_erased(engine):
+def test_mark_gone__purged_submissions_are_erased_keeping_a_tombstone(engine):
+    """SEC-6: a purge in Central is an erasure; only a tombstone (id, deleted time) stays."""
     fields, rows = golden("15-form-fields.json"), golden("35-odata-expand.json")["value"]
     form_id, shape = store.save_central_form(engine, FORM, fields)
     store.store_page(engine, form_id, shape, rows_for_page(shape, rows), store.form_tables(shape))
@@ -156,10 +157,14 @@ def test_mark_gone__purged_submissions_are_marked_deleted_not_erased(engine):
     assert store.mark_gone(engine, form_id, [rows[0]["__id"]]) == 0
     assert store.live_count(engine, form_id) == 2
     with engine.connect() as c:
-        deleted = c.execute(
-            sa.text("SELECT deleted_at FROM visit WHERE instance_id = :i"), {"i": rows[0]["__id"]}
-        ).scalar_one()
-    assert deleted is not None and counts(engine, "visit", "visit__child") == [3, 6]
+        deleted, raw = c.execute(
+            sa.text("SELECT deleted_at, raw FROM submission WHERE instance_id = :i"),
+            {"i": rows[0]["__id"]},
+        ).one()
+    kids = len(rows[0]["child"])
+    assert deleted is not None and raw == store.PURGED_RAW
+    assert counts(engine, "submission", "visit", "visit__child") == [3, 2, 6 - kids]
+    assert rows[0]["__id"] not in store.instance_states(engine, form_id)
 
 
 def test_store_page__a_row_twice_in_one_page_is_stored_once(engine):
