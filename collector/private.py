@@ -50,3 +50,26 @@ def _narrow(path: Path, mode: int) -> None:
             os.chmod(path, mode)
     except PermissionError as err:
         log.warning("%s could not be made private (mode %o): %s", path, mode, err.strerror)
+
+
+_WARNED: set[tuple[str, int]] = set()
+
+
+def warn_if_readable_by_others(path: Path, what: str) -> bool:
+    """Log a warning (once per file and mode) if ``path`` exists and its group or others
+    may read or write it; True when it did. A warning, not an error: the file is the
+    operator's, and refusing to start would not close it."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return False
+    if not mode & 0o077:
+        return False
+    key = (str(path.resolve()), mode)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(
+            "%s holds %s and is readable by others (mode %o): chmod 600 %s",
+            path, what, mode, path,
+        )  # fmt: skip
+    return True

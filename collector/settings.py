@@ -9,9 +9,12 @@ passed down; nothing deeper reads the environment. Every variable has the prefix
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from collector.private import warn_if_readable_by_others
 
 
 class Settings(BaseSettings):
@@ -109,3 +112,10 @@ class Settings(BaseSettings):
     def pyodk_cache_path(self) -> Path:
         """pyodk caches its token here, never in the user's home directory."""
         return self.data_dir / "pyodk_cache.toml"
+
+    def model_post_init(self, context: Any, /) -> None:
+        """The .env file read holds Central's password and the database URL (SEC-17)."""
+        super().model_post_init(context)
+        env_file = self.model_config.get("env_file")
+        if isinstance(env_file, str | Path):
+            warn_if_readable_by_others(Path(env_file), "passwords (COLLECTOR_* settings)")

@@ -44,3 +44,24 @@ def test_settings__database_url_from_environment(
 def test_settings__empty_database_url_means_sqlite_in_data_dir(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path, database_url="")
     assert s.resolved_database_url == f"sqlite:///{(tmp_path / 'collector.db').resolve()}"
+
+
+def test_settings__open_env_file_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SEC-17: .env holds Central's password and the database URL; a .env readable by the
+    group or others is read (it is the operator's file) but named in a warning."""
+    monkeypatch.chdir(tmp_path)
+    env = tmp_path / ".env"
+    env.write_text("COLLECTOR_CENTRAL_EMAIL=ops@example.org\n")
+    env.chmod(0o644)
+    with caplog.at_level("WARNING", logger="collector.private"):
+        s = Settings()
+    assert s.central_email == "ops@example.org"
+    (warning,) = [r.getMessage() for r in caplog.records if ".env" in r.getMessage()]
+    assert "chmod 600" in warning and "644" in warning and "ops@" not in warning
+    caplog.clear()
+    env.chmod(0o600)
+    with caplog.at_level("WARNING", logger="collector.private"):
+        Settings()
+    assert not [r for r in caplog.records if ".env" in r.getMessage()]
