@@ -401,3 +401,70 @@ def test_security__manager_filter_on_a_sensitive_answer_is_audited(api):
     assert not missing, (
         f"{len(missing)} of {len(revealed)} violence answers revealed by a filter, not audited"
     )
+
+
+# --- forms: values derived from a sensitive answer ------------------------------------------------
+
+
+def _with_rows(tmp_path, rows: list[dict[str, str]]):
+    """household_visit.xlsx with ``rows`` appended to its survey sheet."""
+    import shutil
+
+    import openpyxl
+
+    path = tmp_path / "household_visit.xlsx"
+    shutil.copy(REPO / "forms" / "household_visit.xlsx", path)
+    for media in (REPO / "forms").glob("*.csv"):
+        shutil.copy(media, tmp_path / media.name)
+    wb = openpyxl.load_workbook(path)
+    ws = wb["survey"]
+    header = [c.value for c in ws[1]]
+    for row in rows:
+        ws.append([row.get(h or "", None) for h in header])
+    wb.save(path)
+    return path
+
+
+def _labels(text: str) -> dict[str, str]:
+    return {
+        "label::English (en)": text,
+        "label::Tajik (tg)": text + " (tg)",
+        "label::Russian (ru)": text + " (ru)",
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-20 (H4, collector/formrules.py): no rule for calculations or relevance that depend on a sensitive answer",
+)
+def test_security__question_derived_from_a_sensitive_answer_must_be_marked(tmp_path):
+    """A calculate that copies a sensitive answer, or a question asked only when the woman
+    said yes to violence, gives that answer away to analysts (the copy, or the mere presence
+    of a value). ``collector forms check`` must flag such a row unless it is marked
+    sensitive (or the spec must mark it so), as it flags an unmarked name or phone."""
+    from collector.formcheck import check_form
+    from collector.xlsform import form_spec, read_xlsform
+
+    path = _with_rows(
+        tmp_path,
+        [
+            {"type": "calculate", "name": "contact_copy", "calculation": "${respondent_phone}"},
+            {
+                "type": "text",
+                "name": "support_note",
+                "relevant": "${violence_experienced} = 'yes'",
+                **_labels("What support did she ask for?"),
+            },
+        ],
+    )
+    result = check_form(path)
+    spec = {f.name: f for f in form_spec(read_xlsform(path), tmp_path).fields}
+    unguarded = [
+        name
+        for name in ("contact_copy", "support_note")
+        if not spec[name].sensitive and not any(name in f.message for f in result.findings)
+    ]
+    assert not unguarded, (
+        f"{unguarded} derive from a sensitive answer, yet are neither sensitive nor flagged: "
+        f"{[f.message for f in result.findings]}"
+    )
