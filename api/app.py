@@ -48,6 +48,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine if engine is not None else store.engine_for(settings)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_minute)
+    app.state.auth_failure_limiter = RateLimiter(settings.api_auth_failures_per_minute)
     install_error_handlers(app)
     app.add_middleware(CatchAll)
     app.include_router(health.router)

@@ -2,7 +2,8 @@
 
 ``ViewerDep``/``AnalystDep``/``ManagerDep``/``AdminDep`` resolve the bearer key to a
 :class:`~collector.keys.Caller`, refuse a role below the one named (403), and charge the
-key's rate limit (429 with ``Retry-After``).
+key's rate limit (429 with ``Retry-After``); a client address that keeps sending no key or
+a bad one is limited too.
 """
 
 from __future__ import annotations
@@ -45,10 +46,23 @@ def current_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     unauthorized = {"WWW-Authenticate": "Bearer"}
+    # Requests without a valid key are limited per client address, and checked before the
+    # token is looked up, so that a flood of bad tokens costs no database query (SEC-9).
+    failures: RateLimiter = request.app.state.auth_failure_limiter
+    client = request.client.host if request.client else ""
+    wait = failures.wait(client)
+    if wait > 0:
+        raise HTTPException(
+            429,
+            f"too many requests without a valid API key; retry in {retry_after_header(wait)} s",
+            {"Retry-After": retry_after_header(wait)},
+        )
     if credentials is None:
+        failures.acquire(client)
         raise HTTPException(401, "send an API key as 'Authorization: Bearer <key>'", unauthorized)
     caller = caller_for_token(engine, credentials.credentials)
     if caller is None:
+        failures.acquire(client)
         raise HTTPException(401, "unknown or revoked API key", unauthorized)
     limiter: RateLimiter = request.app.state.rate_limiter
     wait = limiter.acquire(caller.key_id)

@@ -5,6 +5,10 @@ Each key may make ``per_minute`` requests a minute on average, in bursts of up t
 each replica keeps its own buckets, so a key's ceiling is ``per_minute`` times the
 replica count. That still stops one client from starving the others on a replica, which
 is the point; a shared limit would need a shared store (PostgreSQL or Redis) per request.
+
+The same buckets, keyed by client address, limit requests WITHOUT a valid key (see
+``api.deps.current_caller``): once an address has spent its failures, it gets 429 before
+its token is even looked up, so a flood of bad tokens costs no database query.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 
@@ -21,28 +26,61 @@ class _Bucket:
     updated: float
 
 
+MAX_BUCKETS = 100_000
+"""Buckets kept at most (a few MB): client addresses of unauthenticated requests are many."""
+
+
 class RateLimiter:
     def __init__(self, per_minute: int, burst: int | None = None) -> None:
         if per_minute < 1:
             raise ValueError(f"per_minute must be at least 1, got {per_minute}")
         self.rate = per_minute / 60.0  # tokens a second
         self.burst = float(burst if burst is not None else max(1, min(per_minute, 60)))
-        self._buckets: dict[int, _Bucket] = {}
+        self._buckets: dict[Hashable, _Bucket] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, key_id: int, now: float | None = None) -> float:
+    def _refilled(self, key: Hashable, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._forget_full(now)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        return bucket
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled (they equal a new one), so that many client
+        addresses cannot grow the table without bound; if none has, drop the oldest half."""
+        full = [
+            k
+            for k, b in self._buckets.items()
+            if b.tokens + (now - b.updated) * self.rate >= self.burst
+        ]
+        if not full:
+            by_age = sorted(self._buckets, key=lambda k: self._buckets[k].updated)
+            full = by_age[: len(by_age) // 2 + 1]
+        for k in full:
+            del self._buckets[k]
+
+    def acquire(self, key_id: Hashable, now: float | None = None) -> float:
         """Take one token for ``key_id``; return 0 if allowed, else seconds to wait."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            bucket = self._buckets.get(key_id)
-            if bucket is None:
-                bucket = self._buckets[key_id] = _Bucket(self.burst, now)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-            bucket.updated = now
+            bucket = self._refilled(key_id, now)
             if bucket.tokens >= 1:
                 bucket.tokens -= 1
                 return 0.0
             return (1 - bucket.tokens) / self.rate
+
+    def wait(self, key: Hashable, now: float | None = None) -> float:
+        """Seconds until ``key`` has a token again (0: it has one now), taking none."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if key not in self._buckets:
+                return 0.0
+            bucket = self._refilled(key, now)
+            return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / self.rate
 
 
 def retry_after_header(wait_seconds: float) -> str:

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_max_page_size: int = Field(default=500, ge=1)
     api_rate_limit_per_minute: int = Field(default=600, ge=1)
+    api_auth_failures_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Requests without a valid API key allowed per client address a minute; "
+        "beyond that, 429 before the key is looked up.",
+    )
     suppression_threshold: int = Field(
         default=5, ge=1, description="Indicator cells below this are hidden from non-managers."
     )

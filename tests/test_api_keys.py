@@ -102,6 +102,44 @@ def test_rate_limit__429_with_retry_after_per_key(tmp_path):
         engine.dispose()
 
 
+def test_rate_limit__bad_tokens_per_client_address_cost_no_query_once_spent(tmp_path):
+    """SEC-9: requests without a valid key are limited per client address, and once the
+    address has spent its failures the token is not even looked up (no database query)."""
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = store.engine_for(db_url)
+    store.create_schema(engine)
+    good = create_key(engine, name="good", role="viewer").token
+    settings = Settings(database_url=db_url, data_dir=tmp_path, api_auth_failures_per_minute=4)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    server, thread, url = serve(create_app(settings, engine=engine))
+    try:
+        bad = {"Authorization": "Bearer clk_" + "x" * 43}
+        codes = [
+            requests.get(f"{url}/v1/indicators", headers=bad, timeout=10).status_code
+            for _ in range(4)
+        ]
+        assert codes == [401] * 4
+        assert requests.get(f"{url}/v1/indicators", timeout=10).status_code == 429  # no key
+        before = len(statements)
+        for _ in range(3):
+            r = requests.get(f"{url}/v1/indicators", headers=bad, timeout=10)
+            assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert len(statements) == before, statements[before:]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    # a fresh limit (another process, or a minute later) lets a valid key through
+    server, thread, url = serve(create_app(settings, engine=engine))
+    try:
+        auth = {"Authorization": f"Bearer {good}"}
+        assert requests.get(f"{url}/v1/indicators", headers=auth, timeout=10).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
+
+
 def test_rate_limiter__refills_at_the_configured_rate():
     limiter = RateLimiter(per_minute=60, burst=2)
     t = time.monotonic()
@@ -110,6 +148,8 @@ def test_rate_limiter__refills_at_the_configured_rate():
     assert 0.9 < wait <= 1.0
     assert limiter.acquire(1, t + 1.0) == 0  # one token a second came back
     assert limiter.acquire(2, t) == 0  # keys have their own buckets
+    assert limiter.wait(3, t) == 0 and limiter.wait(1, t) > 0  # wait() takes no token
+    assert limiter.acquire(3, t) == 0
 
 
 def test_errors__store_down_is_503_and_a_crash_is_500_without_its_message(tmp_path, caplog):
