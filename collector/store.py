@@ -748,11 +748,18 @@ def _held(conn: Connection, form_id: int, ids: list[str]) -> dict[str, tuple[str
 def analyze_after_bulk(engine: Engine, shape: FormShape) -> None:
     """Refresh PostgreSQL's planner statistics after a bulk load (a first sync), so the
     next runs' small queries use their indexes instead of scanning what autovacuum has
-    not looked at yet. SQLite needs nothing."""
+    not looked at yet. SQLite needs nothing.
+
+    ``submission`` (what a sync's own queries read) at the server's statistics target;
+    the form's tables (read by the API) from a 3,000-row sample (target 10): after a
+    first sync of 20,000 visits their full ANALYZE took 0.5-0.7 s of the run's ~5 s,
+    the sampled one 0.06-0.15 s; autovacuum, where on, refines them as they change."""
     if not is_postgres(engine):
         return
-    names = ["submission", *(t.name for t in shape.tables), *(n for n, _ in shape.link_tables())]
+    names = [*(t.name for t in shape.tables), *(n for n, _ in shape.link_tables())]
     with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE submission")
+        conn.exec_driver_sql("SET LOCAL default_statistics_target = 10")
         conn.exec_driver_sql("ANALYZE " + ", ".join(f'"{n}"' for n in names))
 
 
