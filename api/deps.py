@@ -157,7 +157,9 @@ class SubmissionParams:
                 "has null notnull; `in` and `has` take `a|b`. Repeat for AND."
             ),
         ] = None,
-        include_deleted: Annotated[bool, Query(description="Also deleted submissions.")] = False,
+        include_deleted: Annotated[
+            bool, Query(description="Also deleted submissions (manager and up).")
+        ] = False,
     ) -> None:
         self.date_from = parse_when("from", from_)
         self.date_to = parse_when("to", to, end_of_day=True)
@@ -170,6 +172,12 @@ class SubmissionParams:
     def filter_for(self, form: FormInfo, scope: Scope) -> SubmissionFilter:
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise InvalidValue("from", self.date_from.isoformat(), "is after `to`")
+        if self.include_deleted and not scope.sensitive:
+            # A deletion in Central is often a withdrawn consent or a mistaken entry about
+            # violence: what is left of a deleted submission is for managers (audited) only.
+            raise HTTPException(
+                403, "include_deleted: deleted submissions are for the manager role and up"
+            )
         return SubmissionFilter(
             date_from=self.date_from,
             date_to=self.date_to,

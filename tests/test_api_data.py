@@ -94,6 +94,12 @@ def test_api__filters_by_district_field_and_date(api):
     assert has
     assert all({"legal", "health"} & set(i["values"]["visit__referrals"]) for i in has)
     assert all_pages(api, "analyst", "household_visit", to="2000-01-01") == []
+    # what is left of deleted submissions is for managers only (SEC-6)
+    for path in ("submissions", "export.csv"):
+        r = api.get(f"/v1/forms/household_visit/{path}", "analyst", include_deleted="true")
+        assert r.status_code == 403 and "include_deleted" in r.text, r.text
+    r = api.get("/v1/forms/household_visit/submissions", "manager", include_deleted="true")
+    assert r.status_code == 200, r.text
     assert len(
         all_pages(api, "analyst", "household_visit", **{"from": "2000-01-01"})
     ) == live_count(e, "household_visit")
