@@ -468,3 +468,39 @@ def test_security__question_derived_from_a_sensitive_answer_must_be_marked(tmp_p
         f"{unguarded} derive from a sensitive answer, yet are neither sensitive nor flagged: "
         f"{[f.message for f in result.findings]}"
     )
+
+
+# --- rate limits: one address's bad keys must not lock out the good ones ------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SEC-22 (H6, api/deps.py current_caller): the per-address failure bucket is checked before a valid key is recognised",
+)
+def test_security__bad_keys_from_an_address_do_not_lock_out_valid_keys_there(api):
+    """Behind one address sit many people (a partner office's NAT, a mobile carrier's
+    CGNAT, the gateway itself if misconfigured). A client there that keeps sending a revoked
+    or wrong key must be slowed down, but a manager at the same address with a valid key
+    must still be served: otherwise anyone can lock the programme out of its own data."""
+    from api.app import create_app
+    from tests.api_fixtures import serve
+
+    settings = api.synced.settings.model_copy(update={"api_auth_failures_per_minute": 5})
+    server, thread, url = serve(create_app(settings, engine=api.synced.engine))
+    try:
+        statuses = [
+            requests.get(
+                url + "/v1/forms", headers=_auth("clk_revoked-or-wrong"), timeout=30
+            ).status_code
+            for _ in range(20)
+        ]
+        assert 429 in statuses, f"bad keys must be limited: {statuses}"
+        ok = requests.get(
+            url + "/v1/forms", headers=_auth(api.synced.tokens["manager"]), timeout=30
+        )
+        assert ok.status_code == 200, (
+            f"a valid key from the same address got {ok.status_code}: {ok.text[:200]}"
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
