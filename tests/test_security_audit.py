@@ -504,3 +504,59 @@ def test_security__bad_keys_from_an_address_do_not_lock_out_valid_keys_there(api
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# --- erasure: a purged submission's bytes on disk ----------------------------------------------------
+
+PURGED_NAME = "PURGED-ON-DISK-Qx7"
+
+
+def test_security__purged_values_do_not_survive_in_the_sqlite_file(central, tmp_path, fresh_name):
+    """SEC-6 erases a purged submission's rows; the erasure is for a woman who asked to be
+    forgotten, so her answers must not stay readable in the SQLite file's free pages or its
+    WAL either (``strings collector.db`` after the purge). As in tests/test_purge.py, the
+    purged submission is a synced row stored again under a new id (the emulator has no purge)."""
+    from collector.central import Central
+    from collector.normalize import rows_for_page
+    from tests.test_sync_support import new_project, submit_many
+
+    project = new_project(central, tmp_path, fresh_name)
+    form = project.publish_xlsx(REPO / "forms" / "household_visit.xlsx", "household_visit")
+    sent = submit_many(project, form, project.fields("household_visit"), 3, seed=67)
+    settings = project.settings()
+    db = tmp_path / "erase.db"
+    engine = store.engine_for(f"sqlite:///{db}")
+
+    def run() -> None:
+        with Central(settings, backoff=0.02, backoff_max=0.2) as c:
+            (r,) = sync.sync_forms(
+                settings, ["household_visit"], engine=engine, central=c, reconcile=True
+            )
+        assert r.status == "ok", r.error
+
+    try:
+        run()
+        form_id = store.form_id_for(engine, "household_visit")
+        shape = store.stored_form_shape(engine, form_id)
+        sub = store.T["submission"]
+        with engine.connect() as c:
+            row = orjson.loads(
+                c.execute(sa.select(sub.c.raw).where(sub.c.instance_id == sent[0][0])).scalar_one()
+            )
+        row["__id"] = f"uuid:{uuid.uuid4()}"
+        row["visit"]["respondent_name"] = PURGED_NAME
+        row["visit"]["children"] = []
+        page = rows_for_page(shape, [row])
+        assert store.store_page(engine, form_id, shape, page, store.form_tables(shape)).inserted
+        on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("erase.db*") if p.is_file())
+        assert PURGED_NAME.encode() in on_disk, "the planted name must reach the file first"
+        run()  # reconciliation: Central does not have it, so it is erased
+        with engine.connect() as c:
+            assert not c.execute(
+                sa.select(sa.func.count()).select_from(sub).where(sub.c.raw.contains(PURGED_NAME))
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    files = [p for p in tmp_path.glob("erase.db*") if p.is_file()]
+    holding = [p.name for p in files if PURGED_NAME.encode() in p.read_bytes()]
+    assert not holding, f"the purged name is still on disk in {holding} (free pages / WAL)"
