@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pyxform.parsing.expression import parse_expression
 
 from collector.findings import Findings
-from collector.xlsform import TRANSLATABLE, Sheet, SheetRow
+from collector.xlsform import (
+    GROUP_BEGIN,
+    GROUP_END,
+    TRANSLATABLE,
+    Sheet,
+    SheetRow,
+    is_true,
+    split_type,
+)
 
 EXPRESSION_COLUMNS = ("relevant", "constraint", "calculation", "choice_filter", "repeat_count")
 REFERENCE_COLUMNS = (*EXPRESSION_COLUMNS, "required", "default", "trigger")
@@ -47,6 +55,74 @@ def check_expressions(row: SheetRow, survey: Sheet, out: Findings, names: dict[s
                     "correct the expression (see https://docs.getodk.org/form-operators-functions/)",
                     header,
                 )
+
+
+# Columns whose references make a row's value (or its mere presence) follow another answer;
+# a group's relevant and repeat_count pass that on to every row inside it.
+DERIVING_COLUMNS = ("calculation", "relevant", "choice_filter")
+_INHERITED_COLUMNS = ("relevant", "repeat_count")
+_VALUELESS_TYPES = {"note", *GROUP_BEGIN}  # in a submission they hold no answer
+
+
+def references(text: str) -> set[str]:
+    """The question names an expression refers to with ``${name}`` (last-saved too)."""
+    return {ref.removeprefix("last-saved#") for ref in _REF.findall(text)}
+
+
+def check_derived_sensitive(survey: Sheet, out: Findings) -> None:
+    """A row computed from a sensitive answer, or asked only depending on one (its own or
+    an enclosing group's ``relevant``), gives that answer away to whoever may read the row:
+    ``${violence_experienced} = 'yes'`` is answered by the follow-up having a value at all.
+    Such a row must be marked sensitive itself (SEC-20). Derivation is followed through
+    unmarked rows until nothing changes, so a copy of a copy is caught as well."""
+    sources: dict[int, dict[str, str]] = {}  # row -> {referenced name: how it is used}
+    stack: list[tuple[str, set[str]]] = []  # (group name, names its children depend on)
+    rows: dict[int, SheetRow] = {}
+    for row in survey.rows:
+        base, _ = split_type(row.get("type"))
+        if base in GROUP_END:
+            if stack:
+                stack.pop()
+            continue
+        uses: dict[str, str] = {}
+        for group, names in stack:
+            for name in names:
+                uses.setdefault(name, f"is inside '{group}', which depends on")
+        for column in DERIVING_COLUMNS:
+            for name in references(row.get(column)):
+                how = "is computed from" if column == "calculation" else f"has a {column} on"
+                uses[name] = how
+        if base in GROUP_BEGIN:
+            own = set().union(*(references(row.get(c)) for c in _INHERITED_COLUMNS))
+            stack.append((row.get("name"), own | {n for _, names in stack for n in names}))
+        if row.get("name"):
+            sources[row.row] = uses
+            rows[row.row] = row
+    sensitive = {r.get("name") for r in rows.values() if is_true(r.get("sensitive"))}
+    derived: dict[int, str] = {}  # row -> the sensitive name it follows
+    changed = True
+    while changed:
+        changed = False
+        for number, uses in sources.items():
+            hit = next((n for n in uses if n in sensitive), None)
+            if hit is None or number in derived:
+                continue
+            derived[number] = hit
+            sensitive.add(rows[number].get("name"))
+            changed = True
+    for number, source in sorted(derived.items()):
+        row = rows[number]
+        base, _ = split_type(row.get("type"))
+        if is_true(row.get("sensitive")) or base in _VALUELESS_TYPES:
+            continue
+        out.on_row(survey, number).add(
+            "sensitive-derived-unmarked",
+            f"'{row.get('name')}' {sources[number][source]} sensitive '{source}', "
+            "but is not marked sensitive",
+            "write yes in the 'sensitive' column of this row: its value, or whether it has "
+            "one, gives the sensitive answer away",
+            "sensitive",
+        )
 
 
 def _is_yes_no(text: str) -> bool:

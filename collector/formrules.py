@@ -18,7 +18,7 @@ from pyxform.parsing.expression import parse_expression
 from pyxform.question_type_dictionary import QUESTION_TYPE_DICT
 
 from collector.findings import LANGUAGE_NAMES, Findings, RowFindings
-from collector.formexpr import check_expressions
+from collector.formexpr import check_derived_sensitive, check_expressions
 from collector.formspec import LANGUAGES
 from collector.xlsform import (
     FILE_SELECT_TYPES,
@@ -200,6 +200,7 @@ def check_survey_rows(
         if base in FILE_SELECT_TYPES and choice_list:
             _check_media(row, survey, out, choice_list, media_dir, listed_media)
         check_expressions(row, survey, out, names)
+    check_derived_sensitive(survey, out)
     for kind, row in stack:
         out.on_row(survey, row.row).add(
             "unbalanced-group",

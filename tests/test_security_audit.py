@@ -433,10 +433,6 @@ def _labels(text: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-20 (H4, collector/formrules.py): no rule for calculations or relevance that depend on a sensitive answer",
-)
 def test_security__question_derived_from_a_sensitive_answer_must_be_marked(tmp_path):
     """A calculate that copies a sensitive answer, or a question asked only when the woman
     said yes to violence, gives that answer away to analysts (the copy, or the mere presence
