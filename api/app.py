@@ -25,6 +25,7 @@ from api.routes import (
     sync_status,
 )
 from collector import store
+from collector.keys import ActiveKeyHashes
 from collector.settings import Settings
 
 DESCRIPTION = """\
@@ -49,6 +50,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.engine = engine if engine is not None else store.engine_for(settings)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_minute)
     app.state.auth_failure_limiter = RateLimiter(settings.api_auth_failures_per_minute)
+    app.state.active_key_hashes = ActiveKeyHashes(app.state.engine)
     install_error_handlers(app)
     app.add_middleware(CatchAll)
     app.include_router(health.router)

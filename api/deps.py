@@ -46,23 +46,31 @@ def current_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     unauthorized = {"WWW-Authenticate": "Bearer"}
-    # Requests without a valid key are limited per client address, and checked before the
-    # token is looked up, so that a flood of bad tokens costs no database query (SEC-9).
+    # Requests without a valid key are limited per client address (SEC-9), but a valid key
+    # gets through whatever its address's bucket says (SEC-22: one address is a partner
+    # office's NAT or a carrier's CGNAT; a neighbour's bad keys must not lock managers out).
+    # While the bucket has room the token is looked up; once it is empty, only a token whose
+    # hash is among the active keys' (an in-process set, re-read at most every few seconds)
+    # is looked up, so a throttled flood of bad tokens costs no query per request.
     failures: RateLimiter = request.app.state.auth_failure_limiter
     client = request.client.host if request.client else ""
-    wait = failures.wait(client)
-    if wait > 0:
-        raise HTTPException(
-            429,
-            f"too many requests without a valid API key; retry in {retry_after_header(wait)} s",
-            {"Retry-After": retry_after_header(wait)},
-        )
-    if credentials is None:
-        failures.acquire(client)
-        raise HTTPException(401, "send an API key as 'Authorization: Bearer <key>'", unauthorized)
-    caller = caller_for_token(engine, credentials.credentials)
+    token = credentials.credentials if credentials is not None else None
+    throttled = failures.wait(client) > 0
+    caller = None
+    if token is not None and (not throttled or token in request.app.state.active_key_hashes):
+        caller = caller_for_token(engine, token)
     if caller is None:
-        failures.acquire(client)
+        wait = failures.acquire(client)
+        if wait > 0:
+            raise HTTPException(
+                429,
+                f"too many requests without a valid API key; retry in {retry_after_header(wait)} s",
+                {"Retry-After": retry_after_header(wait)},
+            )
+        if token is None:
+            raise HTTPException(
+                401, "send an API key as 'Authorization: Bearer <key>'", unauthorized
+            )
         raise HTTPException(401, "unknown or revoked API key", unauthorized)
     limiter: RateLimiter = request.app.state.rate_limiter
     wait = limiter.acquire(caller.key_id)

@@ -7,8 +7,9 @@ replica count. That still stops one client from starving the others on a replica
 is the point; a shared limit would need a shared store (PostgreSQL or Redis) per request.
 
 The same buckets, keyed by client address, limit requests WITHOUT a valid key (see
-``api.deps.current_caller``): once an address has spent its failures, it gets 429 before
-its token is even looked up, so a flood of bad tokens costs no database query.
+``api.deps.current_caller``): once an address has spent its failures, its tokens are looked
+up only if their hash is among the active keys' (``collector.keys.ActiveKeyHashes``), so a
+flood of bad tokens costs no query per request while a valid key there is still served.
 """
 
 from __future__ import annotations

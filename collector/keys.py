@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -194,9 +196,13 @@ def revoke_key(engine: Engine, name_or_id: str) -> KeyInfo:
     return key_by_name_or_id(engine, str(info.id)) or info
 
 
+def _well_formed(token: str) -> bool:
+    return token.startswith(f"{TOKEN_SCHEME}_") and len(token) <= 200
+
+
 def caller_for_token(engine: Engine, token: str) -> Caller | None:
     """The caller a bearer token stands for, or None if it is malformed, unknown or revoked."""
-    if not token.startswith(f"{TOKEN_SCHEME}_") or len(token) > 200:
+    if not _well_formed(token):
         return None
     with engine.connect() as conn:
         row = conn.execute(
@@ -213,3 +219,40 @@ def caller_for_token(engine: Engine, token: str) -> Caller | None:
         role=Role.parse(row.role),
         districts=None if districts is None else frozenset(districts),
     )
+
+
+class ActiveKeyHashes:
+    """The hashes of the unrevoked keys, re-read at most every ``max_age`` seconds.
+
+    Used by the API only for a client address that has spent its failed-login bucket
+    (SEC-9, SEC-22): a token whose hash is here is then still looked up (so a revocation
+    takes effect at once), any other token is refused without a query. A flood of bad
+    tokens from a throttled address so costs at most one query every ``max_age`` seconds,
+    while a valid key at the same address (a partner office's NAT, a carrier's CGNAT) is
+    served. Keys are few (people, not devices), so holding every hash is cheap; a key
+    created less than ``max_age`` ago is found by the next re-read.
+    """
+
+    def __init__(self, engine: Engine, *, max_age: float = 5.0) -> None:
+        self._engine = engine
+        self._max_age = max_age
+        self._hashes: frozenset[str] = frozenset()
+        self._read_at: float | None = None
+        self._lock = threading.Lock()
+
+    def __contains__(self, token: object) -> bool:
+        if not isinstance(token, str) or not _well_formed(token):
+            return False
+        digest = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            stale = self._read_at is None or now - self._read_at >= self._max_age
+            if stale and digest not in self._hashes:
+                with self._engine.connect() as conn:
+                    self._hashes = frozenset(
+                        conn.execute(
+                            sa.select(_api_key.c.key_hash).where(_api_key.c.revoked_at.is_(None))
+                        ).scalars()
+                    )
+                self._read_at = now
+            return digest in self._hashes

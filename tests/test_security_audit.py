@@ -469,10 +469,6 @@ def test_security__question_derived_from_a_sensitive_answer_must_be_marked(tmp_p
 # --- rate limits: one address's bad keys must not lock out the good ones ------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SEC-22 (H6, api/deps.py current_caller): the per-address failure bucket is checked before a valid key is recognised",
-)
 def test_security__bad_keys_from_an_address_do_not_lock_out_valid_keys_there(api):
     """Behind one address sit many people (a partner office's NAT, a mobile carrier's
     CGNAT, the gateway itself if misconfigured). A client there that keeps sending a revoked
