@@ -171,9 +171,8 @@ class Demo:
                 str(data),
                 "--admin-email",
                 DEMO_EMAIL,
-                "--admin-password",
-                DEMO_PASSWORD,
             ],
+            EMULATOR_ADMIN_PASSWORD=DEMO_PASSWORD,  # the environment: ps shows argv
         )
         if not wait_until(http_ok(f"{self.central_url}/_emulator/health"), seconds=30, child=child):
             self.exited.add(child.name)

@@ -1,5 +1,7 @@
-"""``python -m emulator --host H --port P --data DIR --admin-email E --admin-password P``.
+"""``EMULATOR_ADMIN_PASSWORD=P python -m emulator --host H --port P --data DIR --admin-email E``.
 
+The admin password comes from the environment, not the command line, where ``ps`` shows it
+to every user of the machine; ``--admin-password`` is still accepted (it wins) for old scripts.
 Prints its URL, then serves until SIGINT/SIGTERM (uvicorn's handlers stop it cleanly).
 uvicorn runs with httptools and uvloop, access log off (no app-user key in any log).
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +21,9 @@ import uvicorn
 from emulator.app import build_app
 from emulator.faults import FaultError, parse_config
 
+PASSWORD_ENV = "EMULATOR_ADMIN_PASSWORD"  # noqa: S105 - a variable name, not a password
+"""Where the admin password is read from when ``--admin-password`` is not given."""
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
@@ -25,13 +31,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8383)
     p.add_argument("--data", type=Path, required=True, help="directory for the SQLite file")
     p.add_argument("--admin-email", required=True)
-    p.add_argument("--admin-password", required=True)
+    p.add_argument(
+        "--admin-password",
+        default=None,
+        help=f"deprecated: visible in ps; set {PASSWORD_ENV} in the environment instead",
+    )
     p.add_argument(
         "--faults",
         default=None,
         help="fault settings as JSON (see emulator/faults.py), e.g. '{\"latency_ms\": 50}'",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.admin_password is None:
+        args.admin_password = os.environ.get(PASSWORD_ENV) or None
+    if args.admin_password is None:
+        p.error(f"set the admin password in {PASSWORD_ENV} (or pass --admin-password)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

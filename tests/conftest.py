@@ -83,9 +83,8 @@ def start_emulator(data_dir: Path, email: str, password: str) -> tuple[subproces
             str(data_dir),
             "--admin-email",
             email,
-            "--admin-password",
-            password,
         ],
+        env={**os.environ, "EMULATOR_ADMIN_PASSWORD": password},  # not in argv: ps shows argv
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=REPO,
