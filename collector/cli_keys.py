@@ -68,7 +68,11 @@ def list_(
 
 
 @keys_app.command("revoke")
-def revoke(name_or_id: Annotated[str, typer.Argument(help="The key's name or id.")]) -> None:
+def revoke(
+    name_or_id: Annotated[
+        str, typer.Argument(help="The key's id, or its name (names are never all digits).")
+    ],
+) -> None:
     """Revoke a key: it stops working at once."""
     try:
         info = revoke_key(_engine(), name_or_id)

@@ -146,6 +146,9 @@ def create_key(
     name = name.strip()
     if not name or not name.isprintable():
         raise InvalidKeyRequest(f"a key needs a printable, non-empty name, not {name!r}")
+    if name.isdigit():
+        # `collector keys revoke 7` means key id 7: a key named "7" would be confused with it.
+        raise InvalidKeyRequest(f"a key name cannot be all digits ({name!r} reads as a key id)")
     cleaned = None if districts is None else sorted({d.strip() for d in districts if d.strip()})
     if cleaned == []:
         # Only None means every district: an empty (or blank) list widening to all would let
@@ -177,23 +180,30 @@ def list_keys(engine: Engine, *, include_revoked: bool = False) -> list[KeyInfo]
         return [_info(r) for r in conn.execute(query)]
 
 
-def key_by_name_or_id(engine: Engine, name_or_id: str) -> KeyInfo | None:
-    cond = _api_key.c.name == name_or_id
-    if name_or_id.isdigit():
-        cond = sa.or_(cond, _api_key.c.id == int(name_or_id))
+def key_by_id(engine: Engine, key_id: int) -> KeyInfo | None:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(_api_key).where(cond)).first()
+        row = conn.execute(sa.select(_api_key).where(_api_key.c.id == key_id)).first()
     return _info(row) if row else None
 
 
-def revoke_key(engine: Engine, name_or_id: str) -> KeyInfo:
-    """Revoke a key by name or id; revoking a revoked key is harmless."""
-    info = key_by_name_or_id(engine, name_or_id)
+def key_by_name_or_id(engine: Engine, name_or_id: str) -> KeyInfo | None:
+    """All digits is an id (names cannot be: :func:`create_key` refuses them), else a name."""
+    if name_or_id.isdigit():
+        return key_by_id(engine, int(name_or_id))
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(_api_key).where(_api_key.c.name == name_or_id)).first()
+    return _info(row) if row else None
+
+
+def revoke_key(engine: Engine, key: int | str) -> KeyInfo:
+    """Revoke a key by id (an int), or by name or id (text, as on the command line);
+    revoking a revoked key is harmless."""
+    info = key_by_id(engine, key) if isinstance(key, int) else key_by_name_or_id(engine, key)
     if info is None:
-        raise UnknownKey(f"no key named or numbered {name_or_id!r}")
+        raise UnknownKey(f"no key named or numbered {str(key)!r}")
     if info.revoked_at is None:
         store.revoke_api_key(engine, key_id=info.id, at=datetime.now(UTC))
-    return key_by_name_or_id(engine, str(info.id)) or info
+    return key_by_id(engine, info.id) or info
 
 
 def _well_formed(token: str) -> bool:

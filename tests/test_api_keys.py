@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from api.app import create_app
 from api.ratelimit import RateLimiter
 from collector import store
-from collector.keys import create_key
+from collector.keys import InvalidKeyRequest, create_key, list_keys
 from collector.settings import Settings
 from tests.api_fixtures import serve
 from tests.conftest import REPO, free_port, stop_process
@@ -212,3 +212,44 @@ def test_collector_api__serves_on_the_given_port(tmp_path):
         assert requests.get(f"http://127.0.0.1:{port}/v1/forms", timeout=5).status_code == 401
     finally:
         stop_process(proc)
+
+
+def test_keys__ids_and_names_are_never_confused(tmp_path):
+    """SEC-19: `DELETE /v1/keys/{id}` looks the key up by id only, and a new key may not be
+    named all digits (so `collector keys revoke 7` means id 7). A store made before that
+    rule may hold a key named "2": revoking id 2 must still revoke key 2, not that one."""
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = store.engine_for(db_url)
+    store.create_schema(engine)
+    legacy = store.insert_api_key(
+        engine, name="2", role="viewer", districts=None, key_hash=hashlib.sha256(b"x").hexdigest()
+    )
+    target = create_key(engine, name="target", role="viewer")
+    admin = create_key(engine, name="admin", role="admin")
+    assert (legacy, target.id) == (1, 2)
+    try:
+        create_key(engine, name=" 7 ", role="viewer")
+    except InvalidKeyRequest as err:
+        assert "digits" in str(err)
+    else:
+        raise AssertionError("a key named '7' was created")
+    refused = cli(db_url, "create", "42", "--role", "viewer")
+    assert refused.returncode == 1 and "digits" in refused.stderr + refused.stdout
+    settings = Settings(database_url=db_url, data_dir=tmp_path)
+    server, thread, url = serve(create_app(settings, engine=engine))
+    try:
+        auth = {"Authorization": f"Bearer {admin.token}"}
+        r = requests.delete(f"{url}/v1/keys/2", headers=auth, timeout=10)
+        assert r.status_code == 200 and r.json()["name"] == "target", r.text
+        made = requests.post(
+            f"{url}/v1/keys", headers=auth, json={"name": "3", "role": "viewer"}, timeout=10
+        )
+        assert made.status_code in (400, 422) and "digits" in made.text, made.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    revoked = {k.name for k in list_keys(engine, include_revoked=True) if k.revoked_at}
+    assert revoked == {"target"}
+    done = cli(db_url, "revoke", "1")  # all digits: the id, i.e. the legacy key named "2"
+    assert done.returncode == 0 and "'2' revoked" in done.stdout, done.stdout + done.stderr
+    engine.dispose()

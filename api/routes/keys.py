@@ -90,8 +90,8 @@ def create_key(body: KeyIn, caller: AdminDep, engine: EngineDep) -> KeyCreatedOu
 def revoke_key(key_id: int, caller: AdminDep, engine: EngineDep) -> KeyOut:
     if key_id == caller.key_id:
         raise HTTPException(409, "a key cannot revoke itself; use another admin key or the CLI")
-    target = keys.key_by_name_or_id(engine, str(key_id))
+    target = keys.key_by_id(engine, key_id)  # by id only: never a key NAMED "7" (SEC-19)
     if target is None or not _within(caller, target.districts):
         # 404 as for a key that does not exist: a limited admin learns nothing of the others.
         raise keys.UnknownKey(f"no key numbered {key_id}")
-    return _out(keys.revoke_key(engine, str(key_id)))
+    return _out(keys.revoke_key(engine, key_id))
