@@ -65,7 +65,9 @@ def engine_for(settings_or_url: Settings | str) -> Engine:
         # No pre-ping: it costs a round trip per checkout (a sync checks out a dozen
         # times). A dropped connection fails one run, is discarded by the pool, and the
         # next run reconnects; recycling keeps idle connections from going stale.
-        return sa.create_engine(url, pool_recycle=600)
+        # hide_parameters: a database error's text (logged, kept in sync status) never
+        # carries the submission values bound to the statement (SEC defence in depth).
+        return sa.create_engine(url, pool_recycle=600, hide_parameters=True)
     if url.get_backend_name() != "sqlite":
         raise ValueError(
             f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
@@ -75,7 +77,7 @@ def engine_for(settings_or_url: Settings | str) -> Engine:
         if not db.parent.exists():
             private_dir(db.parent)
         private_file(db)  # 0600 before SQLite writes a byte; its -wal/-shm follow (SEC-4)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
