@@ -32,4 +32,8 @@ ENV COLLECTOR_DATA_DIR=/data \
     COLLECTOR_API_PORT=8000
 
 EXPOSE 8000
+# umask 077 for every service: what they write in /data (store, attachments, the Central
+# token cache, enumerator QR codes) is readable by the collector user only. The command
+# (CMD, or a compose service's command) runs as "$@" of this shell, exec'd (signals reach it).
+ENTRYPOINT ["/bin/sh", "-c", "umask 077 && exec \"$@\"", "collector-entrypoint"]
 CMD ["collector", "api"]
