@@ -1,0 +1,253 @@
+"""The form catalogue: forms, versions, fields and choices, as Central and the XLSForm say.
+
+Part of the store; import from ``collector.store``, its one facade.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from collector.normalize import (
+    FormShape,
+    fields_from_spec,
+    form_shape,
+    table_name_for_form,
+)
+from collector.storage.engine import T, create_schema, now
+from collector.storage.runs import _set_sync_state
+from collector.storage.tables import ensure_form_tables
+
+log = logging.getLogger("collector.store")
+
+# --- forms: what Central and the XLSForm say -----------------------------------------------
+
+
+def form_id_for(conn_or_engine: Connection | Engine, xml_form_id: str) -> int | None:
+    q = sa.select(T["form"].c.id).where(T["form"].c.xml_form_id == xml_form_id)
+    if isinstance(conn_or_engine, Engine):
+        with conn_or_engine.connect() as conn:
+            return conn.execute(q).scalar()
+    return conn_or_engine.execute(q).scalar()
+
+
+def _upsert_form(conn: Connection, xml_form_id: str, **values: Any) -> int:
+    form = T["form"]
+    values = {k: v for k, v in values.items() if v is not None}
+    existing = form_id_for(conn, xml_form_id)
+    if existing is None:
+        existing = conn.execute(
+            form.insert().values(
+                xml_form_id=xml_form_id,
+                table_name=table_name_for_form(xml_form_id),
+                created_at=now(),
+                updated_at=now(),
+                **values,
+            )
+        ).inserted_primary_key[0]
+    elif values:
+        conn.execute(form.update().where(form.c.id == existing).values(updated_at=now(), **values))
+    if values.get("version"):
+        _note_version(conn, existing, values["version"])
+    return existing
+
+
+def _note_version(conn: Connection, form_id: int, version: str) -> None:
+    fv = T["form_version"]
+    seen = conn.execute(
+        sa.select(fv.c.id).where(fv.c.form_id == form_id, fv.c.version == version)
+    ).first()
+    if not seen:
+        conn.execute(fv.insert().values(form_id=form_id, version=version, first_seen_at=now()))
+
+
+def form_versions(engine: Engine, form_id: int) -> set[str]:
+    """The versions of a form we have seen published."""
+    fv = T["form_version"]
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(fv.c.version).where(fv.c.form_id == form_id)).scalars())
+
+
+def _stored_fields(conn: Connection, form_id: int) -> list[dict]:
+    ff = T["form_field"]
+    rows = conn.execute(sa.select(ff).where(ff.c.form_id == form_id).order_by(ff.c.position))
+    return [dict(r._mapping) for r in rows]
+
+
+# Fields Central adds to every form whose value is the submission's own id (never a secret).
+_PUBLIC_UNDESCRIBED = frozenset({"/meta/instanceID", "/meta/deprecatedID"})
+
+
+def _merge_fields(
+    conn: Connection, form_id: int, xml_form_id: str, central_fields: list[dict], spec: Any
+) -> FormShape:
+    """Upsert ``form_field`` from Central's fields and/or the FormSpec; never drop a field."""
+    ff = T["form_field"]
+    stored = {f["path"]: f for f in _stored_fields(conn, form_id)}
+    by_spec = spec.field_by_path() if spec is not None else {}
+    incoming = {f["path"]: dict(f) for f in central_fields}
+    # Keep fields a newer version dropped, in their old place, so their columns stay.
+    merged: list[dict] = []
+    for path, old in stored.items():
+        if path not in incoming:
+            merged.append(
+                {"path": path, "name": old["name"], "type": old["type"],
+                 "binary": old["binary"], "selectMultiple": old["select_multiple"]}
+            )  # fmt: skip
+    for f in central_fields:
+        old = stored.get(f["path"])
+        if old and old["type"] != f.get("type"):
+            log.warning(
+                "form %s field %s changed type %s -> %s; keeping column type %s",
+                xml_form_id, f["path"], old["type"], f.get("type"), old["type"],
+            )  # fmt: skip
+            f = {**f, "type": old["type"]}
+        merged.append(dict(f))
+    assigned = {p: f["column_name"] for p, f in stored.items() if f.get("column_name")}
+    shape = form_shape(xml_form_id, merged, assigned)
+    tables_of_repeat = {t.repeat_path: t.name for t in shape.tables if t.repeat_path}
+    for pos, f in enumerate(merged):
+        path = f["path"]
+        sf = by_spec.get(path)
+        table, column, link = shape.placement.get(path, (None, None, None))
+        if f.get("type") == "repeat":
+            table = tables_of_repeat.get(path)
+        row = {
+            "form_id": form_id,
+            "path": path,
+            "name": f["name"],
+            "type": f.get("type") or "string",
+            "xls_type": (sf.type if sf else f.get("xls_type")),
+            "repeat_path": _enclosing_repeat(path, tables_of_repeat),
+            "table_name": table,
+            "column_name": column,
+            "link_table": link,
+            "binary": bool(f.get("binary")),
+            "select_multiple": bool(f.get("selectMultiple")),
+            "position": pos,
+        }
+        if sf is not None:
+            row |= {
+                "label_en": sf.labels.get("en"),
+                "label_tg": sf.labels.get("tg"),
+                "label_ru": sf.labels.get("ru"),
+                "hint_en": sf.hints.get("en"),
+                "hint_tg": sf.hints.get("tg"),
+                "hint_ru": sf.hints.get("ru"),
+                "choice_list": sf.choice_list,
+                "sensitive": sf.sensitive,
+            }
+        elif path not in stored and path not in _PUBLIC_UNDESCRIBED:
+            # Fail closed (SEC-14): no XLSForm has said whether this question is sensitive
+            # (a version published in Central's UI, outside `forms push`), so it is until
+            # a spec says otherwise; a stored field keeps the flag it has.
+            row["sensitive"] = True
+        if path in stored:
+            conn.execute(ff.update().where(ff.c.id == stored[path]["id"]).values(**row))
+        else:
+            conn.execute(ff.insert().values(**row))
+    return shape
+
+
+def _enclosing_repeat(path: str, repeats: dict[str | None, str]) -> str | None:
+    best = None
+    for r in repeats:
+        if r and path.startswith(r + "/") and (best is None or len(r) > len(best)):
+            best = r
+    return best
+
+
+def _save_choices(conn: Connection, form_id: int, spec: Any) -> None:
+    fc = T["form_choice"]
+    stored = {
+        (r.list_name, r.value): r.id
+        for r in conn.execute(sa.select(fc).where(fc.c.form_id == form_id))
+    }
+    for pos, c in enumerate(spec.choices):
+        row = {
+            "label_en": c.labels.get("en"),
+            "label_tg": c.labels.get("tg"),
+            "label_ru": c.labels.get("ru"),
+            "position": pos,
+        }
+        key = (c.list_name, c.value)
+        if key in stored:
+            conn.execute(fc.update().where(fc.c.id == stored[key]).values(**row))
+        else:
+            conn.execute(
+                fc.insert().values(form_id=form_id, list_name=c.list_name, value=c.value, **row)
+            )
+
+
+def save_form_spec(
+    engine: Engine,
+    spec: Any,
+    central_fields: list[dict] | None = None,
+    *,
+    project_id: int | None = None,
+) -> int:
+    """Record a form as its XLSForm (``FormSpec``) and Central's ``/fields`` describe it.
+
+    Labels, hints, choices and sensitivity come from the spec; paths and types from
+    Central when given (else from the spec). Creates or evolves the per-form tables.
+    Returns the form's id in the ``form`` table.
+    """
+    create_schema(engine)
+    fields = central_fields if central_fields is not None else fields_from_spec(spec)
+    with engine.begin() as conn:
+        form_id = _upsert_form(
+            conn,
+            spec.form_id,
+            project_id=project_id,
+            title=spec.title,
+            version=spec.version,
+            default_language=spec.default_language,
+        )
+        shape = _merge_fields(conn, form_id, spec.form_id, fields, spec)
+        _save_choices(conn, form_id, spec)
+    ensure_form_tables(engine, shape)
+    return form_id
+
+
+def save_central_form(
+    engine: Engine,
+    form: dict,
+    central_fields: list[dict],
+    *,
+    project_id: int | None = None,
+) -> tuple[int, FormShape]:
+    """Record a form as Central describes it (Form JSON + ``/fields``); evolve its tables."""
+    with engine.begin() as conn:
+        form_id = _upsert_form(
+            conn,
+            form["xmlFormId"],
+            project_id=project_id or form.get("projectId"),
+            title=form.get("name"),
+            version=form.get("version"),
+            encrypted=bool(form.get("keyId")),
+        )
+        shape = _merge_fields(conn, form_id, form["xmlFormId"], central_fields, None)
+        _set_sync_state(conn, form_id, fields_version=form.get("version") or "")
+    ensure_form_tables(engine, shape)
+    return form_id, shape
+
+
+def stored_form_shape(engine: Engine, form_id: int) -> FormShape | None:
+    """The per-form tables as the stored fields define them (None if none stored)."""
+    with engine.connect() as conn:
+        xml_form_id = conn.execute(
+            sa.select(T["form"].c.xml_form_id).where(T["form"].c.id == form_id)
+        ).scalar()
+        fields = _stored_fields(conn, form_id)
+    if xml_form_id is None or not fields:
+        return None
+    as_central = [
+        {"path": f["path"], "name": f["name"], "type": f["type"], "binary": f["binary"],
+         "selectMultiple": f["select_multiple"]}
+        for f in fields
+    ]  # fmt: skip
+    assigned = {f["path"]: f["column_name"] for f in fields if f["column_name"]}
+    return form_shape(xml_form_id, as_central, assigned)

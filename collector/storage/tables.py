@@ -1,0 +1,116 @@
+"""Per-form tables: their SQLAlchemy shape, created and evolved (a column is never dropped).
+
+Part of the store; import from ``collector.store``, its one facade.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from collector.normalize import (
+    FormShape,
+    TableSpec,
+)
+from collector.storage.engine import _SCHEMA_LOCK, is_postgres
+
+log = logging.getLogger("collector.store")
+
+# --- per-form tables -------------------------------------------------------------------------
+
+_SQL_TYPES: dict[str, Any] = {
+    "text": sa.Text,
+    "int": sa.BigInteger,
+    "decimal": sa.Double,
+    "bool": sa.Boolean,
+    "date": sa.Date,
+    "datetime": lambda: sa.DateTime(timezone=True),
+    "time": sa.Time,
+    "json": sa.Text,
+}
+
+
+def form_tables(shape: FormShape) -> dict[str, sa.Table]:
+    """SQLAlchemy ``Table`` objects for a form's wide, repeat and link tables."""
+    md = sa.MetaData()
+    out: dict[str, sa.Table] = {}
+    for t in shape.tables:
+        out[t.name] = sa.Table(t.name, md, *_columns_of(t))
+    for link, _owner in shape.link_tables():
+        out[link] = sa.Table(
+            link,
+            md,
+            sa.Column("instance_id", sa.Text, nullable=False, index=True),
+            sa.Column("row_id", sa.Text, nullable=False),
+            sa.Column("position", sa.Integer, nullable=False),
+            sa.Column("value", sa.Text, nullable=False),
+        )
+    return out
+
+
+def _columns_of(t: TableSpec) -> list[sa.Column]:
+    if t.repeat_path is None:
+        cols = [
+            sa.Column("instance_id", sa.Text, primary_key=True),
+            sa.Column("form_version", sa.Text),
+            sa.Column("submitted_at", sa.DateTime(timezone=True)),
+            sa.Column("updated_at", sa.DateTime(timezone=True)),
+            sa.Column("deleted_at", sa.DateTime(timezone=True)),
+            sa.Column("review_state", sa.Text),
+        ]
+    else:
+        # Child rows are replaced whole per submission inside one transaction, so they
+        # need no unique key; a plain index on instance_id inserts 1.5x faster (SQLite).
+        cols = [
+            sa.Column("instance_id", sa.Text, nullable=False, index=True),
+            sa.Column("row_id", sa.Text, nullable=False),
+            sa.Column("parent_row_id", sa.Text),
+            sa.Column("position", sa.Integer, nullable=False),
+        ]
+    for c in t.columns:
+        if c.kind == "geopoint":
+            cols += [sa.Column(f"{c.name}_{p}", sa.Double) for p in ("lat", "lon", "alt", "acc")]
+        else:
+            cols.append(sa.Column(c.name, _SQL_TYPES[c.kind]()))
+    return cols
+
+
+_ENSURED: dict[tuple[str, tuple], dict[str, sa.Table]] = {}
+
+
+def ensure_form_tables(engine: Engine, shape: FormShape) -> dict[str, sa.Table]:
+    """Create the form's tables, or add the columns a new version brought. Never drops.
+
+    Remembered per database and shape for the life of the process, so a sync with
+    nothing new does not inspect the schema every time.
+    """
+    key = (
+        engine.url.render_as_string(hide_password=True),
+        tuple((t.name, tuple(t.column_names())) for t in shape.tables),
+        tuple(shape.link_tables()),
+    )
+    if key in _ENSURED:
+        with engine.connect() as conn:  # one cheap query: the database may be new
+            if sa.inspect(conn).has_table(shape.main.name):
+                return _ENSURED[key]
+    tables = form_tables(shape)
+    with engine.begin() as conn:
+        if is_postgres(conn):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+        inspector = sa.inspect(conn)
+        existing = set(inspector.get_table_names())
+        for name, table in tables.items():
+            if name not in existing:
+                table.create(conn)
+                continue
+            have = {c["name"] for c in inspector.get_columns(name)}
+            for col in table.columns:
+                if col.name not in have:
+                    ddl_type = col.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE "{name}" ADD COLUMN "{col.name}" {ddl_type}')
+                    log.info("table %s: added column %s %s", name, col.name, ddl_type)
+    _ENSURED[key] = tables
+    return tables
