@@ -226,6 +226,22 @@ def _field(row: sa.Row) -> FieldInfo:
     )
 
 
+# Fields Central adds to every form whose value is the submission's own id (never a secret);
+# the store exempts the same paths from its own fail-closed rule.
+PUBLIC_UNDESCRIBED = frozenset({"/meta/instanceID", "/meta/deprecatedID"})
+
+
+def _undescribed(f: FieldInfo) -> bool:
+    """A value field no XLSForm described: no label in any language and no XLSForm type
+    (a spec gives every row, labelled or not, e.g. a calculate or ``start``, its type)."""
+    return (
+        f.has_values
+        and f.xls_type is None
+        and not any(f.labels.get(lang) for lang in LANGUAGES)
+        and f.path not in PUBLIC_UNDESCRIBED
+    )
+
+
 def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
     fields = tuple(
         _field(r)
@@ -239,6 +255,11 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
         # The XLSForm was never recorded (only Central's /fields are known), so nobody has
         # said which questions are sensitive: treat them all as sensitive (fail closed).
         fields = tuple(replace(f, sensitive=True) if f.has_values else f for f in fields)
+    else:
+        # One question no XLSForm ever described (added in Central's UI, outside `forms
+        # push`): sensitive until a spec says otherwise. New stores record it so (SEC-14);
+        # this also covers stores made before that fix, which recorded it as not sensitive.
+        fields = tuple(replace(f, sensitive=True) if _undescribed(f) else f for f in fields)
     choices: dict[str, dict[str, dict[str, str | None]]] = {}
     for c in conn.execute(
         sa.select(choice_t)
