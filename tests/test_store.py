@@ -130,8 +130,11 @@ def test_save_form_spec__labels_choices_sensitivity_and_placement(engine):
         [{"path": "/name", "name": "name", "type": "string"}],
     )
     with engine.connect() as c:
-        label = c.execute(sa.select(ff.c.label_en).where(ff.c.path == "/name")).scalar_one()
-    assert label == "Name"
+        label, xls_type, sensitive = c.execute(
+            sa.select(ff.c.label_en, ff.c.xls_type, ff.c.sensitive).where(ff.c.path == "/name")
+        ).one()
+    # Central's fields carry no XLSForm type: a sync must not erase what the spec said
+    assert (label, xls_type, sensitive) == ("Name", "text", True)
 
 
 def test_sync_state_runs_and_keys(engine):

@@ -120,7 +120,13 @@ def _merge_fields(
             "path": path,
             "name": f["name"],
             "type": f.get("type") or "string",
-            "xls_type": (sf.type if sf else f.get("xls_type")),
+            # Central's /fields carry no XLSForm type: a sync (no spec) keeps the stored one,
+            # or forminfo would take a described field for an undescribed, sensitive one.
+            "xls_type": (
+                sf.type
+                if sf
+                else f.get("xls_type") or (stored[path]["xls_type"] if path in stored else None)
+            ),
             "repeat_path": _enclosing_repeat(path, tables_of_repeat),
             "table_name": table,
             "column_name": column,
