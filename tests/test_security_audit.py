@@ -21,7 +21,6 @@ import time
 import uuid
 
 import orjson
-import pytest
 import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
