@@ -23,6 +23,7 @@ from api.deps import (
 from collector.cursors import parse_sort
 from collector.forminfo import FieldInfo, FormInfo, InvalidValue, UnknownName
 from collector.queries import (
+    META_COLUMNS,
     fields_read_by_filter,
     repeat_rows,
     select_fields,
@@ -106,19 +107,7 @@ def sensitive_read(fields: list[FieldInfo], row: dict[str, Any]) -> list[str]:
 
 
 def _meta(row: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "instance_id",
-        "form_version",
-        "submitted_at",
-        "updated_at",
-        "deleted_at",
-        "review_state",
-        "district",
-        "submitter_id",
-        "submitter_name",
-        "device_id",
-    )
-    return {k: row.get(k) for k in keys}
+    return {k: row.get(k) for k in META_COLUMNS}
 
 
 @router.get("/forms/{form_id}/submissions", response_model=SubmissionPageOut)
