@@ -67,6 +67,10 @@ SENSITIVE_NEEDLES = (
 )
 MARK_HOME = "HH-MARK-HOME-Qx7"  # household_id of a planted visit in HOME_DISTRICT
 MARK_OTHER = "HH-MARK-OTHER-Qx7"  # household_id of a planted visit in OTHER_DISTRICT
+# household_id is sensitive (SEC-13): a non-sensitive answer marks the planted visits for
+# analysts; random ages are 0..40, so these two belong to the planted visits alone.
+MARK_AGE_HOME = 97  # respondent_age of the planted visit in HOME_DISTRICT
+MARK_AGE_OTHER = 98  # respondent_age of the planted visit in OTHER_DISTRICT
 
 
 @dataclass
@@ -126,9 +130,14 @@ def instance_xml(
     *,
     overrides: dict[str, str] | None = None,
     repeat_rows: dict[str, list[dict[str, str]]] | None = None,
+    drawn_then: dict[str, str] | None = None,
 ) -> tuple[str, str]:
-    """An instance as ODK Collect sends it; ``overrides`` by path, repeats by repeat path."""
+    """An instance as ODK Collect sends it; ``overrides`` by path, repeats by repeat path.
+
+    ``drawn_then`` replaces values after they are drawn, so the random stream (and every
+    other submission the seed makes) stays as it was without them."""
     overrides = overrides or {}
+    drawn_then = drawn_then or {}
     repeat_rows = repeat_rows or {}
     today = datetime.now(UTC).date()
     iid = f"uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}"
@@ -149,6 +158,7 @@ def instance_xml(
                 out.append(f"<{f.name}/>")
             else:
                 v = values.get(f.path) or overrides.get(f.path) or _value(spec, f, rng, today)
+                v = drawn_then.get(f.path, v)
                 out.append(f"<{f.name}>{escape(v)}</{f.name}>" if v is not None else f"<{f.name}/>")
         return "".join(out)
 
@@ -188,7 +198,10 @@ def _submit_all(
             project.submit(xml)
     hv, hv_version = specs["household_visit"], forms["household_visit"].get("version") or ""
     plant = PLANTED_SENSITIVE["household_visit"]
-    for district, mark in ((HOME_DISTRICT, MARK_HOME), (OTHER_DISTRICT, MARK_OTHER)):
+    for district, mark, age in (
+        (HOME_DISTRICT, MARK_HOME, MARK_AGE_HOME),
+        (OTHER_DISTRICT, MARK_OTHER, MARK_AGE_OTHER),
+    ):
         xml, iid = instance_xml(
             hv,
             hv_version,
@@ -200,6 +213,7 @@ def _submit_all(
                 "/visit/household_id": mark,
                 "/visit/last_remittance": mark,  # not a date: a data_issue that names the mark
             },
+            drawn_then={"/visit/respondent_age": str(age)},
         )
         project.submit(xml)
         planted["household_visit"].append(iid)

@@ -21,6 +21,8 @@ from collector.forminfo import Scope, form_info
 from collector.queries import SubmissionFilter
 from tests.api_fixtures import (
     HOME_DISTRICT,
+    MARK_AGE_HOME,
+    MARK_AGE_OTHER,
     MARK_HOME,
     MARK_OTHER,
     OTHER_DISTRICT,
@@ -80,8 +82,18 @@ def test_api__filters_by_district_field_and_date(api):
     items = all_pages(api, "analyst", "household_visit", district=HOME_DISTRICT, limit=50)
     assert len(items) == live_count(e, "household_visit", HOME_DISTRICT)
     assert {i["district"] for i in items} == {HOME_DISTRICT}
-    marks = {i["values"]["visit__household_id"] for i in items}
-    assert MARK_HOME in marks and MARK_OTHER not in marks
+    ages = {i["values"]["visit__respondent_age"] for i in items}
+    assert MARK_AGE_HOME in ages and MARK_AGE_OTHER not in ages
+    marked = all_pages(
+        api, "analyst", "household_visit", where=f"respondent_age:eq:{MARK_AGE_HOME}"
+    )
+    assert [i["district"] for i in marked] == [HOME_DISTRICT]
+    # household_id identifies a household (SEC-13): managers only
+    assert all("visit__household_id" not in i["values"] for i in items)
+    r = api.get("/v1/forms/household_visit/submissions", "analyst", fields="visit/household_id")
+    assert r.status_code == 403 and "household_id" in r.text, r.text
+    managed = all_pages(api, "manager", "household_visit", district=HOME_DISTRICT, limit=50)
+    assert MARK_HOME in {i["values"]["visit__household_id"] for i in managed}
     old = all_pages(api, "analyst", "household_visit", where="visit__respondent_age:gte:30")
     assert old and all(i["values"]["visit__respondent_age"] >= 30 for i in old)
     young = all_pages(api, "analyst", "household_visit", where="respondent_age:lt:30")
@@ -190,13 +202,20 @@ def test_api__exports_stream_csv_xlsx_geojson_with_labels(api):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert len(rows) == n_home
-    assert "visit__respondent_name" not in rows[0] and "visit__household_id" in rows[0]
+    assert "visit__respondent_name" not in rows[0] and "visit__household_id" not in rows[0]
+    assert str(MARK_AGE_HOME) in {row["visit__respondent_age"] for row in rows}
+    tg_home = next(
+        c.labels["tg"]
+        for c in api.synced.specs["household_visit"].choices
+        if (c.list_name, c.value) == ("district", HOME_DISTRICT)
+    )
+    assert {row["visit__district"] for row in rows} == {tg_home} != {HOME_DISTRICT}
     r = api.get("/v1/forms/household_visit/export.xlsx", "manager")
     assert r.status_code == 200
     ws = openpyxl.load_workbook(io.BytesIO(r.content), read_only=True)["household_visit"]
     table = list(ws.iter_rows(values_only=True))
     assert len(table) - 1 == live_count(api.synced.engine, "household_visit")
-    assert "visit__respondent_name" in table[0]
+    assert "visit__respondent_name" in table[0] and "visit__household_id" in table[0]
     r = api.get("/v1/forms/household_visit/export.csv", "analyst", repeat="children")
     assert r.status_code == 200
     kids = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
@@ -349,7 +368,7 @@ def test_api__manager_export_filtered_on_a_sensitive_answer_audits_every_row(api
         "/v1/forms/household_visit/export.csv",
         "manager",
         where="visit/safety/violence_experienced:eq:yes",
-        fields="visit/household_id",
+        fields="visit/respondent_age",
     )
     assert r.status_code == 200, r.text
     exported = {

@@ -37,7 +37,8 @@ def test_forminfo__a_question_no_xlsform_described_is_sensitive_even_if_stored_a
         by_path = {f.path: f for f in form.fields}
         assert by_path[NEW_PATH].sensitive
         assert by_path["/visit/respondent_phone"].sensitive
-        described_public = ["/visit/household_id", "/start", "/meta/instanceID"]
+        assert by_path["/visit/household_id"].sensitive  # SEC-13
+        described_public = ["/visit/respondent_age", "/start", "/meta/instanceID"]
         assert [p for p in described_public if by_path[p].sensitive] == []
         analyst = {
             f.path for f in form.visible_fields(None, Scope(sensitive=False, districts=None))
