@@ -24,6 +24,7 @@ from emulator.enumerators.xpath import Context, XPathError, evaluate, to_bool
 from emulator.odata import entity_from_submission
 from emulator.xform import parse_xform
 from tests.conftest import CentralTarget
+from tests.emulator_support import login
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -177,21 +178,10 @@ def test_edit__new_instance_id_and_deprecated_id(xform) -> None:
 # --- against a running Central -----------------------------------------------------------------
 
 
-def _session(central) -> requests.Session:
-    s = requests.Session()
-    token = s.post(
-        f"{central.url}/v1/sessions",
-        json={"email": central.email, "password": central.password},
-        timeout=30,
-    ).json()["token"]
-    s.headers["Authorization"] = f"Bearer {token}"
-    return s
-
-
 @pytest.fixture
 def project(central, fresh_name):
     """A fresh project with the household form published; (session, project id, form id)."""
-    s = _session(central)
+    s = login(central)
     pid = s.post(f"{central.url}/v1/projects", json={"name": fresh_name}, timeout=30).json()["id"]
     form_id = f"hh_{fresh_name}"
     resp = s.post(
@@ -502,7 +492,7 @@ def test_run__rides_out_central_misbehaving(emulator_central, project) -> None:
 
 def test_run__same_seed_sends_the_same_submissions(central, fresh_name) -> None:
     """Two projects, one seed: the same instance ids and the same XML arrive in both."""
-    s = _session(central)
+    s = login(central)
     sent = []
     for suffix in ("a", "b"):
         pid = s.post(

@@ -51,6 +51,7 @@ from collector.enumerators import (
 from collector.keys import create_key
 from collector.settings import Settings
 from tests.conftest import free_port
+from tests.emulator_support import login
 
 OPENROSA = {"X-OpenRosa-Version": "1.0"}
 XFORMS_LIST = "{http://openrosa.org/xforms/xformsList}"
@@ -89,14 +90,7 @@ def visit_xlsform() -> bytes:
 @pytest.fixture
 def project(central, fresh_name) -> int:
     """A fresh Central project with the visit form published (set up as an admin would)."""
-    with requests.Session() as s:
-        login = s.post(
-            f"{central.url}/v1/sessions",
-            json={"email": central.email, "password": central.password},
-            timeout=30,
-        )
-        login.raise_for_status()
-        s.headers["Authorization"] = f"Bearer {login.json()['token']}"
+    with login(central) as s:
         made = s.post(f"{central.url}/v1/projects", json={"name": fresh_name}, timeout=30)
         made.raise_for_status()
         pid = made.json()["id"]

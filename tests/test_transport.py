@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import requests
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -21,6 +20,7 @@ from collector.enumerators import EnumeratorError, add_enumerators
 from collector.settings import Settings
 from collector.store import engine_for
 from collector.transport import insecure_reason
+from tests.emulator_support import login
 
 
 @pytest.mark.parametrize(
@@ -68,17 +68,9 @@ def test_transport__central_over_http_to_another_host_is_refused(tmp_path: Path)
 
 
 def fresh_project(central, name: str) -> int:
-    with requests.Session() as s:
-        login = s.post(
-            f"{central.url}/v1/sessions",
-            json={"email": central.email, "password": central.password},
-            timeout=30,
-        )
-        login.raise_for_status()
-        s.headers["Authorization"] = f"Bearer {login.json()['token']}"
-        made = s.post(f"{central.url}/v1/projects", json={"name": name}, timeout=30)
-        made.raise_for_status()
-        return made.json()["id"]
+    made = login(central).post(f"{central.url}/v1/projects", json={"name": name}, timeout=30)
+    made.raise_for_status()
+    return made.json()["id"]
 
 
 def test_transport__qr_codes_for_a_plain_http_server_are_refused(
