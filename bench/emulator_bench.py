@@ -25,9 +25,6 @@ import argparse
 import io
 import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,7 +35,8 @@ import orjson
 import requests
 from openpyxl import Workbook
 
-REPO = Path(__file__).resolve().parent.parent
+from emulator.control import start_emulator
+
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 REFERENCE = {"accept": "120-200/s", "one": "7,500/s", "pages": "3,500/s"}
 DISTRICTS = ["dushanbe", "vahdat", "rudaki", "hisor", "kulob", "khujand", "nurek", "rogun"]
@@ -138,30 +136,6 @@ def household_xml(form_id: str, rng: random.Random) -> bytes:
     ).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(data: Path, email: str, password: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", str(port), "--data", str(data),
-         "--admin-email", email, "--admin-password", password],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(data / "emulator.log", "wb"),  # noqa: SIM115
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(f"{url}/_emulator/health", timeout=1).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("emulator did not start")
-
-
 def accept(url: str, pid: int, bodies: list[bytes], clients: int) -> float:
     """Submit ``bodies`` over OpenRosa from ``clients`` threads; seconds taken."""
     chunks = [bodies[i::clients] for i in range(clients)]
@@ -221,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
 
     email, password = "bench@example.org", "bench-password"
     with tempfile.TemporaryDirectory(prefix="emulator-bench-") as tmp:
-        proc, url = start(Path(tmp), email, password)
+        proc, url = start_emulator(Path(tmp), email, password)
         try:
             http = requests.Session()
             token = http.post(

@@ -1,9 +1,9 @@
 """The only writer of the database: fixed tables, per-form tables, bulk upserts.
 
 This module is the facade: the parts live in ``collector/storage/`` (``engine``,
-``batches``, ``forms``, ``tables``, ``pages``, ``runs``, ``attachments``), one job each,
-and their public names are re-exported here, so ``from collector import store`` is all
-the others need. API keys, the audit log and enumerators stay below.
+``batches``, ``forms``, ``tables``, ``pages``, ``checkpoint``, ``runs``, ``attachments``),
+one job each, and their public names are re-exported here, so ``from collector import
+store`` is all the others need. API keys, the audit log and enumerators stay below.
 
 SQLite (WAL, foreign keys, a busy timeout) by default; PostgreSQL through psycopg 3 in
 production. The same functions serve both; the one place they differ is how a batch of
@@ -35,6 +35,7 @@ from collector.storage.attachments import (
     submissions_missing_attachments,
 )
 from collector.storage.batches import _chunks
+from collector.storage.checkpoint import Checkpoints, background_checkpoints, scrub_wal
 from collector.storage.engine import T, as_utc, create_schema, engine_for, is_postgres, now
 from collector.storage.forms import (
     form_id_for,
@@ -207,11 +208,13 @@ def write_audit_rows(engine: Engine, rows: Sequence[dict]) -> None:
 __all__ = [  # the facade: every public name of collector/storage, and the ones below
     "PURGED_HASH",
     "PURGED_RAW",
+    "Checkpoints",
     "FormStatus",
     "PageResult",
     "T",
     "analyze_after_bulk",
     "as_utc",
+    "background_checkpoints",
     "create_schema",
     "engine_for",
     "ensure_form_tables",
@@ -230,6 +233,7 @@ __all__ = [  # the facade: every public name of collector/storage, and the ones 
     "save_central_form",
     "save_form_spec",
     "save_sync_state",
+    "scrub_wal",
     "start_run",
     "store_page",
     "stored_form_shape",

@@ -8,8 +8,8 @@ Per form (``../shared/DESIGN.md``, "Sync, in one paragraph"):
    while the next page is being fetched. Central pages newest first, so the watermark
    moves only after the whole window is stored: a run cut short re-reads, never skips.
 2. **Deletions.** Deleted rows are hidden unless the filter names ``__system/deletedAt``,
-   and a delete does not move ``updatedAt`` (central-api.md): a second pass asks for
-   ``deletedAt ge Wd`` with its own watermark and marks them.
+   and a delete does not move ``updatedAt`` (central-api.md): the same query also asks
+   for ``deletedAt ge Wd``, with a watermark of its own, and those rows are marked.
 3. **Reconciliation.** A cheap ``$count`` tells whether Central holds as many live rows as
    we do; when it does not (a restore, or a submission committed late with an older
    timestamp, central#1615), or when ``reconcile`` asks, the instance ids on both sides
@@ -29,7 +29,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,7 +40,7 @@ from collector import store
 from collector.central import Central, CentralError, project_id_named
 from collector.manifest import ManifestError, load_manifest
 from collector.normalize import FormShape, PageRows, parse_datetime, rows_for_page
-from collector.pipeline import PageWriter, prefetched
+from collector.pipeline import PageWriter, gc_paused, prefetched
 from collector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,27 @@ def odata_time(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def window_filter(
+    watermark: datetime | None, deleted_watermark: datetime | None, overlap: timedelta
+) -> str:
+    """What changed since the watermarks, deletions included, as one ``$filter``.
+
+    Deleted rows are left out unless the filter mentions ``__system/deletedAt``, and a
+    delete does not move ``updatedAt`` (central-api.md), so deletions are asked for by
+    their own time in the same query: one request per run, not two. A first read asks for
+    every row, deleted ones too. Until a deletion has been seen, the deleted time starts
+    at the window's: every deletion before the read that set it was read.
+    """
+    if watermark is None:
+        return "__system/deletedAt eq null or __system/deletedAt ne null"
+    since = odata_time(watermark - overlap)
+    deleted_since = odata_time((deleted_watermark or watermark) - overlap)
+    return (
+        f"__system/submissionDate ge {since} or __system/updatedAt ge {since} "
+        f"or __system/deletedAt ge {deleted_since}"
+    )
+
+
 @dataclass
 class FormSync:
     """One form's sync: the pieces above, sharing the form's id, shape and counters."""
@@ -112,6 +133,7 @@ class FormSync:
     shape: FormShape = field(init=False)
     known_versions: set[str] = field(init=False, default_factory=set)
     newest_deleted: datetime | None = field(init=False, default=None)
+    _checkpoints: store.Checkpoints = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.project_id is None:
@@ -154,11 +176,12 @@ class FormSync:
         if self.form_json.get("keyId"):
             raise SyncError(self._encrypted_message())
         state = store.sync_state(self.engine, self.form_id)
-        self._window(state["watermark"])
+        self._window(state["watermark"], state["deleted_watermark"])
         if self.result.written >= BULK_ROWS:
             store.analyze_after_bulk(self.engine, self.shape)
-        self._deletions(state["deleted_watermark"])
-        self._maybe_reconcile(store.sync_state(self.engine, self.form_id)["reconciled_at"])
+        if state["watermark"] is not None or self.reconcile:
+            # (after a first, full read every live id was just compared: nothing to count)
+            self._maybe_reconcile(store.sync_state(self.engine, self.form_id)["reconciled_at"])
         self._attachments()
         self.result.watermark = store.sync_state(self.engine, self.form_id)["watermark"]
 
@@ -216,33 +239,37 @@ class FormSync:
         """Normalize and store each page in its own transaction; the newest time seen.
 
         Three stages overlap (``collector.pipeline``): the next page is fetched while this
-        one is normalized, and the previous one is stored meanwhile. Every page is stored
+        one is normalized, and the previous one is stored meanwhile; on SQLite the WAL is
+        checkpointed in a fourth thread (``storage/checkpoint.py``); the cyclic garbage
+        collector waits (``pipeline.gc_paused``). Every page is stored
         before this returns, so the caller's watermark still moves only after the window.
         """
-        newest = None
-        writer = PageWriter(self._store_one, threaded=self._threaded_writes())
-        try:
-            for page in prefetched(iter(pages)):
-                rows = page["value"]
-                if rows and self._looks_encrypted(rows):
-                    raise SyncError(self._encrypted_message())
-                if self._has_new_version(rows):
-                    self._count(writer.finish())  # the shape changes: store what is ahead
-                    writer = PageWriter(self._store_one, threaded=self._threaded_writes())
-                    self._refresh(rows)
-                normalized = rows_for_page(self.shape, rows)
-                if normalized.max_seen and (newest is None or normalized.max_seen > newest):
-                    newest = normalized.max_seen
-                self._note_deleted(rows)
-                total = page.get("@odata.count")
-                self._count(writer.put((normalized, self.shape, self.tables, len(rows), total)))
-                if self.should_stop and self.should_stop():
-                    self._count(writer.finish())
-                    raise SyncStopped
-            self._count(writer.finish())
-        finally:
-            writer.close()  # after an error: what was handed over is stored, then it stops
-        return newest
+        with gc_paused(), store.background_checkpoints(self.engine) as self._checkpoints:
+            newest = None
+            writer = PageWriter(self._store_one, threaded=self._threaded_writes())
+            try:
+                for page in prefetched(iter(pages)):
+                    rows = page["value"]
+                    if rows and self._looks_encrypted(rows):
+                        raise SyncError(self._encrypted_message())
+                    if self._has_new_version(rows):
+                        self._count(writer.finish())  # the shape changes: store what is ahead
+                        writer = PageWriter(self._store_one, threaded=self._threaded_writes())
+                        self._refresh(rows)
+                    normalized = rows_for_page(self.shape, rows)
+                    if normalized.max_seen and (newest is None or normalized.max_seen > newest):
+                        newest = normalized.max_seen
+                    self._note_deleted(rows)
+                    total = page.get("@odata.count")
+                    item = (normalized, self.shape, self.tables, len(rows), total)
+                    self._count(writer.put(item))
+                    if self.should_stop and self.should_stop():
+                        self._count(writer.finish())
+                        raise SyncStopped
+                self._count(writer.finish())
+            finally:
+                writer.close()  # after an error: what was handed over is stored, then it stops
+            return newest
 
     def _threaded_writes(self) -> bool:
         """Store in a thread of its own on PostgreSQL only (``COLLECTOR_SYNC_WRITER``
@@ -260,6 +287,7 @@ class FormSync:
         """Store one normalized page (in the writer's thread)."""
         normalized, shape, tables, n_rows, total = item
         done = store.store_page(self.engine, self.form_id, shape, normalized, tables)
+        self._checkpoints.request()
         return done, n_rows, total
 
     def _count(self, done: list[tuple[store.PageResult, int, int | None]]) -> None:
@@ -289,34 +317,37 @@ class FormSync:
             params["$count"] = "true"
         return params
 
-    def _window(self, watermark: datetime | None) -> None:
-        filter_ = None
-        if watermark is not None:
-            since = odata_time(watermark - timedelta(seconds=self.settings.sync_overlap_seconds))
-            filter_ = f"__system/submissionDate ge {since} or __system/updatedAt ge {since}"
+    def _window(self, watermark: datetime | None, deleted: datetime | None) -> None:
+        self.newest_deleted = None
+        overlap = timedelta(seconds=self.settings.sync_overlap_seconds)
+        filter_ = window_filter(watermark, deleted, overlap)
         pages = self.central.odata_pages(
             self.xml_form_id, self._params(filter_, count=True), self.project_id
         )
-        newest = self._store_pages(pages)
+        read = _ReadCount()
+        newest = self._store_pages(read.counted(pages))
+        if read.cut_short:
+            # Central ends the pages early when the row the next page's skiptoken names
+            # was purged meanwhile (central-backend test/integration/api/odata.js, "should
+            # return no submissions if $skiptoken instanceId does not exist"); the window
+            # holds deleted rows, which is what gets purged. What was read is stored; the
+            # watermarks stay, so the next run reads the window again.
+            raise SyncError(
+                f"Central's read of form {self.xml_form_id!r} ended after {read.rows} of the "
+                f"{read.counted_rows} rows it counted (a submission purged while it was "
+                "read?): stored what came, the watermark did not move; the next run reads "
+                "the window again"
+            )
         # Only now is everything before `newest` stored: Central paged newest first.
+        moved: dict[str, datetime] = {}
         if newest is not None and (watermark is None or newest > watermark):
-            store.save_sync_state(self.engine, self.form_id, watermark=newest)
+            moved["watermark"] = newest
+        if self.newest_deleted is not None and (deleted is None or self.newest_deleted > deleted):
+            moved["deleted_watermark"] = self.newest_deleted
         if watermark is None:  # a full read just compared every live id
-            store.save_sync_state(self.engine, self.form_id, reconciled_at=store.now())
-
-    def _deletions(self, watermark: datetime | None) -> None:
-        if watermark is None:
-            filter_ = "__system/deletedAt ne null"
-        else:
-            since = odata_time(watermark - timedelta(seconds=self.settings.sync_overlap_seconds))
-            filter_ = f"__system/deletedAt ge {since}"
-        self.newest_deleted = None
-        self._store_pages(
-            self.central.odata_pages(self.xml_form_id, self._params(filter_), self.project_id)
-        )
-        newest = self.newest_deleted
-        if newest is not None and (watermark is None or newest > watermark):
-            store.save_sync_state(self.engine, self.form_id, deleted_watermark=newest)
+            moved["reconciled_at"] = store.now()
+        if moved:
+            store.save_sync_state(self.engine, self.form_id, **moved)
 
     def _central_live_count(self) -> int:
         page = self.central.odata_page(
@@ -377,6 +408,7 @@ class FormSync:
                     )
                 )
         store.save_sync_state(self.engine, self.form_id, reconciled_at=store.now())
+        store.scrub_wal(self.engine, wait_seconds=2)  # again, should an erasure's have failed
         self.result.reconciled = True
         if want_live or want_deleted:
             log.info(
@@ -418,6 +450,30 @@ class FormSync:
                     path=str(target.relative_to(self.settings.data_dir)),
                 )
                 self.result.attachments += 1
+
+
+class _ReadCount:
+    """Rows a paged read returned beside the ``@odata.count`` of its first page.
+
+    Rows matching the filter when the first page was served are all older than it (Central
+    pages newest first, by a cursor), so a whole read returns at least that many; rows that
+    come to match meanwhile (edited) only add to it, and deleted ones stay visible since
+    the filter mentions ``deletedAt``. Fewer means the pages ended early."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.counted_rows: int | None = None
+
+    def counted(self, pages: Iterable[dict]) -> Iterator[dict]:
+        for page in pages:
+            if self.counted_rows is None and isinstance(page.get("@odata.count"), int):
+                self.counted_rows = page["@odata.count"]
+            self.rows += len(page.get("value") or ())
+            yield page
+
+    @property
+    def cut_short(self) -> bool:
+        return self.counted_rows is not None and self.rows < self.counted_rows
 
 
 def _quote(instance_id: str) -> str:
@@ -519,4 +575,4 @@ def _failed_form(engine: Engine, name: str, error: str, runner: str | None) -> F
     return FormResult(name, status="failed", run_id=run_id, error=error)
 
 
-__all__ = ["FormResult", "FormSync", "SyncError", "odata_time", "sync_forms"]
+__all__ = ["FormResult", "FormSync", "SyncError", "odata_time", "sync_forms", "window_filter"]

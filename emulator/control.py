@@ -9,9 +9,53 @@ benchmarks: set and clear faults, expire tokens, read the truth, commit a late s
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import requests
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_emulator(data_dir: Path, email: str, password: str) -> tuple[subprocess.Popen, str]:
+    """Start ``python -m emulator`` on a free loopback port, wait until it answers; the
+    process and its URL. Its output goes to ``data_dir/emulator.log``; the admin password
+    goes in the environment, not in argv, where ``ps`` shows it to every user."""
+    port = free_port()
+    log = open(data_dir / "emulator.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", str(port),
+         "--data", str(data_dir), "--admin-email", email],
+        env={**os.environ, "EMULATOR_ADMIN_PASSWORD": password},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"emulator exited early; see {data_dir / 'emulator.log'}")
+        try:
+            if requests.get(f"{url}/_emulator/health", timeout=1).ok:
+                return proc, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"emulator did not answer in 30 s; see {data_dir / 'emulator.log'}")
 
 
 class EmulatorControl:

@@ -19,8 +19,10 @@ row (``$wkt`` and ``$select`` take the slower dict path).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -143,7 +145,13 @@ async def table(request: Request) -> Response:
     rest = request.path_params["rest"]
     try:
         if rest == "Submissions":
-            body = _submissions(e, request, form, xform, opts)
+            started = time.perf_counter()
+            body, served = _submissions(e, request, form, xform, opts)
+            pace = e.faults.config.odata_pace
+            if pace is not None:  # as slow as a real Central (faults.py, odata_pace)
+                wait = pace.seconds_for(served) - (time.perf_counter() - started)
+                if wait > 0:
+                    await asyncio.sleep(wait)
         elif rest.startswith("Submissions(") and ")" in rest:
             body = _single(e, request, form, xform, opts, rest)
         elif rest in table_names(xform):
@@ -279,7 +287,10 @@ def _render(
     return orjson.dumps(data)
 
 
-def _submissions(e: Any, request: Request, form: FormRow, xform: XForm, opts: Options) -> bytes:
+def _submissions(
+    e: Any, request: Request, form: FormRow, xform: XForm, opts: Options
+) -> tuple[bytes, int]:
+    """The response body, and how many rows it serves."""
     flt = _filter(opts, subtable=False)
     selection = parse_select(xform, opts.select) if opts.select else None
     slow = opts.wkt or selection is not None
@@ -333,7 +344,7 @@ def _submissions(e: Any, request: Request, form: FormRow, xform: XForm, opts: Op
         total = _count(e, form, flt, hide_deleted, names, narrow)
         parts += [b',"@odata.count":', str(total).encode()]
     parts.append(b"}")
-    return b"".join(parts)
+    return b"".join(parts), len(out)
 
 
 def _with_blobs(conn: sqlite3.Connection, page: list[tuple], blobs: str) -> list[tuple]:

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,8 @@ from collector.formspec import FieldSpec, FormSpec
 from collector.keys import create_key
 from collector.settings import Settings
 from collector.xlsform import form_spec, read_xlsform
-from tests.conftest import REPO, free_port
+from emulator.control import free_port
+from tests.conftest import REPO
 from tests.test_sync_support import Project, new_project
 
 FORMS = ("household_visit", "info_centre_consultation", "roundtable", "awareness_event")
@@ -328,7 +330,9 @@ class LiveApi:
         return requests.post(self.url + path, params=params, json=json, headers=headers, timeout=60)
 
 
-def serve(app) -> tuple[uvicorn.Server, threading.Thread, str]:
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """The API as a real uvicorn server on loopback, in a thread, for the block; its URL."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
@@ -337,18 +341,18 @@ def serve(app) -> tuple[uvicorn.Server, threading.Thread, str]:
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the API server did not start in 20 s")
         time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module", name="api")
 def api_fixture(synced: Synced) -> Iterator[LiveApi]:
     app = create_app(synced.settings, engine=synced.engine)
-    server, thread, url = serve(app)
-    try:
+    with serving(app) as url:
         yield LiveApi(url, app, synced)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

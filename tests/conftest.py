@@ -12,10 +12,7 @@ databases next to. Without it PostgreSQL tests skip with that reason, unless
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +20,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from emulator.control import start_emulator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,50 +56,6 @@ class CentralTarget:
 @pytest.fixture(scope="session")
 def test_settings() -> TestSettings:
     return TestSettings()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_emulator(data_dir: Path, email: str, password: str) -> tuple[subprocess.Popen, str]:
-    """Start ``python -m emulator`` on a free loopback port and wait until it answers."""
-    port = free_port()
-    log = open(data_dir / "emulator.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data",
-            str(data_dir),
-            "--admin-email",
-            email,
-        ],
-        env={**os.environ, "EMULATOR_ADMIN_PASSWORD": password},  # not in argv: ps shows argv
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"emulator exited early; see {data_dir / 'emulator.log'}")
-        try:
-            if requests.get(f"{url}/_emulator/health", timeout=1).ok:
-                return proc, url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"emulator did not answer in 30 s; see {data_dir / 'emulator.log'}")
 
 
 def stop_process(proc: subprocess.Popen) -> None:

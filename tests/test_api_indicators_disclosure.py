@@ -22,7 +22,7 @@ from tests.api_fixtures import (
     Synced,
     api_fixture,  # noqa: F401 - fixture "api"
     module_database_url_fixture,  # noqa: F401 - fixture
-    serve,
+    serving,
     synced_fixture,  # noqa: F401 - fixture
 )
 
@@ -40,12 +40,8 @@ def unrounded_fixture(synced: Synced) -> Iterator[LiveApi]:
     """The same store served with rounding off: the control the attack must beat."""
     settings = synced.settings.model_copy(update={"indicator_rounding_base": 1})
     app = create_app(settings, engine=synced.engine)
-    server, thread, url = serve(app)
-    try:
+    with serving(app) as url:
         yield LiveApi(url, app, synced)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def cells(live: LiveApi, key: str, indicator: str, by: tuple[str, ...], **params) -> Cells:

@@ -17,8 +17,9 @@ from api.ratelimit import RateLimiter
 from collector import store
 from collector.keys import InvalidKeyRequest, create_key, list_keys
 from collector.settings import Settings
-from tests.api_fixtures import serve
-from tests.conftest import REPO, free_port, stop_process
+from emulator.control import free_port
+from tests.api_fixtures import serving
+from tests.conftest import REPO, stop_process
 
 
 def cli(db_url: str, *args: str) -> subprocess.CompletedProcess:
@@ -51,23 +52,21 @@ def test_keys_cli__token_printed_once_stored_hashed_revoked_stops_working(tmp_pa
     bad = cli(db_url, "create", "x", "--role", "superuser")
     assert bad.returncode == 1 and "superuser" in bad.stderr
 
-    server, thread, url = serve(
-        create_app(Settings(database_url=db_url, data_dir=tmp_path), engine=engine)
-    )
     try:
-        auth = {"Authorization": f"Bearer {token}"}
-        assert requests.get(f"{url}/v1/indicators", headers=auth, timeout=10).status_code == 200
-        assert cli(db_url, "revoke", "kulob-analyst").returncode == 0
-        r = requests.get(f"{url}/v1/indicators", headers=auth, timeout=10)
-        assert r.status_code == 401 and token not in r.text
-        assert cli(db_url, "revoke", "no-such-key").returncode == 1
-        r = requests.get(
-            f"{url}/v1/indicators", headers={"Authorization": "Bearer clk_forged"}, timeout=10
-        )
-        assert r.status_code == 401
+        with serving(
+            create_app(Settings(database_url=db_url, data_dir=tmp_path), engine=engine)
+        ) as url:
+            auth = {"Authorization": f"Bearer {token}"}
+            assert requests.get(f"{url}/v1/indicators", headers=auth, timeout=10).status_code == 200
+            assert cli(db_url, "revoke", "kulob-analyst").returncode == 0
+            r = requests.get(f"{url}/v1/indicators", headers=auth, timeout=10)
+            assert r.status_code == 401 and token not in r.text
+            assert cli(db_url, "revoke", "no-such-key").returncode == 1
+            r = requests.get(
+                f"{url}/v1/indicators", headers={"Authorization": "Bearer clk_forged"}, timeout=10
+            )
+            assert r.status_code == 401
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         engine.dispose()
 
 
@@ -78,27 +77,25 @@ def test_rate_limit__429_with_retry_after_per_key(tmp_path):
     busy = create_key(engine, name="busy", role="viewer").token
     calm = create_key(engine, name="calm", role="viewer").token
     settings = Settings(database_url=db_url, data_dir=tmp_path, api_rate_limit_per_minute=5)
-    server, thread, url = serve(create_app(settings, engine=engine))
     try:
-        codes = []
-        for _ in range(8):
+        with serving(create_app(settings, engine=engine)) as url:
+            codes = []
+            for _ in range(8):
+                r = requests.get(
+                    f"{url}/v1/indicators", headers={"Authorization": f"Bearer {busy}"}, timeout=10
+                )
+                codes.append(r.status_code)
+            assert codes[:5] == [200] * 5 and 429 in codes[5:]
             r = requests.get(
                 f"{url}/v1/indicators", headers={"Authorization": f"Bearer {busy}"}, timeout=10
             )
-            codes.append(r.status_code)
-        assert codes[:5] == [200] * 5 and 429 in codes[5:]
-        r = requests.get(
-            f"{url}/v1/indicators", headers={"Authorization": f"Bearer {busy}"}, timeout=10
-        )
-        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
-        # another key is not starved by the first one
-        r = requests.get(
-            f"{url}/v1/indicators", headers={"Authorization": f"Bearer {calm}"}, timeout=10
-        )
-        assert r.status_code == 200
+            assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+            # another key is not starved by the first one
+            r = requests.get(
+                f"{url}/v1/indicators", headers={"Authorization": f"Bearer {calm}"}, timeout=10
+            )
+            assert r.status_code == 200
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         engine.dispose()
 
 
@@ -114,30 +111,28 @@ def test_rate_limit__bad_tokens_per_client_address_cost_no_lookup_once_spent(tmp
     settings = Settings(database_url=db_url, data_dir=tmp_path, api_auth_failures_per_minute=4)
     statements: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    server, thread, url = serve(create_app(settings, engine=engine))
     try:
-        bad = {"Authorization": "Bearer clk_" + "x" * 43}
-        codes = [
-            requests.get(f"{url}/v1/indicators", headers=bad, timeout=10).status_code
-            for _ in range(4)
-        ]
-        assert codes == [401] * 4
-        assert requests.get(f"{url}/v1/indicators", timeout=10).status_code == 429  # no key
-        before = len(statements)
-        for _ in range(10):
-            r = requests.get(f"{url}/v1/indicators", headers=bad, timeout=10)
-            assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
-        flood = statements[before:]
-        assert len(flood) <= 1, flood  # the active keys' hashes, read once
-        assert not any("revoked_at IS NULL AND" in q or "key_hash =" in q for q in flood), flood
-        auth = {"Authorization": f"Bearer {good}"}
-        assert requests.get(f"{url}/v1/indicators", headers=auth, timeout=10).status_code == 200
-        assert requests.get(f"{url}/v1/indicators", headers=bad, timeout=10).status_code == 429
-        assert cli(db_url, "revoke", "good").returncode == 0
-        assert requests.get(f"{url}/v1/indicators", headers=auth, timeout=10).status_code == 429
+        with serving(create_app(settings, engine=engine)) as url:
+            bad = {"Authorization": "Bearer clk_" + "x" * 43}
+            codes = [
+                requests.get(f"{url}/v1/indicators", headers=bad, timeout=10).status_code
+                for _ in range(4)
+            ]
+            assert codes == [401] * 4
+            assert requests.get(f"{url}/v1/indicators", timeout=10).status_code == 429  # no key
+            before = len(statements)
+            for _ in range(10):
+                r = requests.get(f"{url}/v1/indicators", headers=bad, timeout=10)
+                assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+            flood = statements[before:]
+            assert len(flood) <= 1, flood  # the active keys' hashes, read once
+            assert not any("revoked_at IS NULL AND" in q or "key_hash =" in q for q in flood), flood
+            auth = {"Authorization": f"Bearer {good}"}
+            assert requests.get(f"{url}/v1/indicators", headers=auth, timeout=10).status_code == 200
+            assert requests.get(f"{url}/v1/indicators", headers=bad, timeout=10).status_code == 429
+            assert cli(db_url, "revoke", "good").returncode == 0
+            assert requests.get(f"{url}/v1/indicators", headers=auth, timeout=10).status_code == 429
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         engine.dispose()
 
 
@@ -165,21 +160,19 @@ def test_errors__store_down_is_503_and_a_crash_is_500_without_its_message(tmp_pa
     def boom() -> None:
         raise RuntimeError(f"a message holding a value: {secret}")
 
-    server, thread, url = serve(app)
     try:
-        r = requests.get(
-            f"{url}/v1/forms", headers={"Authorization": f"Bearer {secret}"}, timeout=10
-        )
-        assert r.status_code == 503 and r.headers["Retry-After"] and secret not in r.text
-        with caplog.at_level("ERROR", logger="api"):
-            r = requests.get(f"{url}/boom", timeout=10)
-        assert r.status_code == 500 and "internal error" in r.json()["detail"]
-        assert secret not in r.text
-        logged = "\n".join(rec.getMessage() for rec in caplog.records)
-        assert "RuntimeError" in logged and "boom" in logged and secret not in logged
+        with serving(app) as url:
+            r = requests.get(
+                f"{url}/v1/forms", headers={"Authorization": f"Bearer {secret}"}, timeout=10
+            )
+            assert r.status_code == 503 and r.headers["Retry-After"] and secret not in r.text
+            with caplog.at_level("ERROR", logger="api"):
+                r = requests.get(f"{url}/boom", timeout=10)
+            assert r.status_code == 500 and "internal error" in r.json()["detail"]
+            assert secret not in r.text
+            logged = "\n".join(rec.getMessage() for rec in caplog.records)
+            assert "RuntimeError" in logged and "boom" in logged and secret not in logged
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         broken.dispose()
 
 
@@ -236,8 +229,7 @@ def test_keys__ids_and_names_are_never_confused(tmp_path):
     refused = cli(db_url, "create", "42", "--role", "viewer")
     assert refused.returncode == 1 and "digits" in refused.stderr + refused.stdout
     settings = Settings(database_url=db_url, data_dir=tmp_path)
-    server, thread, url = serve(create_app(settings, engine=engine))
-    try:
+    with serving(create_app(settings, engine=engine)) as url:
         auth = {"Authorization": f"Bearer {admin.token}"}
         r = requests.delete(f"{url}/v1/keys/2", headers=auth, timeout=10)
         assert r.status_code == 200 and r.json()["name"] == "target", r.text
@@ -245,9 +237,6 @@ def test_keys__ids_and_names_are_never_confused(tmp_path):
             f"{url}/v1/keys", headers=auth, json={"name": "3", "role": "viewer"}, timeout=10
         )
         assert made.status_code in (400, 422) and "digits" in made.text, made.text
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     revoked = {k.name for k in list_keys(engine, include_revoked=True) if k.revoked_at}
     assert revoked == {"target"}
     done = cli(db_url, "revoke", "1")  # all digits: the id, i.e. the legacy key named "2"

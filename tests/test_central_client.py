@@ -18,7 +18,7 @@ from collector.central import (
     CentralUnavailable,
 )
 from collector.settings import Settings
-from tests.conftest import free_port
+from emulator.control import free_port
 
 
 def settings_for(central, tmp_path: Path, **extra) -> Settings:

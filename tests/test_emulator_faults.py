@@ -102,6 +102,25 @@ def test_latency(ctl: EmulatorControl, s: Setup) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+def test_odata_pace_serves_no_faster_than_central(ctl: EmulatorControl, s: Setup) -> None:
+    for i in range(6):
+        s.submit(f"p{i}")
+    ctl.set_faults(odata_pace={"row_us": 50_000, "page_ms": 100})
+    started = time.monotonic()
+    assert len(s.odata().json()["value"]) == 6
+    assert time.monotonic() - started >= 0.1 + 6 * 0.05
+    started = time.monotonic()
+    assert s.http.get(f"{s.url}/v1/projects", timeout=30).ok  # only the OData feed is paced
+    assert time.monotonic() - started < 0.3
+    assert ctl.faults()["odata_pace"] == {"row_us": 50_000, "page_ms": 100}
+
+
+@pytest.mark.parametrize("pace", [{"rows": 1}, {"row_us": -1}, [1, 2], {"page_ms": "slow"}])
+def test_odata_pace_rejects_what_it_cannot_use(ctl: EmulatorControl, pace: object) -> None:
+    r = requests.post(f"{ctl.base_url}/_emulator/faults", json={"odata_pace": pace}, timeout=30)
+    assert r.status_code == 400, r.text
+
+
 def test_tokens_expiring_early(
     ctl: EmulatorControl, emulator_central: CentralTarget, s: Setup
 ) -> None:
@@ -140,7 +159,8 @@ def test_faults_can_be_set_at_start(tmp_path) -> None:
     import subprocess
     import sys
 
-    from tests.conftest import REPO, free_port
+    from emulator.control import free_port
+    from tests.conftest import REPO
 
     port = free_port()
     proc = subprocess.Popen(

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import REPO, start_emulator, stop_process
+from emulator.control import start_emulator
+from tests.conftest import REPO, stop_process
 
 PASSWORD = "env-only-admin-password-Qx7"  # a throwaway emulator's
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from tests.conftest import CentralTarget, start_emulator, stop_process
+from emulator.control import start_emulator
+from tests.conftest import CentralTarget, stop_process
 from tests.emulator_support import setup_form, submission
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
 import pytest
 
-from collector.pipeline import PageWriter, prefetched
+from collector.pipeline import PageWriter, gc_paused, prefetched
 
 
 def _slow_store(stored: list[int], threads: set[str]):
@@ -72,3 +73,20 @@ def test_prefetched_yields_in_order_then_raises_the_fetch_error() -> None:
         for p in prefetched(pages()):
             got.append(p)
     assert got == ["a", "b"]
+
+
+def test_gc_paused_nests_and_restores_what_was_before() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():  # another sync, overlapping
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer one still runs
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()

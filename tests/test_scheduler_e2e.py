@@ -29,7 +29,8 @@ import sqlalchemy as sa
 
 from collector import store
 from collector.manifest import load_manifest
-from tests.conftest import start_emulator, stop_process
+from emulator.control import start_emulator
+from tests.conftest import stop_process
 from tests.test_sync_support import Project, assert_store_equals_truth
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,8 +22,8 @@ from pydantic import SecretStr
 
 from collector import store, sync
 from collector.settings import Settings
-from emulator.control import EmulatorControl
-from tests.conftest import start_emulator, stop_process
+from emulator.control import EmulatorControl, start_emulator
+from tests.conftest import stop_process
 from tests.test_scheduler_e2e import (
     EMAIL,
     PASSWORD,

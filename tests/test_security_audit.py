@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from collector import store, sync
 from collector.forminfo import form_info
 from collector.keys import create_key, revoke_key
+from emulator.control import free_port
 from tests.api_fixtures import (
     HOME_DISTRICT,
     PLANTED_SENSITIVE,
@@ -39,7 +40,7 @@ from tests.api_fixtures import (
     module_database_url_fixture,  # noqa: F401 - fixture
     synced_fixture,  # noqa: F401 - fixture
 )
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 
 INDICATOR = "/v1/indicators/women_visited"
 
@@ -474,11 +475,10 @@ def test_security__bad_keys_from_an_address_do_not_lock_out_valid_keys_there(api
     or wrong key must be slowed down, but a manager at the same address with a valid key
     must still be served: otherwise anyone can lock the programme out of its own data."""
     from api.app import create_app
-    from tests.api_fixtures import serve
+    from tests.api_fixtures import serving
 
     settings = api.synced.settings.model_copy(update={"api_auth_failures_per_minute": 5})
-    server, thread, url = serve(create_app(settings, engine=api.synced.engine))
-    try:
+    with serving(create_app(settings, engine=api.synced.engine)) as url:
         statuses = [
             requests.get(
                 url + "/v1/forms", headers=_auth("clk_revoked-or-wrong"), timeout=30
@@ -492,9 +492,6 @@ def test_security__bad_keys_from_an_address_do_not_lock_out_valid_keys_there(api
         assert ok.status_code == 200, (
             f"a valid key from the same address got {ok.status_code}: {ok.text[:200]}"
         )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # --- erasure: a purged submission's bytes on disk ----------------------------------------------------

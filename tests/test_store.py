@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,55 @@ def test_engine__sqlite_is_wal_with_foreign_keys(tmp_path):
     with e.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_background_checkpoints__copy_the_wal_back_and_leave_nothing_open(tmp_path):
+    """While a sync stores pages, another thread checkpoints after each one
+    (storage/checkpoint.py); its connection ends with the block, so closing the engine
+    still checkpoints and removes the WAL, as SQLite does when the last connection goes."""
+    db = tmp_path / "x.db"
+    e = store.engine_for(f"sqlite:///{db}")
+    store.create_schema(e)
+    with e.connect() as c:
+        assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 4096
+        assert c.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+    fields, rows = golden("15-form-fields.json"), golden("35-odata-expand.json")["value"]
+    form_id, shape = store.save_central_form(e, FORM, fields)
+    with store.background_checkpoints(e) as checkpoints:
+        store.store_page(e, form_id, shape, rows_for_page(shape, rows), store.form_tables(shape))
+        checkpoints.request()
+        deadline = time.monotonic() + 10
+        while checkpoints.done == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpoints.done == 1
+    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]
+    assert counts(e, "submission", "visit") == [3, 3]
+    e.dispose()
+    assert not (tmp_path / "x.db-wal").exists()  # no connection of the thread kept it
+    with store.background_checkpoints(store.engine_for("sqlite://")) as in_memory:
+        in_memory.request()  # no file, no thread: nothing to do
+        assert in_memory.done == 0
+
+
+def test_store_page__postgres_copies_in_text_where_a_column_type_differs(postgres_url):
+    """Binary COPY does not convert, so it is used only where the table's column types are
+    the ones our values are made for; an operator's ALTER gets text COPY, which converts."""
+    e = store.engine_for(postgres_url)
+    store.create_schema(e)
+    try:
+        fields, rows = golden("15-form-fields.json"), golden("35-odata-expand.json")["value"]
+        form_id, shape = store.save_central_form(e, FORM, fields)
+        tables = store.ensure_form_tables(e, shape)
+        with e.begin() as c:
+            c.exec_driver_sql('ALTER TABLE "visit" ALTER COLUMN "age" TYPE text')
+            c.exec_driver_sql('ALTER TABLE "visit" ALTER COLUMN "name" TYPE varchar(80)')
+        store.store_page(e, form_id, shape, rows_for_page(shape, rows), tables)
+        with e.connect() as c:
+            stored = c.exec_driver_sql('SELECT name, age FROM "visit" ORDER BY name').all()
+        want = sorted((r["name"], r["age"]) for r in rows)
+        assert [(n, None if a is None else int(a)) for n, a in stored] == want
+    finally:
+        e.dispose()
 
 
 def test_store_page__upsert_is_idempotent_and_replaces_children(engine):

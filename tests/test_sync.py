@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from collector import store, sync
 from collector.central import Central
 from collector.settings import Settings
+from emulator.control import EmulatorControl
 from tests.test_sync_support import (
     REPO,
     assert_store_equals_truth,
@@ -57,7 +58,7 @@ def test_sync__every_submission_once_typed_with_repeats_links_geopoints(househol
     first = run(settings, engine, forms=[FORM_ID])
     assert first.status == "ok", first.error
     assert (first.fetched, first.written) == (40, 40)
-    assert first.pages == 6 + 1  # the window in pages of 7, then the empty deletion pass
+    assert first.pages == 6  # the window (deletions asked for in the same query) in pages of 7
     assert assert_store_equals_truth(engine, project, FORM_ID) == 40
 
     children = sum(xml.count("<children>") for _, xml in sent)
@@ -123,6 +124,60 @@ def test_sync__edits_reviews_deletions_and_restores_show_up(household, engine):
     assert result.restored == 1
     assert_store_equals_truth(engine, project, FORM_ID)
     assert run(settings, engine, forms=[FORM_ID]).written == 0
+
+
+def test_sync__a_first_read_stores_earlier_deletions_marked(household, engine):
+    """Deletions come with the window's own query: a first read asks for deleted rows too."""
+    project, form, fields = household
+    sent = submit_many(project, form, fields, 6, seed=21)
+    project.delete(FORM_ID, sent[0][0])
+    first = run(project.settings(), engine, forms=[FORM_ID])
+    assert first.status == "ok" and (first.written, first.deleted, first.pages) == (6, 1, 1)
+    assert assert_store_equals_truth(engine, project, FORM_ID) == 6
+    state = store.sync_state(engine, store.form_id_for(engine, FORM_ID))
+    assert state["deleted_watermark"] is not None
+
+
+def test_sync__deletions_before_any_was_seen_come_with_the_window(household, engine):
+    """Until a deletion has been seen, the deleted time starts at the window's (``... or
+    deletedAt ge W``): an old submission deleted later is still found, without the
+    instance-id reconciliation to fall back on."""
+    project, form, fields = household
+    sent = submit_many(project, form, fields, 6, seed=23)
+    settings = project.settings(sync_overlap_seconds=0)
+    assert run(settings, engine, forms=[FORM_ID]).written == 6
+    state = store.sync_state(engine, store.form_id_for(engine, FORM_ID))
+    assert state["deleted_watermark"] is None
+    fresh = submit_many(project, form, fields, 2, seed=24)
+    project.delete(FORM_ID, sent[0][0])  # the oldest: only its deletedAt is new
+    project.delete(FORM_ID, fresh[1][0])
+    later = run(settings, engine, forms=[FORM_ID], reconcile=False)
+    # written: the two new ones (one already deleted) and the old one, now marked deleted
+    assert later.status == "ok" and (later.written, later.deleted, later.pages) == (3, 2, 1)
+    assert_store_equals_truth(engine, project, FORM_ID)
+
+
+def test_sync__a_read_cut_short_by_central_moves_no_watermark(household, emulator_central, engine):
+    """Central answers an empty last page when the row its skiptoken names was purged
+    meanwhile; rows counted but never read must not be passed over by the watermark."""
+    project, form, fields = household
+    submit_many(project, form, fields, 20, seed=31)
+    settings = project.settings(sync_page_size=7)
+    control = EmulatorControl(emulator_central.url)
+    control.add_rules(
+        {"path": r"\.svc/Submissions", "method": "GET", "skip": 1, "times": 1,
+         "action": "cursor_gone"}
+    )  # fmt: skip
+    try:
+        cut = run(settings, engine, forms=[FORM_ID])
+    finally:
+        control.clear()
+    assert cut.status == "failed" and "ended after 7 of the 20 rows" in (cut.error or "")
+    state = store.sync_state(engine, store.form_id_for(engine, FORM_ID))
+    assert state["watermark"] is None  # stored what came, and nothing more is assumed
+    again = run(settings, engine, forms=[FORM_ID])
+    assert again.status == "ok" and again.written == 13
+    assert assert_store_equals_truth(engine, project, FORM_ID) == 20
 
 
 def test_sync__late_commit_with_older_date_is_caught(household, emulator_central, engine):

@@ -14,14 +14,7 @@ def test_cli__sync_then_status(central, tmp_path, fresh_name, monkeypatch):
     project = new_project(central, tmp_path, fresh_name)
     form = project.publish_xlsx(REPO / "forms" / "household_visit.xlsx", FORM_ID)
     submit_many(project, form, project.fields(FORM_ID), 6, seed=31)
-    env = {
-        "COLLECTOR_CENTRAL_URL": project.url,
-        "COLLECTOR_CENTRAL_EMAIL": project.email,
-        "COLLECTOR_CENTRAL_PASSWORD": project.password,
-        "COLLECTOR_CENTRAL_PROJECT_ID": str(project.project_id),
-        "COLLECTOR_DATA_DIR": str(project.data_dir),
-        "COLLECTOR_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-    }
+    env = project.collector_env(f"sqlite:///{tmp_path / 'cli.db'}")
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     runner = CliRunner()

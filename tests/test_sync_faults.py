@@ -158,13 +158,7 @@ def test_sync_faults__process_killed_between_pages_loses_nothing(
     )
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")},
-        "COLLECTOR_CENTRAL_URL": project.url,
-        "COLLECTOR_CENTRAL_EMAIL": project.email,
-        "COLLECTOR_CENTRAL_PASSWORD": project.password,
-        "COLLECTOR_CENTRAL_PROJECT_ID": str(project.project_id),
-        "COLLECTOR_DATA_DIR": str(project.data_dir),
-        "COLLECTOR_DATABASE_URL": database_url,
-        "COLLECTOR_SYNC_PAGE_SIZE": "5",
+        **project.collector_env(database_url, COLLECTOR_SYNC_PAGE_SIZE="5"),
     }
     engine = store.engine_for(database_url)
     proc = subprocess.Popen(

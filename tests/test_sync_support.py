@@ -64,6 +64,18 @@ class Project:
         }
         return Settings(**values)
 
+    def collector_env(self, database_url: str, **extra: str) -> dict[str, str]:
+        """The ``COLLECTOR_*`` variables a ``collector`` command needs to sync this project."""
+        return {
+            "COLLECTOR_CENTRAL_URL": self.url,
+            "COLLECTOR_CENTRAL_EMAIL": self.email,
+            "COLLECTOR_CENTRAL_PASSWORD": self.password,
+            "COLLECTOR_CENTRAL_PROJECT_ID": str(self.project_id),
+            "COLLECTOR_DATA_DIR": str(self.data_dir),
+            "COLLECTOR_DATABASE_URL": database_url,
+            **extra,
+        }
+
     # --- forms ------------------------------------------------------------------------------
 
     def publish_xlsx(self, path: Path, form_id: str) -> dict:

@@ -1,4 +1,4 @@
-"""Batches of rows in: the one place SQLite (executemany) and PostgreSQL (COPY) differ.
+"""Batches of rows in: the one place SQLite (executemany) and PostgreSQL (binary COPY) differ.
 
 Part of the store; import from ``collector.store``, its one facade.
 """
@@ -14,9 +14,12 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from collector.storage.engine import is_postgres
+
+_PG_DIALECT = postgresql.dialect()
 
 _CHUNK = 900  # ids per IN (...): under SQLite's host-parameter limit on any version
 
@@ -31,7 +34,7 @@ def _insert_rows(
         return
     cols = list(rows[0].keys())
     if is_postgres(conn):
-        _copy(conn, f'"{table.name}"', cols, rows)
+        _copy(conn, f'"{table.name}"', cols, rows, table)
     else:
         _sqlite_executemany(conn, table, cols, rows, "")
 
@@ -100,16 +103,19 @@ def _sqlite_executemany(
 ) -> None:
     """One ``executemany`` through the DBAPI: SQLAlchemy's per-row parameter processing
     costs more than SQLite's insert itself at tens of thousands of rows a second."""
-    collist = ", ".join(f'"{c}"' for c in cols)
-    marks = ", ".join("?" for _ in cols)
     params = _param_builder(table, cols)(rows)
     cursor = conn.connection.driver_connection.cursor()  # inside conn's transaction
     try:
-        cursor.executemany(
-            f'INSERT INTO "{table.name}" ({collist}) VALUES ({marks}) {tail}', params
-        )
+        cursor.executemany(sqlite_insert_sql(table.name, cols, tail), params)
     finally:
         cursor.close()
+
+
+def sqlite_insert_sql(table_name: str, cols: Sequence[str], tail: str = "") -> str:
+    """``INSERT INTO "t" ("a", "b") VALUES (?, ?)`` and ``tail`` (an ON CONFLICT clause)."""
+    collist = ", ".join(f'"{c}"' for c in cols)
+    marks = ", ".join("?" for _ in cols)
+    return f'INSERT INTO "{table_name}" ({collist}) VALUES ({marks}) {tail}'.rstrip()
 
 
 def _upsert_rows(
@@ -127,7 +133,7 @@ def _upsert_rows(
             f'CREATE TEMP TABLE "{stage}" ON COMMIT DROP AS '
             f'SELECT {collist} FROM "{table.name}" WITH NO DATA'
         )
-        _copy(conn, f'"{stage}"', cols, rows)
+        _copy(conn, f'"{stage}"', cols, rows, table)
         sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updates)
         conflict = ", ".join(f'"{k}"' for k in keys)
         action = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
@@ -143,18 +149,47 @@ def _upsert_rows(
         _sqlite_executemany(conn, table, cols, rows, f"ON CONFLICT ({conflict}) {action}")
 
 
-def _copy(conn: Connection, target: str, cols: list[str], rows: Iterable[dict]) -> None:
-    """PostgreSQL ``COPY target (cols) FROM STDIN`` through the psycopg connection."""
+def _copy(
+    conn: Connection, target: str, cols: list[str], rows: Iterable[dict], table: sa.Table
+) -> None:
+    """PostgreSQL ``COPY target (cols) FROM STDIN``, in binary where the types agree.
+
+    Binary: the server takes each value as stored instead of parsing its text (store alone,
+    20,000 visits: 1.24-1.31 s -> 1.09-1.11 s). But binary values are not converted: bytes
+    meant for one type land as another (a text "12345678" sent to a ``bigint`` column was
+    stored as 3544952156018063160). So the column types are read from the target itself and
+    binary is used only when every one is the type this table's values are made for; a
+    column an operator altered, or one typed differently in an older database, gets text
+    COPY, which converts or refuses cleanly."""
     raw = conn.connection.driver_connection
     collist = ", ".join(f'"{c}"' for c in cols)
     getter = itemgetter(*cols)
-    with raw.cursor() as cur, cur.copy(f"COPY {target} ({collist}) FROM STDIN") as copy:
-        if len(cols) == 1:
-            for r in rows:
-                copy.write_row((getter(r),))
-        else:
-            for r in rows:
-                copy.write_row(getter(r))
+    with raw.cursor() as cur:
+        cur.execute(f"SELECT {collist} FROM {target} LIMIT 0")
+        actual = [d.type_code for d in cur.description or ()]
+        binary = actual == _model_oids(raw, table, cols)
+        options = " (FORMAT BINARY)" if binary else ""
+        with cur.copy(f"COPY {target} ({collist}) FROM STDIN{options}") as copy:
+            if binary:
+                copy.set_types(actual)
+            if len(cols) == 1:
+                for r in rows:
+                    copy.write_row((getter(r),))
+            else:
+                for r in rows:
+                    copy.write_row(getter(r))
+
+
+def _model_oids(raw: Any, table: sa.Table, cols: list[str]) -> list[int | None]:
+    """The PostgreSQL type oid each of ``cols`` has in our model (None: not a plain type;
+    a JSON column's text is the text type's, which is its binary form)."""
+    types = raw.adapters.types
+    out: list[int | None] = []
+    for c in cols:
+        name = table.c[c].type.compile(dialect=_PG_DIALECT).lower()
+        info = types.get("text" if name == "json" else name)
+        out.append(info.oid if info is not None else None)
+    return out
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:

@@ -18,6 +18,7 @@ from collector.normalize import (
     PageRows,
 )
 from collector.storage.batches import _chunks, _insert_rows, _upsert_rows
+from collector.storage.checkpoint import scrub_wal
 from collector.storage.engine import T, is_postgres, now
 from collector.storage.forms import stored_form_shape
 from collector.storage.tables import form_tables
@@ -221,6 +222,7 @@ def mark_gone(
             conn.execute(
                 issue.delete().where(issue.c.form_id == form_id, issue.c.instance_id.in_(chunk))
             )
+    scrub_wal(engine)  # SQLite: the erased values out of old WAL frames too
     if data_dir is not None:
         _remove_files(data_dir, files)
     return marked
