@@ -263,9 +263,25 @@ def select_fields(
     return out
 
 
-def _meta_select() -> list[sa.ColumnElement]:
+# Who sent a submission and from which tablet: the names of staff (a web user's name is often
+# their e-mail address) and a device identifier, which point at people, not at data. For the
+# manager role and up, as ``GET /v1/activity`` is (SEC-18); below it these columns read as
+# null. ``submitter_id`` (Central's numeric actor id) stays, so analysts can still group and
+# filter submissions by who sent them without learning who that is.
+STAFF_IDENTITY_COLUMNS = frozenset({"submitter_name", "device_id"})
+
+
+def _meta_select(scope: Scope) -> list[sa.ColumnElement]:
     s = submission_t
-    return [s.c.id.label("_sid"), *(s.c[c] for c in META_COLUMNS)]
+    return [
+        s.c.id.label("_sid"),
+        *(
+            sa.null().label(c)
+            if c in STAFF_IDENTITY_COLUMNS and not scope.sensitive
+            else s.c[c]
+            for c in META_COLUMNS
+        ),
+    ]
 
 
 def value_key(column: str) -> str:
@@ -301,7 +317,7 @@ def submissions_page(
     col = sort_column(sort, wide)
     joined = wide.join(s, s.c.instance_id == wide.c.instance_id)
     query = (
-        sa.select(*_meta_select(), *_value_select(fields, wide))
+        sa.select(*_meta_select(scope), *_value_select(fields, wide))
         .select_from(joined)
         .where(*filter_conditions(form, flt, scope, wide))
         .order_by(*order_by(col, sort))
@@ -330,7 +346,7 @@ def submission_one(
     s = submission_t
     fields = form.visible_fields(None, scope)
     query = (
-        sa.select(*_meta_select(), *_value_select(fields, wide))
+        sa.select(*_meta_select(scope), *_value_select(fields, wide))
         .select_from(wide.join(s, s.c.instance_id == wide.c.instance_id))
         .where(
             *filter_conditions(form, SubmissionFilter(), scope, wide),
@@ -377,7 +393,7 @@ def stream_rows(
     s = submission_t
     joined = wide.join(s, s.c.instance_id == wide.c.instance_id)
     if repeat is None:
-        cols = [*_meta_select(), *_value_select(fields, wide)]
+        cols = [*_meta_select(scope), *_value_select(fields, wide)]
         order = [s.c.submitted_at, s.c.id]
     else:
         rt = table_for(form, repeat.path)

@@ -67,6 +67,7 @@ SENSITIVE_NEEDLES = (
     "69.1234567",
     "PLANTSPEAKER",
 )
+PLANTED_DEVICE = "collect:Qx7planted"  # the deviceID the planted visits are sent with
 MARK_HOME = "HH-MARK-HOME-Qx7"  # household_id of a planted visit in HOME_DISTRICT
 MARK_OTHER = "HH-MARK-OTHER-Qx7"  # household_id of a planted visit in OTHER_DISTRICT
 # household_id is sensitive (SEC-13): a non-sensitive answer marks the planted visits for
@@ -217,7 +218,7 @@ def _submit_all(
             },
             drawn_then={"/visit/respondent_age": str(age)},
         )
-        project.submit(xml)
+        project.submit(xml, device_id=PLANTED_DEVICE)
         planted["household_visit"].append(iid)
     for _ in range(2):  # two women visited in the rare district: a cell below the threshold
         xml, iid = instance_xml(

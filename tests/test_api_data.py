@@ -26,6 +26,7 @@ from tests.api_fixtures import (
     MARK_HOME,
     MARK_OTHER,
     OTHER_DISTRICT,
+    PLANTED_DEVICE,
     RARE_DISTRICT,
     api_fixture,  # noqa: F401 - fixture "api"
     module_database_url_fixture,  # noqa: F401 - fixture
@@ -439,3 +440,30 @@ def test_api__admin_starts_a_sync_and_status_shows_it(api):
         time.sleep(0.2)
     assert run["status"] == "ok" and run["started_at"] != before["roundtable"]
     assert now["household_visit"]["last_run"]["started_at"] == before["household_visit"]
+
+
+def test_api__who_sent_it_is_for_managers(api):
+    """SEC-18: names of staff (often e-mail addresses) and device ids are the manager's, as
+    /v1/activity is; analysts keep the submitter id, to group by, in pages, one and exports."""
+    managed = all_pages(api, "manager", "household_visit", limit=100)
+    assert any(i["submitter_name"] for i in managed)
+    assert PLANTED_DEVICE in {i["device_id"] for i in managed}
+    seen = all_pages(api, "analyst", "household_visit", limit=100)
+    assert {i["instance_id"] for i in seen} == {i["instance_id"] for i in managed}
+    assert all(i["submitter_name"] is None and i["device_id"] is None for i in seen)
+    assert [i["submitter_id"] for i in seen if i["submitter_id"]]
+    one = api.get(f"/v1/forms/household_visit/submissions/{seen[0]['instance_id']}", "analyst")
+    assert one.status_code == 200
+    assert one.json()["submitter_name"] is None and one.json()["device_id"] is None
+    names = {i["submitter_name"] for i in managed if i["submitter_name"]}
+    r = api.get("/v1/forms/household_visit/export.csv", "analyst")
+    assert r.status_code == 200
+    text = r.content.decode("utf-8-sig")
+    assert PLANTED_DEVICE not in text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows and all(row["submitter_name"] == "" and row["submitter_id"] for row in rows)
+    assert not any(n in text for n in names)
+    r = api.get("/v1/forms/household_visit/export.csv", "manager")
+    assert names & {
+        row["submitter_name"] for row in csv.DictReader(io.StringIO(r.content.decode("utf-8-sig")))
+    }

@@ -125,12 +125,16 @@ class Project:
 
     # --- submissions --------------------------------------------------------------------------
 
-    def submit(self, xml: str, attachments: dict[str, bytes] | None = None) -> None:
+    def submit(
+        self, xml: str, attachments: dict[str, bytes] | None = None, device_id: str | None = None
+    ) -> None:
+        """Send as Collect does (OpenRosa), with its ``deviceID`` query parameter if given."""
         files = {"xml_submission_file": ("submission.xml", xml.encode(), "text/xml")}
         for name, data in (attachments or {}).items():
             files[name] = (name, data, "application/octet-stream")
         r = requests.post(
             self.v1(f"projects/{self.project_id}/submission"),
+            params={"deviceID": device_id} if device_id else None,
             files=files,
             headers={**self.headers(), "X-OpenRosa-Version": "1.0"},
             timeout=60,

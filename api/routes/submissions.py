@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.audit import audit_reads
 from api.deps import (
@@ -51,9 +51,14 @@ class SubmissionOut(BaseModel):
     deleted_at: datetime | None
     review_state: str | None
     district: str | None
-    submitter_id: str | None
-    submitter_name: str | None
-    device_id: str | None
+    submitter_id: str | None = Field(description="Central's submitterId: who sent it, as a number.")
+    submitter_name: str | None = Field(
+        description="The sender's name in Central (staff: often an e-mail). Manager and up; "
+        "null below (SEC-18)."
+    )
+    device_id: str | None = Field(
+        description="The deviceID Collect sent. Manager and up; null below (SEC-18)."
+    )
     values: dict[str, Any]
     labels: dict[str, Any] | None = None
     repeats: dict[str, list[RepeatRowOut]] | None = None
