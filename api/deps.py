@@ -15,12 +15,13 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 from api.ratelimit import RateLimiter, retry_after_header
 from collector.forminfo import FormInfo, InvalidValue, Scope, UnknownName, form_info
 from collector.keys import Caller, Role, caller_for_token
-from collector.queries import SubmissionFilter, parse_condition
+from collector.queries import FieldCondition, SubmissionFilter, parse_condition
 from collector.settings import Settings
 
 
@@ -176,6 +177,7 @@ class SubmissionParams:
         self.submitters = split_list(submitter)
         self.where = list(where or [])
         self.include_deleted = include_deleted
+        self.in_url = True  # False when built from a POST body (SubmissionFilterBody)
 
     def filter_for(self, form: FormInfo, scope: Scope) -> SubmissionFilter:
         if self.date_from and self.date_to and self.date_from > self.date_to:
@@ -186,15 +188,86 @@ class SubmissionParams:
             raise HTTPException(
                 403, "include_deleted: deleted submissions are for the manager role and up"
             )
+        conditions = tuple(parse_condition(form, w, scope) for w in self.where)
+        if self.in_url:
+            _refuse_sensitive_values_in_url(form, conditions)
         return SubmissionFilter(
             date_from=self.date_from,
             date_to=self.date_to,
             districts=tuple(self.districts),
             review_states=tuple(self.review_states),
             submitters=tuple(self.submitters),
-            conditions=tuple(parse_condition(form, w, scope) for w in self.where),
+            conditions=conditions,
             include_deleted=self.include_deleted,
         )
+
+
+def _refuse_sensitive_values_in_url(form: FormInfo, conditions: tuple[FieldCondition, ...]) -> None:
+    """A condition that carries a sensitive value may not travel in a URL (SEC-21).
+
+    URLs are kept where request bodies are not: proxies' and gateways' logs (nginx writes
+    the whole request line in its error log), browser history, monitoring. A manager's
+    ``where=respondent_phone:eq:+992...`` there would put a woman's phone number in front
+    of ops staff for months. ``null``/``notnull`` carry no value and stay allowed.
+    """
+    named = sorted({c.field.name for c in conditions if c.field.sensitive and c.values})
+    if named:
+        raise HTTPException(
+            400,
+            f"where: {', '.join(named)} {'is a sensitive field' if len(named) == 1 else 'are sensitive fields'}"
+            "; a condition on one carries its value, and URLs end up in logs. Send the "
+            f"filters in a POST body: POST /v1/forms/{form.xml_form_id}/submissions/query "
+            f"or POST /v1/forms/{form.xml_form_id}/export.{{csv,xlsx,geojson}}",
+        )
+
+
+_MAX_ITEMS = 200  # per list in a body: far above any real filter, bounds the work
+
+
+class SubmissionFilterBody(BaseModel):
+    """The submissions filters as a JSON body: the same names, values and checks as the
+    query parameters of the GET routes, for values that must stay out of URLs (SEC-21)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str | None = Field(
+        None,
+        alias="from",
+        max_length=40,
+        description="Submitted on or after (date or ISO datetime).",
+    )
+    to: str | None = Field(
+        None, max_length=40, description="Submitted on or before (a bare date: the whole day)."
+    )
+    district: list[Annotated[str, Field(max_length=200)]] = Field(
+        [], max_length=_MAX_ITEMS, description="District code(s)."
+    )
+    review_state: list[ReviewStateName] = Field(
+        [], max_length=5, description="Review state(s); `received` is not reviewed yet."
+    )
+    submitter: list[Annotated[str, Field(max_length=200)]] = Field(
+        [], max_length=_MAX_ITEMS, description="Central submitter id(s)."
+    )
+    where: list[Annotated[str, Field(max_length=10_000)]] = Field(
+        [],
+        max_length=_MAX_ITEMS,
+        description="Field conditions `field:op:value`, as the GET routes' `where` (AND).",
+    )
+    include_deleted: bool = Field(False, description="Also deleted submissions (manager and up).")
+
+    def params(self) -> SubmissionParams:
+        """The same filters as :class:`SubmissionParams`, marked as not from a URL."""
+        out = SubmissionParams(
+            from_=self.from_,
+            to=self.to,
+            district=self.district,
+            review_state=self.review_state,
+            submitter=self.submitter,
+            where=self.where,
+            include_deleted=self.include_deleted,
+        )
+        out.in_url = False
+        return out
 
 
 SubmissionParamsDep = Annotated[SubmissionParams, Depends()]

@@ -276,9 +276,7 @@ def _meta_select(scope: Scope) -> list[sa.ColumnElement]:
     return [
         s.c.id.label("_sid"),
         *(
-            sa.null().label(c)
-            if c in STAFF_IDENTITY_COLUMNS and not scope.sensitive
-            else s.c[c]
+            sa.null().label(c) if c in STAFF_IDENTITY_COLUMNS and not scope.sensitive else s.c[c]
             for c in META_COLUMNS
         ),
     ]

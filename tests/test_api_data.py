@@ -365,11 +365,13 @@ def test_api__manager_export_filtered_on_a_sensitive_answer_audits_every_row(api
     audit = store.T["audit_log"]
     with api.synced.engine.connect() as c:
         before = c.execute(sa.select(sa.func.max(audit.c.id))).scalar() or 0
-    r = api.get(
+    r = api.post(
         "/v1/forms/household_visit/export.csv",
         "manager",
-        where="visit/safety/violence_experienced:eq:yes",
-        fields="visit/respondent_age",
+        json={
+            "where": ["visit/safety/violence_experienced:eq:yes"],
+            "fields": ["visit/respondent_age"],
+        },
     )
     assert r.status_code == 200, r.text
     exported = {

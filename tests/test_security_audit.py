@@ -211,9 +211,9 @@ def _cursor_values(cursor: str) -> str:
 
 
 def test_security__api_log_holds_no_sensitive_query_values(api, tmp_path):
-    """``collector api`` as deployed: a manager filters by a phone number and pages a list
-    sorted by name. Neither the phone number nor the cursor (which carries the last row's
-    sort value, here a respondent's name) may reach the server's log."""
+    """``collector api`` as deployed: a manager filters by a phone number (in a URL, refused,
+    then in a body) and pages a list sorted by name. Neither the phone number nor the cursor
+    may reach the server's log."""
     s = api.synced
     port = free_port()
     env = {
@@ -244,9 +244,17 @@ def test_security__api_log_holds_no_sensitive_query_values(api, tmp_path):
             time.sleep(0.2)
         manager = _auth(s.tokens["manager"])
         phone = PLANTED_SENSITIVE["household_visit"]["/visit/respondent_phone"]
+        where = f"visit/respondent_phone:eq:{phone}"
         r = requests.get(
             base + "/v1/forms/household_visit/submissions",
-            params={"where": f"visit/respondent_phone:eq:{phone}"},
+            params={"where": where},
+            headers=manager,
+            timeout=30,
+        )
+        assert r.status_code == 400, r.text  # SEC-21: such a value goes in a body
+        r = requests.post(
+            base + "/v1/forms/household_visit/submissions/query",
+            json={"where": [where]},
             headers=manager,
             timeout=30,
         )
@@ -385,12 +393,14 @@ def test_security__manager_filter_on_a_sensitive_answer_is_audited(api):
     audit = store.T["audit_log"]
     with api.synced.engine.connect() as c:
         last = c.execute(sa.select(sa.func.coalesce(sa.func.max(audit.c.id), 0))).scalar_one()
-    r = api.get(
-        "/v1/forms/household_visit/submissions",
+    r = api.post(
+        "/v1/forms/household_visit/submissions/query",
         "manager",
-        where="visit/safety/violence_experienced:eq:yes",
-        fields="visit/respondent_age",
-        limit=500,
+        json={
+            "where": ["visit/safety/violence_experienced:eq:yes"],
+            "fields": ["visit/respondent_age"],
+            "limit": 500,
+        },
     )
     assert r.status_code == 200, r.text
     revealed = {item["instance_id"] for item in r.json()["items"]}

@@ -8,6 +8,8 @@ from typing import Annotated, Any, BinaryIO, Literal
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from pydantic import Field
+from sqlalchemy.engine import Engine
 from starlette.types import Receive, Scope, Send
 
 from api.audit import audit_reads
@@ -16,6 +18,8 @@ from api.deps import (
     EngineDep,
     Lang,
     SettingsDep,
+    SubmissionFilterBody,
+    SubmissionParams,
     SubmissionParamsDep,
     form_or_404,
     scope_for,
@@ -23,7 +27,9 @@ from api.deps import (
 )
 from collector.exports import ExportSpec, csv_chunks, file_chunks, geojson_chunks, xlsx_file
 from collector.forminfo import InvalidValue, UnknownName, Withheld
+from collector.keys import Caller
 from collector.queries import fields_read_by_filter, select_fields
+from collector.settings import Settings
 
 router = APIRouter(tags=["exports"])
 
@@ -34,14 +40,20 @@ MEDIA = {
 }
 
 
+Format = Literal["csv", "xlsx", "geojson"]
+_EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {m: {} for m in MEDIA.values()}}
+}
+
+
 @router.get(
     "/forms/{form_id}/export.{fmt}",
     response_class=StreamingResponse,
-    responses={200: {"content": {m: {} for m in MEDIA.values()}}},
+    responses=_EXPORT_RESPONSES,
 )
 async def export(
     form_id: str,
-    fmt: Literal["csv", "xlsx", "geojson"],
+    fmt: Format,
     caller: AnalystDep,
     engine: EngineDep,
     settings: SettingsDep,
@@ -55,6 +67,69 @@ async def export(
         str | None, Query(description="GeoJSON: the geopoint question (the first by default).")
     ] = None,
 ) -> StreamingResponse:
+    """A form's submissions (or one repeat's rows) as a file, streamed. A condition that
+    carries a sensitive field's value is refused here (400): POST the same filters."""
+    return await _export(
+        form_id, fmt, caller, engine, settings, params, repeat, split_list(fields), lang, geofield
+    )
+
+
+class ExportBody(SubmissionFilterBody):
+    """``POST .../export.{fmt}``: the filters, and what to export."""
+
+    repeat: str | None = Field(
+        None, max_length=200, description="Export this repeat's rows instead of the submissions."
+    )
+    fields: list[Annotated[str, Field(max_length=200)]] = Field(
+        [], max_length=2000, description="Columns to include."
+    )
+    lang: Lang | None = Field(None, description="Write choice labels in this language.")
+    geofield: str | None = Field(
+        None, max_length=200, description="GeoJSON: the geopoint question (the first by default)."
+    )
+
+
+@router.post(
+    "/forms/{form_id}/export.{fmt}",
+    response_class=StreamingResponse,
+    responses=_EXPORT_RESPONSES,
+)
+async def export_by_body(
+    form_id: str,
+    fmt: Format,
+    body: ExportBody,
+    caller: AnalystDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> StreamingResponse:
+    """The export with its filters in the body, so that no value of a sensitive question
+    sits in a URL (proxies and logs keep URLs, not bodies). Same file as GET."""
+    return await _export(
+        form_id,
+        fmt,
+        caller,
+        engine,
+        settings,
+        body.params(),
+        body.repeat,
+        [f.strip() for f in body.fields if f.strip()],
+        body.lang,
+        body.geofield,
+    )
+
+
+async def _export(
+    form_id: str,
+    fmt: Format,
+    caller: Caller,
+    engine: Engine,
+    settings: Settings,
+    params: SubmissionParams,
+    repeat: str | None,
+    fields: list[str],
+    lang: str | None,
+    geofield: str | None,
+) -> StreamingResponse:
     form = form_or_404(engine, form_id)
     scope = scope_for(caller)
     rep = None
@@ -62,7 +137,7 @@ async def export(
         rep = form.repeat_named(repeat)
         if rep is None:
             raise UnknownName("repeat", repeat, form.xml_form_id)
-    chosen = select_fields(form, split_list(fields), scope, rep.path if rep else None)
+    chosen = select_fields(form, fields, scope, rep.path if rep else None)
     flt = params.filter_for(form, scope)
     spec = ExportSpec(
         form=form,

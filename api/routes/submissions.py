@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Engine
 
 from api.audit import audit_reads
 from api.deps import (
@@ -15,6 +16,8 @@ from api.deps import (
     EngineDep,
     Lang,
     SettingsDep,
+    SubmissionFilterBody,
+    SubmissionParams,
     SubmissionParamsDep,
     form_or_404,
     scope_for,
@@ -22,6 +25,7 @@ from api.deps import (
 )
 from collector.cursors import parse_sort
 from collector.forminfo import FieldInfo, FormInfo, InvalidValue, UnknownName
+from collector.keys import Caller
 from collector.queries import (
     META_COLUMNS,
     fields_read_by_filter,
@@ -31,6 +35,7 @@ from collector.queries import (
     submissions_page,
     value_key,
 )
+from collector.settings import Settings
 
 router = APIRouter(tags=["submissions"])
 
@@ -132,12 +137,74 @@ def list_submissions(
     limit: Annotated[int, Query(ge=1, description="Page size (capped by the server).")] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> SubmissionPageOut:
-    """One page of a form's submissions; follow `next_cursor` for the next."""
+    """One page of a form's submissions; follow `next_cursor` for the next.
+
+    A condition that carries a sensitive field's value is refused here (400): send it to
+    `POST .../submissions/query`, which takes the same filters in its body."""
+    return _page(
+        form_id, caller, engine, settings, params, sort, split_list(fields), lang, limit, cursor
+    )
+
+
+class SubmissionQueryBody(SubmissionFilterBody):
+    """``POST .../submissions/query``: the filters, and the page wanted."""
+
+    sort: str = Field(
+        "-submitted_at",
+        max_length=200,
+        description="`submitted_at`, `updated_at`, ... or a field; `-` for descending.",
+    )
+    fields: list[Annotated[str, Field(max_length=200)]] = Field(
+        [], max_length=2000, description="Fields to return (names or paths); all by default."
+    )
+    lang: Lang | None = Field(None, description="Add choice labels in this language.")
+    limit: int = Field(50, ge=1, description="Page size (capped by the server).")
+    cursor: str | None = Field(
+        None, max_length=1000, description="`next_cursor` of the previous page."
+    )
+
+
+@router.post("/forms/{form_id}/submissions/query", response_model=SubmissionPageOut)
+def query_submissions(
+    form_id: str,
+    body: SubmissionQueryBody,
+    caller: AnalystDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> SubmissionPageOut:
+    """The submissions list with its filters in the body, so that no value of a sensitive
+    question sits in a URL (proxies and logs keep URLs, not bodies). Same answer as GET."""
+    return _page(
+        form_id,
+        caller,
+        engine,
+        settings,
+        body.params(),
+        body.sort,
+        [f.strip() for f in body.fields if f.strip()],
+        body.lang,
+        body.limit,
+        body.cursor,
+    )
+
+
+def _page(
+    form_id: str,
+    caller: Caller,
+    engine: Engine,
+    settings: Settings,
+    params: SubmissionParams,
+    sort: str,
+    fields: list[str],
+    lang: str | None,
+    limit: int,
+    cursor: str | None,
+) -> SubmissionPageOut:
     if limit > settings.api_max_page_size:
         raise InvalidValue("limit", limit, f"at most {settings.api_max_page_size} per page")
     form = form_or_404(engine, form_id)
     scope = scope_for(caller)
-    chosen = select_fields(form, split_list(fields), scope)
+    chosen = select_fields(form, fields, scope)
     flt = params.filter_for(form, scope)
     sort_key = parse_sort(form, sort, scope)
     page = submissions_page(
