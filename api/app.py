@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from api.errors import CatchAll, install_error_handlers
-from api.ratelimit import RateLimiter
+from api.ratelimit import RateLimiter, SharedRateLimiter
 from api.routes import (
     activity,
     data_issues,
@@ -48,7 +48,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine if engine is not None else store.engine_for(settings)
-    app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_minute)
+    per_minute = settings.api_rate_limit_per_minute
+    app.state.rate_limiter = (
+        SharedRateLimiter(app.state.engine, per_minute)
+        if store.is_postgres(app.state.engine)
+        else RateLimiter(per_minute)
+    )
+    # Requests without a valid key stay limited in-process, per client address: that
+    # limit exists to spare the database a query per request in a flood (SEC-9, SEC-22).
     app.state.auth_failure_limiter = RateLimiter(settings.api_auth_failures_per_minute)
     app.state.active_key_hashes = ActiveKeyHashes(app.state.engine)
     install_error_handlers(app)

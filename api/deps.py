@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
-from api.ratelimit import RateLimiter, retry_after_header
+from api.ratelimit import RateLimiter, SharedRateLimiter, retry_after_header
 from collector.forminfo import FormInfo, InvalidValue, Scope, UnknownName, form_info
 from collector.keys import Caller, Role, caller_for_token
 from collector.queries import FieldCondition, SubmissionFilter, parse_condition
@@ -73,7 +73,7 @@ def current_caller(
                 401, "send an API key as 'Authorization: Bearer <key>'", unauthorized
             )
         raise HTTPException(401, "unknown or revoked API key", unauthorized)
-    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter: RateLimiter | SharedRateLimiter = request.app.state.rate_limiter
     wait = limiter.acquire(caller.key_id)
     if wait > 0:
         raise HTTPException(

@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 import sqlalchemy as sa
 
 from api.app import create_app
-from api.ratelimit import RateLimiter
+from api.ratelimit import RateLimiter, SharedRateLimiter
 from collector import store
 from collector.keys import InvalidKeyRequest, create_key, list_keys
 from collector.settings import Settings
@@ -242,3 +243,52 @@ def test_keys__ids_and_names_are_never_confused(tmp_path):
     done = cli(db_url, "revoke", "1")  # all digits: the id, i.e. the legacy key named "2"
     assert done.returncode == 0 and "'2' revoked" in done.stdout, done.stdout + done.stderr
     engine.dispose()
+
+
+def test_rate_limit__one_limit_for_a_key_across_replicas_on_postgres(postgres_url, tmp_path):
+    """Two API replicas on one PostgreSQL store (as docker-compose runs them) share each
+    key's bucket: 5 a minute is 5 whichever replica answers, also when requests race."""
+    engines = [store.engine_for(postgres_url) for _ in range(2)]
+    store.create_schema(engines[0])  # no rate-limit table yet: the first request makes it
+    busy = create_key(engines[0], name="busy", role="viewer").token
+    racing = create_key(engines[0], name="racing", role="viewer").token
+    calm = create_key(engines[0], name="calm", role="viewer").token
+    settings = Settings(database_url=postgres_url, data_dir=tmp_path, api_rate_limit_per_minute=5)
+
+    def get(url: str, token: str) -> requests.Response:
+        auth = {"Authorization": f"Bearer {token}"}
+        return requests.get(f"{url}/v1/indicators", headers=auth, timeout=30)
+
+    try:
+        with (
+            serving(create_app(settings, engine=engines[0])) as one,
+            serving(create_app(settings, engine=engines[1])) as two,
+        ):
+            codes = [get((one, two)[i % 2], busy).status_code for i in range(8)]
+            assert codes[:5] == [200] * 5 and codes[5:] == [429] * 3, codes
+            for url in (one, two):
+                r = get(url, busy)
+                assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 12
+            assert get(two, calm).status_code == 200  # its own bucket
+            with ThreadPoolExecutor(8) as pool:
+                raced = list(
+                    pool.map(lambda i: get((one, two)[i % 2], racing).status_code, range(16))
+                )
+            assert raced.count(200) == 5 and raced.count(429) == 11, raced
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_shared_rate_limiter__refills_at_the_configured_rate(postgres_url):
+    engine = store.engine_for(postgres_url)
+    try:
+        limiter = SharedRateLimiter(engine, per_minute=120, burst=2)  # a token each 0.5 s
+        assert limiter.acquire(1) == 0 and limiter.acquire(1) == 0
+        wait = limiter.acquire(1)
+        assert 0.3 < wait <= 0.5
+        time.sleep(wait + 0.05)
+        assert limiter.acquire(1) == 0 and limiter.acquire(1) > 0
+        assert limiter.acquire("another") == 0
+    finally:
+        engine.dispose()
