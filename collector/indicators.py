@@ -22,15 +22,19 @@ to a base (``settings.indicator_rounding_base``, default 5) by *consistent rando
 rounding*, keyed per cell as in the Australian Bureau of Statistics' cell key method: each
 submission has a pseudo-random record key (a hash of its instance id,
 computed in SQL), a cell's key is the sum of its records' keys, hashed again to a number
-``u`` in [0, 1), and a value ``b*q + r`` is published as ``b*(q+1)`` when ``u < r/b``,
+``u`` in [0, 1) with a key only the store holds (``store_secret``), and a value ``b*q + r`` is published as ``b*(q+1)`` when ``u < r/b``,
 else as ``b*q``. The rounding is unbiased, any difference of two answers is a multiple of
 the base (never the exact small count), and the same set of submissions always rounds the
 same way, so repeating a query cannot average the noise away; whereas plain rounding to
 the nearest multiple would give the exact count away where a series of ``to=`` days makes
 the rounded total step. Zeros stay zeros (an empty cell has nothing to round), and a cell
 that is already a multiple of the base is published as it is. Managers get exact numbers.
-Residual risk, as with any perturbation: averaging many *different* differences that all
-contain the same few women narrows the estimate, which the API's rate limit slows.
+The hash of the cell's key is keyed because analysts see every instance id: with an
+unkeyed hash they could compute each cell's ``u``, and knowing on which side of it the
+remainder fell turns each rounded answer into a bound on the exact count, which a few
+differences then pin down. Residual risk, as with any perturbation: averaging many
+*different* differences that all contain the same few women narrows the estimate, which
+the API's rate limit slows.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from collector.forminfo import (
     submission_t,
     table_for,
 )
+from collector.store import store_secret
 
 PERIODS = ("none", "day", "month", "quarter", "year")
 
@@ -465,10 +470,11 @@ def compute(
     if threshold is not None:
         cells = suppress(cells, threshold)  # on the exact values, before any rounding
     if base is not None:
+        key = store_secret(engine, ROUNDING_SECRET)
         cells = [
             c
             if c.suppressed or c.value is None
-            else Cell(c.keys, rounded(c.value, base, cell_key_fraction(cell_keys[k])))
+            else Cell(c.keys, rounded(c.value, base, cell_key_fraction(cell_keys[k], key)))
             for c, k in zip(cells, ordered, strict=True)
         ]
     return IndicatorResult(indicator, period, by, cells, threshold, True, base)
@@ -507,6 +513,7 @@ def suppress(cells: list[Cell], threshold: int) -> list[Cell]:
 # --- consistent random rounding (the cell key method; see the module doc) --------------------
 
 _MOD = 2**32
+ROUNDING_SECRET = "indicator_rounding"  # noqa: S105 - the NAME of the store_secret keying cell_key_fraction
 _RECORD_KEY_SQLITE = "collector_record_key"
 
 
@@ -539,10 +546,11 @@ def _register_record_key(conn: Connection) -> None:
         )
 
 
-def cell_key_fraction(record_key_sum: int) -> float:
+def cell_key_fraction(record_key_sum: int, key: bytes) -> float:
     """The cell's uniform number in [0, 1): its record keys' sum, hashed again, so that
-    cells sharing records (a total and its breakdown) do not get related noise."""
-    digest = hashlib.blake2b(str(record_key_sum % _MOD).encode(), digest_size=8).digest()
+    cells sharing records (a total and its breakdown) do not get related noise, with
+    ``key`` (the store's secret), so that knowing the records does not give the number."""
+    digest = hashlib.blake2b(str(record_key_sum % _MOD).encode(), digest_size=8, key=key).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 

@@ -200,6 +200,16 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=_ts())
 
 
+class StoreSecret(SQLModel, table=True):
+    """A random secret made once per store, the same for every process that reads it
+    (API replicas, restarts): the key of the indicators' rounding noise."""
+
+    __tablename__ = "store_secret"
+    name: str = Field(primary_key=True)
+    value: str  # hex
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
 class AuditLog(SQLModel, table=True):
     """A manager's read of sensitive values: who, when, which submission and fields."""
 

@@ -1,7 +1,8 @@
 """The only writer of the database: fixed tables, per-form tables, bulk upserts.
 
 This module is the facade: the parts live in ``collector/storage/`` (``engine``,
-``batches``, ``forms``, ``tables``, ``pages``, ``checkpoint``, ``runs``, ``attachments``),
+``batches``, ``forms``, ``tables``, ``pages``, ``checkpoint``, ``runs``, ``attachments``,
+``secrets``),
 one job each, and their public names are re-exported here, so ``from collector import
 store`` is all the others need. API keys, the audit log and enumerators stay below.
 
@@ -62,6 +63,7 @@ from collector.storage.runs import (
     start_run,
     sync_state,
 )
+from collector.storage.secrets import store_secret
 from collector.storage.tables import ensure_form_tables, form_tables
 
 log = logging.getLogger(__name__)
@@ -236,6 +238,7 @@ __all__ = [  # the facade: every public name of collector/storage, and the ones 
     "scrub_wal",
     "start_run",
     "store_page",
+    "store_secret",
     "stored_form_shape",
     "submissions_missing_attachments",
     "sync_state",

@@ -13,9 +13,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from api.app import create_app
-from collector.indicators import cell_key_fraction, rounded
+from collector import store
+from collector.forminfo import Scope
+from collector.indicators import (
+    INDICATORS_BY_ID,
+    ROUNDING_SECRET,
+    cell_key_fraction,
+    compute,
+    rounded,
+)
+from collector.storage.secrets import _CACHE as secret_cache
 from tests.api_fixtures import (
     RARE_DISTRICT,
     LiveApi,
@@ -125,5 +135,54 @@ def test_rounded__unbiased_and_exact_on_multiples():
     assert sum(rounded(7, 5, u) for u in grid) / len(grid) == pytest.approx(7, abs=0.01)
     assert {rounded(7, 5, u) for u in grid} == {5, 10}
     assert {rounded(10, 5, u) for u in grid} == {10} and {rounded(0, 5, u) for u in grid} == {0}
-    assert 0 <= cell_key_fraction(2**40 + 7) < 1
-    assert cell_key_fraction(12345) == cell_key_fraction(12345 + 2**32)
+    key = bytes(range(32))
+    assert 0 <= cell_key_fraction(2**40 + 7, key) < 1
+    assert cell_key_fraction(12345, key) == cell_key_fraction(12345 + 2**32, key)
+
+
+def test_rounding__keyed_by_the_store_secret_not_by_what_analysts_see(api):
+    """Analysts see every instance id, so the record keys are theirs to compute; the cell's
+    number comes from a key only the store holds. Another key rounds other cells another way
+    (the same counts, each still a multiple of the base within one base of the exact)."""
+    engine = api.synced.engine
+    scope = Scope(sensitive=False, districts=None)
+
+    def cells(round_to: int | None) -> dict:
+        result = compute(
+            engine,
+            INDICATORS_BY_ID["women_visited"],
+            scope=scope,
+            period="day",
+            by=["district"],
+            suppress_below=None,
+            round_to=round_to,
+        )
+        return {tuple(sorted(c.keys.items())): c.value for c in result.cells}
+
+    exact, before = cells(None), cells(5)
+    secrets_t = store.T["store_secret"]
+    with engine.connect() as conn:
+        held = conn.execute(
+            sa.select(secrets_t.c.value).where(secrets_t.c.name == ROUNDING_SECRET)
+        ).scalar_one()
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                secrets_t.update()
+                .where(secrets_t.c.name == ROUNDING_SECRET)
+                .values(value=bytes(32).hex())
+            )
+        secret_cache.clear()
+        after = cells(5)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                secrets_t.update().where(secrets_t.c.name == ROUNDING_SECRET).values(value=held)
+            )
+        secret_cache.clear()
+    assert cells(5) == before  # the store's own key again: the same answers
+    uneven = [k for k, v in exact.items() if v % 5]
+    assert len(uneven) >= 10, "too few cells to tell the keys apart"
+    assert any(before[k] != after[k] for k in uneven)
+    for answer in (before, after):
+        assert all(v % 5 == 0 and abs(v - exact[k]) < 5 for k, v in answer.items())

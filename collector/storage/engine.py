@@ -132,6 +132,7 @@ T = {name: model.__table__ for name, model in {
     "data_issue": m.DataIssue,
     "api_key": m.ApiKey,
     "audit_log": m.AuditLog,
+    "store_secret": m.StoreSecret,
 }.items()}  # fmt: skip
 
 

@@ -1,0 +1,52 @@
+"""Secrets the store makes for itself: random, made once, shared by every process.
+
+Part of the store; import from ``collector.store``, its one facade.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from collector.storage.engine import T, now
+
+_CACHE: dict[tuple[str, str], bytes] = {}
+_LOCK = threading.Lock()
+
+
+def store_secret(engine: Engine, name: str) -> bytes:
+    """The store's secret ``name`` (32 random bytes), made on first use.
+
+    It lives in the store so that every API replica and every restart uses the same one
+    (a secret per process would answer the same question differently, and differences
+    average away), with no setting to forget. Two processes making it at once: the first
+    insert wins and both read that one. Cached per database for the process's life.
+    """
+    key = (engine.url.render_as_string(hide_password=True), name)
+    with _LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    table = T["store_secret"]
+    with engine.begin() as conn:
+        table.create(conn, checkfirst=True)  # a store made before this table existed
+        value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
+        if value is None:
+            insert = (
+                sa.dialects.postgresql.insert(table)
+                if conn.dialect.name == "postgresql"
+                else sa.dialects.sqlite.insert(table)
+            )
+            conn.execute(
+                insert.values(
+                    name=name, value=secrets.token_hex(32), created_at=now()
+                ).on_conflict_do_nothing(index_elements=["name"])
+            )
+            value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar_one()
+    secret = bytes.fromhex(value)
+    with _LOCK:
+        _CACHE[key] = secret
+    return secret
