@@ -77,17 +77,31 @@ class PostgresLeaderLock:
         self._mutex = threading.Lock()
 
     def _connect(self) -> psycopg.Connection:
-        # Keepalives: a leader whose host vanishes loses its session (and so the lock) within
-        # about idle + interval * count seconds instead of the kernel's two hours.
+        """The lock's connection, with TCP keepalives at both of its ends.
+
+        The lock is freed when the SERVER ends the session, and a server learns that a
+        leader's host vanished (power cut, network gone: no FIN, no RST) only from its own
+        keepalive probes, which by default start after the kernel's two hours. So the
+        session sets the server's ``tcp_keepalives_*`` (user-settable, in ``options``): the
+        lock is freed within about idle + interval * count seconds (10 + 5 * 3 = 25 s by
+        default). libpq's own ``keepalives_*`` do the same for this side, so a leader cut
+        off from the server learns it as soon, in ``still_held``.
+        """
+        idle, interval, count = self._keepalive, max(1, self._keepalive // 2), 3
+        server = (
+            f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} "
+            f"-c tcp_keepalives_count={count}"
+        )
         return psycopg.connect(
             self._conninfo,
             autocommit=True,
             application_name="collector-scheduler-leader",
             connect_timeout=10,
+            options=server,
             keepalives=1,
-            keepalives_idle=self._keepalive,
-            keepalives_interval=max(1, self._keepalive // 2),
-            keepalives_count=3,
+            keepalives_idle=idle,
+            keepalives_interval=interval,
+            keepalives_count=count,
         )
 
     def try_acquire(self) -> bool:

@@ -168,3 +168,25 @@ def test_libpq_conninfo__drops_the_sqlalchemy_driver() -> None:
         libpq_conninfo("postgresql+psycopg://postgres:pw@127.0.0.1:5432/test")
         == "postgresql://postgres:pw@127.0.0.1:5432/test"
     )
+
+
+@pytest.mark.postgres
+def test_postgres_leader_lock__the_server_probes_the_leader_too(postgres_url: str) -> None:
+    """A leader's host that vanishes sends no FIN: only the server's own keepalives end its
+    session (and free the lock), so they are set on the lock's session, not only libpq's."""
+    lock = PostgresLeaderLock(postgres_url, keepalive_seconds=8)
+    try:
+        assert lock.try_acquire()
+        assert lock._conn is not None
+        settings = dict(
+            lock._conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name LIKE 'tcp_keepalives_%'"
+            ).fetchall()
+        )
+        assert settings == {
+            "tcp_keepalives_idle": "8",
+            "tcp_keepalives_interval": "4",
+            "tcp_keepalives_count": "3",
+        }
+    finally:
+        lock.release()
