@@ -15,13 +15,18 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.engine import Engine
 
 from api.ratelimit import RateLimiter, SharedRateLimiter, retry_after_header
 from collector.forminfo import FormInfo, InvalidValue, Scope, UnknownName, form_info
 from collector.keys import Caller, Role, caller_for_token
-from collector.queries import FieldCondition, SubmissionFilter, parse_condition
+from collector.queries import (
+    MAX_FILTER_VALUES,
+    FieldCondition,
+    SubmissionFilter,
+    parse_condition,
+)
 from collector.settings import Settings
 
 
@@ -189,6 +194,11 @@ class SubmissionParams:
                 403, "include_deleted: deleted submissions are for the manager role and up"
             )
         conditions = tuple(parse_condition(form, w, scope) for w in self.where)
+        bound = sum(len(c.values) for c in conditions) + len(self.districts) + len(self.submitters)
+        if bound > MAX_FILTER_VALUES:
+            raise InvalidValue(
+                "where", "…", f"a filter binds at most {MAX_FILTER_VALUES} values, got {bound}"
+            )
         if self.in_url:
             _refuse_sensitive_values_in_url(form, conditions)
         return SubmissionFilter(
@@ -228,7 +238,8 @@ class SubmissionFilterBody(BaseModel):
     """The submissions filters as a JSON body: the same names, values and checks as the
     query parameters of the GET routes, for values that must stay out of URLs (SEC-21)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: JSON's own types only (no "yes" for true, no "50" for 50)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     from_: str | None = Field(
         None,
@@ -254,6 +265,15 @@ class SubmissionFilterBody(BaseModel):
         description="Field conditions `field:op:value`, as the GET routes' `where` (AND).",
     )
     include_deleted: bool = Field(False, description="Also deleted submissions (manager and up).")
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> SubmissionFilterBody:
+        """As in URLs (``api.errors``): PostgreSQL text cannot hold NUL, no filter needs one."""
+        for name, value in self:
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and "\x00" in text:
+                    raise ValueError(f"{name}: contains a NUL character")
+        return self
 
     def params(self) -> SubmissionParams:
         """The same filters as :class:`SubmissionParams`, marked as not from a URL."""

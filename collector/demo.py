@@ -455,17 +455,16 @@ def ensure_postgres_database(url: str) -> bool:
     u = make_url(url)
     if u.get_backend_name() != "postgresql" or not u.database:
         return False
-    conninfo = u.set(drivername="postgresql").render_as_string(hide_password=False)
+    from collector import store
+
     try:
-        psycopg.connect(conninfo, connect_timeout=10).close()
+        psycopg.connect(store.libpq_conninfo(url), connect_timeout=10).close()
         return False
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
             raise
-    admin = u.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(
-        admin.render_as_string(hide_password=False), autocommit=True, connect_timeout=10
-    ) as conn:
+    admin = store.libpq_conninfo(url, database="postgres")
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(u.database)))
     return True
 

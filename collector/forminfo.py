@@ -231,6 +231,17 @@ def _field(row: sa.Row) -> FieldInfo:
 PUBLIC_UNDESCRIBED = frozenset({"/meta/instanceID", "/meta/deprecatedID"})
 
 
+# XLSForm metadata that Collect fills with who or what collected the answers, not with an
+# answer: the tablet's id (the same as the deviceID in the submission's metadata), its SIM,
+# the enumerator's phone number, user name and e-mail. Like ``submitter_name`` and
+# ``device_id`` (SEC-18) these point at people, so they are the manager's whatever the form
+# says: Collect's forms mark them nowhere, and a ``deviceid`` question left unmarked handed
+# analysts the device id the metadata columns withhold.
+STAFF_IDENTITY_XLS_TYPES = frozenset(
+    {"deviceid", "simserial", "subscriberid", "phonenumber", "username", "email"}
+)
+
+
 def _undescribed(f: FieldInfo) -> bool:
     """A value field no XLSForm described: no label in any language and no XLSForm type
     (a spec gives every row, labelled or not, e.g. a calculate or ``start``, its type)."""
@@ -260,6 +271,9 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
         # push`): sensitive until a spec says otherwise. New stores record it so (SEC-14);
         # this also covers stores made before that fix, which recorded it as not sensitive.
         fields = tuple(replace(f, sensitive=True) if _undescribed(f) else f for f in fields)
+    fields = tuple(
+        replace(f, sensitive=True) if f.xls_type in STAFF_IDENTITY_XLS_TYPES else f for f in fields
+    )
     choices: dict[str, dict[str, dict[str, str | None]]] = {}
     for c in conn.execute(
         sa.select(choice_t)

@@ -37,7 +37,7 @@ from collector.forminfo import (
     UnknownName,
     Withheld,
     data_issue_t,
-    field_t,
+    form_info,
     form_t,
     link_table_for,
     submission_t,
@@ -118,6 +118,14 @@ def parse_value(f: FieldInfo, text: str, parameter: str) -> Any:
     return text
 
 
+# Values one `in`/`has` condition may list: far above any real filter, and far below
+# PostgreSQL's 65,535 bound parameters a statement, which a larger list would exceed (the
+# driver's error would read as "store unavailable").
+MAX_CONDITION_VALUES = 1000
+# All the values one filter binds (conditions, districts, submitters), for the same reason.
+MAX_FILTER_VALUES = 5000
+
+
 def parse_condition(form: FormInfo, text: str, scope: Scope) -> FieldCondition:
     """``field:op:value`` (``in`` takes ``a|b|c``; ``null``/``notnull`` take no value)."""
     parts = text.split(":", 2)
@@ -143,6 +151,8 @@ def parse_condition(form: FormInfo, text: str, scope: Scope) -> FieldCondition:
     if f.is_geopoint and op not in ("null", "notnull"):
         raise InvalidValue("where", text, "a geopoint can be filtered with null/notnull only")
     if op in ("null", "notnull"):
+        if raw:  # a value here would only sit in a URL for nothing
+            raise InvalidValue("where", f"{name}:{op}:…", f"operator {op} takes no value")
         return FieldCondition(f, op, ())
     if raw is None or raw == "":
         raise InvalidValue("where", text, f"operator {op} needs a value")
@@ -151,6 +161,10 @@ def parse_condition(form: FormInfo, text: str, scope: Scope) -> FieldCondition:
     if f.select_multiple and op not in ("has", "eq", "ne"):
         raise InvalidValue("where", text, "a select_multiple takes has (one choice), eq or ne")
     values = raw.split("|") if op in ("in", "has") else [raw]
+    if len(values) > MAX_CONDITION_VALUES:
+        raise InvalidValue(
+            "where", f"{name}:{op}:…", f"at most {MAX_CONDITION_VALUES} values, got {len(values)}"
+        )
     return FieldCondition(f, op, tuple(parse_value(f, v, "where") for v in values))
 
 
@@ -437,8 +451,14 @@ def data_issues_page(
     limit: int,
     after_id: int | None,
 ) -> list[dict[str, Any]]:
-    """``data_issue`` rows this scope may see (its districts); the value of a sensitive
-    field's issue is withheld (None, ``withheld`` true) unless the scope sees sensitive values."""
+    """``data_issue`` rows this scope may see (its districts; deleted submissions' only for
+    sensitive scopes, as elsewhere); the value of a sensitive field's issue is withheld
+    (None, ``withheld`` true) unless the scope sees sensitive values.
+
+    Sensitivity is the form's :class:`FormInfo` verdict, the same the rows and exports
+    obey (fail-closed rules included: undescribed questions, forms whose XLSForm was never
+    recorded, staff identity metadata), not the raw ``form_field.sensitive`` column. A
+    path no field of the form has is treated as sensitive."""
     d, s = data_issue_t, submission_t
     query = (
         sa.select(
@@ -450,33 +470,37 @@ def data_issues_page(
             d.c.value,
             d.c.reason,
             d.c.found_at,
-            field_t.c.sensitive,
-            field_t.c.column_name,
         )
         .select_from(
-            d.join(form_t, form_t.c.id == d.c.form_id)
-            .outerjoin(s, sa.and_(s.c.form_id == d.c.form_id, s.c.instance_id == d.c.instance_id))
-            .outerjoin(
-                field_t, sa.and_(field_t.c.form_id == d.c.form_id, field_t.c.path == d.c.path)
+            d.join(form_t, form_t.c.id == d.c.form_id).outerjoin(
+                s, sa.and_(s.c.form_id == d.c.form_id, s.c.instance_id == d.c.instance_id)
             )
         )
         .where(scope.district_condition(s.c.district))
         .order_by(d.c.id)
         .limit(limit)
     )
+    if not scope.sensitive:
+        query = query.where(s.c.deleted_at.is_(None))
     if form is not None:
         query = query.where(d.c.form_id == form.id)
     if after_id is not None:
         query = query.where(d.c.id > after_id)
+    fields_by_form: dict[str, dict[str, FieldInfo]] = {}
     out = []
     with engine.connect() as conn:
-        for r in conn.execute(query):
-            row = dict(r._mapping)
-            # A field the store does not describe is treated as sensitive: fail closed.
-            sensitive = row.pop("sensitive") is not False
-            row["sensitive"] = sensitive
-            row["withheld"] = sensitive and not scope.sensitive
-            if row["withheld"]:
-                row["value"] = None
-            out.append(row)
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for row in rows:
+        xml_form_id = row["xml_form_id"]
+        if xml_form_id not in fields_by_form:
+            info = form if form is not None else form_info(engine, xml_form_id)
+            fields_by_form[xml_form_id] = {f.path: f for f in info.fields} if info else {}
+        f = fields_by_form[xml_form_id].get(row["path"])
+        sensitive = f is None or f.sensitive
+        row["sensitive"] = sensitive
+        row["column_name"] = f.column_name if f is not None else None
+        row["withheld"] = sensitive and not scope.sensitive
+        if row["withheld"]:
+            row["value"] = None
+        out.append(row)
     return out

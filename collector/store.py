@@ -37,7 +37,16 @@ from collector.storage.attachments import (
 )
 from collector.storage.batches import _chunks
 from collector.storage.checkpoint import Checkpoints, background_checkpoints, scrub_wal
-from collector.storage.engine import T, as_utc, create_schema, engine_for, is_postgres, now
+from collector.storage.engine import (
+    T,
+    as_utc,
+    create_schema,
+    engine_for,
+    is_postgres,
+    libpq_conninfo,
+    lock_schema,
+    now,
+)
 from collector.storage.forms import (
     form_id_for,
     form_versions,
@@ -228,7 +237,9 @@ __all__ = [  # the facade: every public name of collector/storage, and the ones 
     "form_versions",
     "instance_states",
     "is_postgres",
+    "libpq_conninfo",
     "live_count",
+    "lock_schema",
     "mark_gone",
     "now",
     "save_attachment",

@@ -27,9 +27,11 @@ from typing import Protocol
 
 import psycopg
 from filelock import FileLock, Timeout
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import make_url
 
 from collector.settings import Settings
+from collector.store import libpq_conninfo
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +58,6 @@ class LeaderLock(Protocol):
     def release(self) -> None:
         """Give up the lead (idempotent)."""
         ...
-
-
-def libpq_conninfo(database_url: str) -> str:
-    """A libpq URI for a SQLAlchemy URL (``postgresql+psycopg://`` -> ``postgresql://``)."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class PostgresLeaderLock:
@@ -92,12 +89,14 @@ class PostgresLeaderLock:
             f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} "
             f"-c tcp_keepalives_count={count}"
         )
+        # after any options the database URL already carries, not instead of them
+        given = conninfo_to_dict(self._conninfo).get("options")
         return psycopg.connect(
             self._conninfo,
             autocommit=True,
             application_name="collector-scheduler-leader",
             connect_timeout=10,
-            options=server,
+            options=f"{given} {server}" if given else server,
             keepalives=1,
             keepalives_idle=idle,
             keepalives_interval=interval,

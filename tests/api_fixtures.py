@@ -57,6 +57,7 @@ PLANTED_SENSITIVE = {
     "info_centre_consultation": {},
 }
 PLANTED_SPEAKER = "PLANTSPEAKER Фарход Qx7"
+PLANTED_DEVICE = "collect:Qx7planted"  # the deviceID the planted visits are sent with
 SENSITIVE_NEEDLES = (
     "PLANTVILLAGE-Qx7",
     "PLANTNAME",
@@ -66,8 +67,8 @@ SENSITIVE_NEEDLES = (
     "39.9876543",
     "69.1234567",
     "PLANTSPEAKER",
+    PLANTED_DEVICE,  # staff identity, the manager's (SEC-18), in metadata and a question
 )
-PLANTED_DEVICE = "collect:Qx7planted"  # the deviceID the planted visits are sent with
 MARK_HOME = "HH-MARK-HOME-Qx7"  # household_id of a planted visit in HOME_DISTRICT
 MARK_OTHER = "HH-MARK-OTHER-Qx7"  # household_id of a planted visit in OTHER_DISTRICT
 # household_id is sensitive (SEC-13): a non-sensitive answer marks the planted visits for
@@ -216,7 +217,8 @@ def _submit_all(
                 "/visit/household_id": mark,
                 "/visit/last_remittance": mark,  # not a date: a data_issue that names the mark
             },
-            drawn_then={"/visit/respondent_age": str(age)},
+            # the deviceid question holds what Collect also sends as deviceID
+            drawn_then={"/visit/respondent_age": str(age), "/deviceid": PLANTED_DEVICE},
         )
         project.submit(xml, device_id=PLANTED_DEVICE)
         planted["household_visit"].append(iid)

@@ -290,5 +290,15 @@ def test_shared_rate_limiter__refills_at_the_configured_rate(postgres_url):
         time.sleep(wait + 0.05)
         assert limiter.acquire(1) == 0 and limiter.acquire(1) > 0
         assert limiter.acquire("another") == 0
+        # the server's clock stepped back an hour: the key waits a token's time, not an hour
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE api_rate_bucket SET tat = extract(epoch FROM clock_timestamp()) + 3600 "
+                "WHERE bucket = '1'"
+            )
+        wait = limiter.acquire(1)
+        assert 0 < wait <= 0.5
+        time.sleep(wait + 0.05)
+        assert limiter.acquire(1) == 0
     finally:
         engine.dispose()

@@ -122,10 +122,24 @@ def test_query_body__every_key_and_value_is_checked(api):
         ({"from": "yesterday"}, "from"),
         ({"from": "2026-11-24", "to": "2026-01-01"}, "from"),
         ({"lang": "fr"}, "lang"),
+        ({"include_deleted": "yes"}, "include_deleted"),  # JSON's own types only
+        ({"limit": "5"}, "limit"),
+        ({"district": ["kulob\x00"]}, "NUL"),
+        ({"where": ["visit/respondent_age:in:" + "|".join(map(str, range(1001)))]}, "1000"),
+        (
+            {"where": [f"visit/respondent_age:in:{'|'.join(map(str, range(900)))}"] * 6},
+            "at most 5000",
+        ),
+        ({"where": ["visit/respondent_age:null:5"]}, "takes no value"),
     ):
         r = api.post(QUERY, "analyst", json=body)
         assert r.status_code == 422, (body, r.text)
         assert named in r.text, (body, r.text)
+    r = api.post(QUERY, "manager", json={"where": [f"visit/respondent_phone:notnull:{PHONE}"]})
+    assert r.status_code == 422 and PHONE not in r.text  # no value where none is taken
+    r = api.post(QUERY, "analyst", json={"fields": ["visit/respondent_age,visit/referrals"]})
+    assert r.status_code == 200  # comma-separated as in the GET routes
+    assert set(r.json()["items"][0]["values"]) == {"visit__respondent_age", "visit__referrals"}
     r = api.post(QUERY, "analyst", json={"sort": "no_such_field"})
     assert r.status_code in (404, 422) and "no_such_field" in r.text
     r = api.post(QUERY, "analyst", json={"include_deleted": True})

@@ -168,3 +168,33 @@ def test_compose__service_command_exists_and_takes_its_options(compose, service:
     )
     for option in options:
         assert option in done.stdout, f"{service}: {option} is not an option of {argv[2:-1]}"
+
+
+def test_nginx__retries_on_another_replica_only_what_reads() -> None:
+    """Only the read-only POST routes (filters in a body, SEC-21) are retried like GETs:
+    a retried review decision or key creation would be sent twice."""
+    from api.app import create_app
+
+    conf = (REPO / "deploy" / "nginx.conf").read_text()
+    blocks = dict(re.findall(r"location\s+(~\s+\S+|/)\s*\{([^}]*)\}", conf))
+    retried = [loc for loc, body in blocks.items() if "non_idempotent" in body]
+    assert len(retried) == 1 and retried[0].startswith("~"), blocks
+    pattern = re.compile(retried[0][1:].strip())
+    app = create_app(Settings(database_url="sqlite:///:memory:"))
+    posts = {
+        path.replace("{form_id}", "household_visit")
+        .replace("{instance_id}", "uuid:1")
+        .replace("{fmt}", "csv")
+        .replace("{key_id}", "1")
+        for path, methods in app.openapi()["paths"].items()
+        if "post" in methods
+    }
+    read_only = {
+        "/v1/forms/household_visit/submissions/query",
+        "/v1/forms/household_visit/export.csv",
+    }
+    assert read_only <= posts
+    assert {p for p in posts if pattern.search(p)} == read_only, posts
+    assert pattern.search("/v1/forms/household_visit/export.geojson")
+    for body in blocks.values():
+        assert "proxy_pass http://collector_api;" in body

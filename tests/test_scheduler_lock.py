@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy.engine import make_url
 
 from collector.settings import Settings
 from scheduler.leader import (
@@ -163,21 +165,37 @@ def test_leader_lock_for__follows_the_database(tmp_path: Path) -> None:
         leader_lock_for(Settings(database_url="mysql://u@h/db"))
 
 
-def test_libpq_conninfo__drops_the_sqlalchemy_driver() -> None:
-    assert (
-        libpq_conninfo("postgresql+psycopg://postgres:pw@127.0.0.1:5432/test")
-        == "postgresql://postgres:pw@127.0.0.1:5432/test"
+def test_libpq_conninfo__the_urls_parts_and_query_as_libpq_reads_them() -> None:
+    info = conninfo_to_dict(
+        libpq_conninfo(
+            "postgresql+psycopg://postgres:p%20w@127.0.0.1:5432/test"
+            "?options=-c%20statement_timeout%3D7000&sslmode=require"
+        )
     )
+    assert info == {
+        "host": "127.0.0.1",
+        "port": "5432",
+        "user": "postgres",
+        "password": "p w",
+        "dbname": "test",
+        "options": "-c statement_timeout=7000",  # a space, not SQLAlchemy's "+"
+        "sslmode": "require",
+    }
 
 
 @pytest.mark.postgres
 def test_postgres_leader_lock__the_server_probes_the_leader_too(postgres_url: str) -> None:
     """A leader's host that vanishes sends no FIN: only the server's own keepalives end its
     session (and free the lock), so they are set on the lock's session, not only libpq's."""
-    lock = PostgresLeaderLock(postgres_url, keepalive_seconds=8)
+    url = make_url(postgres_url).update_query_dict({"options": "-c statement_timeout=7000"})
+    lock = PostgresLeaderLock(url.render_as_string(hide_password=False), keepalive_seconds=8)
     try:
         assert lock.try_acquire()
         assert lock._conn is not None
+        if lock._conn.execute("SELECT inet_server_addr()").fetchone()[0] is None:
+            pytest.skip("the test PostgreSQL is reached over a Unix socket: no TCP keepalives")
+        # the URL's own options are kept
+        assert lock._conn.execute("SHOW statement_timeout").fetchone()[0] == "7s"
         settings = dict(
             lock._conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name LIKE 'tcp_keepalives_%'"

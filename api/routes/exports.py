@@ -112,7 +112,7 @@ async def export_by_body(
         settings,
         body.params(),
         body.repeat,
-        [f.strip() for f in body.fields if f.strip()],
+        split_list(body.fields),
         body.lang,
         body.geofield,
     )

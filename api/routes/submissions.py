@@ -181,7 +181,7 @@ def query_submissions(
         settings,
         body.params(),
         body.sort,
-        [f.strip() for f in body.fields if f.strip()],
+        split_list(body.fields),
         body.lang,
         body.limit,
         body.cursor,

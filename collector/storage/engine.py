@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import SQLModel
 
 from collector import models as m
@@ -85,6 +86,34 @@ def is_postgres(engine_or_conn: Engine | Connection) -> bool:
 _SCHEMA_LOCK = 0x636F6C6C  # "coll": one advisory lock id for schema changes
 
 
+def libpq_conninfo(database_url: str, *, database: str | None = None) -> str:
+    """The libpq conninfo (``key=value ...``) for a SQLAlchemy PostgreSQL URL, for code that
+    talks to psycopg directly (the scheduler's lock, the demo's CREATE DATABASE).
+
+    Built from the URL's parts, not by rendering it back: SQLAlchemy writes a space in a
+    query value as ``+``, which a libpq URI keeps as a plus sign, so ``?options=-c%20x=1``
+    would reach the server as ``-c+x=1``."""
+    url = make_url(database_url)
+    parts: dict[str, object] = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "dbname": database or url.database,
+    }
+    for key, value in url.query.items():
+        parts[key] = value if isinstance(value, str) else value[-1]
+    return make_conninfo(**{k: str(v) for k, v in parts.items() if v is not None})
+
+
+def lock_schema(conn: Connection) -> None:
+    """On PostgreSQL, wait for the schema lock until ``conn``'s transaction ends, so that
+    processes starting together (API replicas, schedulers) do not race to create the same
+    table: ``CREATE ... IF NOT EXISTS`` alone can still fail on a concurrent create."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+
+
 def create_schema(engine: Engine) -> None:
     """Create the fixed tables (idempotent). Per-form tables come with their forms.
 
@@ -92,7 +121,7 @@ def create_schema(engine: Engine) -> None:
     together do not race to create the same table."""
     if is_postgres(engine):
         with engine.begin() as conn:
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            lock_schema(conn)
             SQLModel.metadata.create_all(conn)
             _raw_compression_lz4(conn)
     else:

@@ -11,7 +11,7 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from collector.storage.engine import T, now
+from collector.storage.engine import T, lock_schema, now
 
 _CACHE: dict[tuple[str, str], bytes] = {}
 _LOCK = threading.Lock()
@@ -32,6 +32,7 @@ def store_secret(engine: Engine, name: str) -> bytes:
         return cached
     table = T["store_secret"]
     with engine.begin() as conn:
+        lock_schema(conn)  # replicas starting together: one creates, the others wait
         table.create(conn, checkfirst=True)  # a store made before this table existed
         value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
         if value is None:

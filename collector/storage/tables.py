@@ -15,7 +15,7 @@ from collector.normalize import (
     FormShape,
     TableSpec,
 )
-from collector.storage.engine import _SCHEMA_LOCK, is_postgres
+from collector.storage.engine import lock_schema
 
 log = logging.getLogger("collector.store")
 
@@ -98,8 +98,7 @@ def ensure_form_tables(engine: Engine, shape: FormShape) -> dict[str, sa.Table]:
                 return _ENSURED[key]
     tables = form_tables(shape)
     with engine.begin() as conn:
-        if is_postgres(conn):
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+        lock_schema(conn)
         inspector = sa.inspect(conn)
         existing = set(inspector.get_table_names())
         for name, table in tables.items():
