@@ -239,7 +239,7 @@ class SubmissionFilterBody(BaseModel):
     query parameters of the GET routes, for values that must stay out of URLs (SEC-21)."""
 
     # strict: JSON's own types only (no "yes" for true, no "50" for 50)
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     from_: str | None = Field(
         None,

@@ -29,6 +29,7 @@ import os
 import re
 import socket
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from sqlalchemy.engine import Engine
 
 from collector import store
 from collector.central import Central, CentralError, project_id_named
+from collector.failures import failure_text
 from collector.manifest import ManifestError, load_manifest
 from collector.normalize import FormShape, PageRows, parse_datetime, rows_for_page
 from collector.pipeline import PageWriter, gc_paused, prefetched
@@ -157,8 +159,13 @@ class FormSync:
             log.error("sync of form %s failed: %s", self.xml_form_id, err)
         except Exception as err:  # a bug must not stop the other forms; it is recorded
             self.result.status = "failed"
-            self.result.error = f"{type(err).__name__}: {err}"
-            log.exception("sync of form %s failed", self.xml_form_id)
+            self.result.error = failure_text(err)
+            log.error(
+                "sync of form %s failed: %s\n%s",
+                self.xml_form_id,
+                self.result.error,
+                "".join(traceback.format_tb(err.__traceback__)),
+            )
         finally:
             self.result.seconds = time.perf_counter() - started
             store.finish_run(
@@ -575,4 +582,11 @@ def _failed_form(engine: Engine, name: str, error: str, runner: str | None) -> F
     return FormResult(name, status="failed", run_id=run_id, error=error)
 
 
-__all__ = ["FormResult", "FormSync", "SyncError", "odata_time", "sync_forms", "window_filter"]
+__all__ = [
+    "FormResult",
+    "FormSync",
+    "SyncError",
+    "odata_time",
+    "sync_forms",
+    "window_filter",
+]

@@ -85,9 +85,11 @@ class PostgresLeaderLock:
         off from the server learns it as soon, in ``still_held``.
         """
         idle, interval, count = self._keepalive, max(1, self._keepalive // 2), 3
+        # tcp_user_timeout (PostgreSQL 12+) covers what keepalives do not: a host that
+        # vanished while the server still had a reply to it unacknowledged.
         server = (
             f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} "
-            f"-c tcp_keepalives_count={count}"
+            f"-c tcp_keepalives_count={count} -c tcp_user_timeout={(idle + interval * count) * 1000}"
         )
         # after any options the database URL already carries, not instead of them
         given = conninfo_to_dict(self._conninfo).get("options")
@@ -110,7 +112,11 @@ class PostgresLeaderLock:
             try:
                 conn = self._connect()
             except psycopg.OperationalError as exc:
-                log.warning("leader lock: cannot reach PostgreSQL (%s)", type(exc).__name__)
+                # libpq's message (host, port, the server's refusal) holds no password, and
+                # says why, e.g. a pooler refusing the keepalive options
+                log.warning(
+                    "leader lock: cannot reach PostgreSQL (%s: %s)", type(exc).__name__, exc
+                )
                 return False
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
             if row and row[0]:

@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from collector.failures import failure_text
 from scheduler.leader import LeaderLock
 from scheduler.triggers import FormSchedule, trigger_for
 
@@ -106,9 +108,15 @@ class SchedulerService:
             self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
             log.error("%s: sync failed: %s", form_id, exc)
             return
-        except Exception:
+        except Exception as exc:
             self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
-            log.exception("%s: sync failed unexpectedly; the next run tries again", form_id)
+            # Not log.exception: a database's message can quote a submission (failure_text).
+            log.error(
+                "%s: sync failed unexpectedly; the next run tries again: %s\n%s",
+                form_id,
+                failure_text(exc),
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
             return
         self.stats.runs[form_id] = self.stats.runs.get(form_id, 0) + 1
         log.info("%s: synced in %.1f s: %s", form_id, time.monotonic() - started, result)

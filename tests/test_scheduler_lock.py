@@ -198,13 +198,15 @@ def test_postgres_leader_lock__the_server_probes_the_leader_too(postgres_url: st
         assert lock._conn.execute("SHOW statement_timeout").fetchone()[0] == "7s"
         settings = dict(
             lock._conn.execute(
-                "SELECT name, setting FROM pg_settings WHERE name LIKE 'tcp_keepalives_%'"
+                "SELECT name, setting FROM pg_settings "
+                "WHERE name LIKE 'tcp_keepalives_%' OR name = 'tcp_user_timeout'"
             ).fetchall()
         )
         assert settings == {
             "tcp_keepalives_idle": "8",
             "tcp_keepalives_interval": "4",
             "tcp_keepalives_count": "3",
+            "tcp_user_timeout": "20000",
         }
     finally:
         lock.release()

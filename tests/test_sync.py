@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import re
 from datetime import UTC, datetime, timedelta
@@ -408,3 +409,50 @@ def project_name(project) -> str:
     )
     r.raise_for_status()
     return r.json()["name"]
+
+
+@pytest.mark.postgres
+def test_sync__a_database_error_is_recorded_and_logged_without_the_rows_values(
+    household, postgres_url, caplog
+):
+    """PostgreSQL quotes a refused row in its message (``Failing row contains (...)``);
+    ``sync_run.error`` (shown to every role) and the log keep its class and constraint only."""
+    project, form, fields = household
+    engine = store.engine_for(postgres_url)
+    try:
+        settings = project.settings()
+        submit_many(project, form, fields, 3, seed=11)
+        assert run(settings, engine, forms=[FORM_ID]).status == "ok"
+        with engine.begin() as c:  # an operator's constraint that the next visits break
+            c.exec_driver_sql(
+                "ALTER TABLE household_visit ADD CONSTRAINT no_new_rows "
+                "CHECK (visit__respondent_age < 0) NOT VALID"
+            )
+        sent = submit_many(project, form, fields, 2, seed=12)
+        names = [re.search(r"<respondent_name>([^<]+)<", xml).group(1) for _, xml in sent]
+        # the control: the database's own message quotes the row
+        with (
+            engine.begin() as c,
+            pytest.raises(sa.exc.IntegrityError) as refused,
+            c.begin_nested(),
+        ):
+            c.exec_driver_sql(
+                "INSERT INTO household_visit (instance_id, visit__respondent_name, "
+                f"visit__respondent_age) VALUES ('control', '{names[0]}', 5)"
+            )
+        assert names[0] in str(refused.value)
+        caplog.set_level(logging.DEBUG)
+        failed = run(settings, engine, forms=[FORM_ID])
+        assert failed.status == "failed"
+        assert "CheckViolation" in failed.error and "no_new_rows" in failed.error
+        with engine.connect() as c:
+            recorded = c.execute(
+                sa.select(store.T["sync_run"].c.error).where(
+                    store.T["sync_run"].c.id == failed.run_id
+                )
+            ).scalar_one()
+        for text in (failed.error, recorded, caplog.text):
+            assert not any(n in text for n in names), text
+        assert "no_new_rows" in caplog.text
+    finally:
+        engine.dispose()
