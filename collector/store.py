@@ -2,7 +2,7 @@
 
 This module is the facade: the parts live in ``collector/storage/`` (``engine``,
 ``batches``, ``forms``, ``tables``, ``pages``, ``checkpoint``, ``runs``, ``attachments``,
-``secrets``),
+``secrets``, ``ratebuckets``),
 one job each, and their public names are re-exported here, so ``from collector import
 store`` is all the others need. API keys, the audit log and enumerators stay below.
 
@@ -64,6 +64,7 @@ from collector.storage.pages import (
     mark_gone,
     store_page,
 )
+from collector.storage.ratebuckets import RATE_BUCKETS, ensure_rate_buckets, take_rate_token
 from collector.storage.runs import (
     FormStatus,
     finish_run,
@@ -219,6 +220,7 @@ def write_audit_rows(engine: Engine, rows: Sequence[dict]) -> None:
 __all__ = [  # the facade: every public name of collector/storage, and the ones below
     "PURGED_HASH",
     "PURGED_RAW",
+    "RATE_BUCKETS",
     "Checkpoints",
     "FormStatus",
     "PageResult",
@@ -229,6 +231,7 @@ __all__ = [  # the facade: every public name of collector/storage, and the ones 
     "create_schema",
     "engine_for",
     "ensure_form_tables",
+    "ensure_rate_buckets",
     "fetched_attachment_names",
     "finish_run",
     "form_id_for",
@@ -253,4 +256,5 @@ __all__ = [  # the facade: every public name of collector/storage, and the ones 
     "stored_form_shape",
     "submissions_missing_attachments",
     "sync_state",
+    "take_rate_token",
 ]
