@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import psycopg
 import sqlalchemy as sa
 
 
@@ -16,8 +19,8 @@ def failure_text(err: BaseException) -> str:
     ``storage.engine``). So for a database error only its class, SQLSTATE and constraint
     are kept; the traceback's frames, logged beside it, say where it happened.
     """
-    if isinstance(err, sa.exc.DBAPIError):
-        orig = err.orig
+    orig = _database_error(err)
+    if orig is not None:
         diag = getattr(orig, "diag", None)
         state = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
         constraint = getattr(diag, "constraint_name", None) if diag is not None else None
@@ -31,3 +34,14 @@ def failure_text(err: BaseException) -> str:
             "its message is not recorded, as it can quote a submission's values"
         )
     return f"{type(err).__name__}: {err}"
+
+
+def _database_error(err: BaseException) -> BaseException | None:
+    """The driver's error behind ``err``, if it is one: wrapped by SQLAlchemy, or raised by
+    the driver itself (PostgreSQL's COPY and SQLite's executemany run on the raw
+    connection, so their errors arrive unwrapped)."""
+    if isinstance(err, sa.exc.DBAPIError):
+        return err.orig
+    if isinstance(err, psycopg.Error | sqlite3.Error):
+        return err
+    return None

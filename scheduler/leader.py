@@ -103,6 +103,9 @@ class PostgresLeaderLock:
             keepalives_idle=idle,
             keepalives_interval=interval,
             keepalives_count=count,
+            # and this side's own bound on unacknowledged data, so still_held's SELECT 1
+            # cannot hang on a silently dropped connection while holding the mutex
+            tcp_user_timeout=(idle + interval * count) * 1000,
         )
 
     def try_acquire(self) -> bool:

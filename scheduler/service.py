@@ -129,7 +129,7 @@ class SchedulerService:
                 event.scheduled_run_time,
             )
         elif event.exception is not None:
-            log.error("%s: sync failed: %s", event.job_id, event.exception)
+            log.error("%s: sync failed: %s", event.job_id, failure_text(event.exception))
 
     def _build_scheduler(self) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(

@@ -60,3 +60,44 @@ def test_data_issues__withheld_as_the_rows_are(api):
     assert PLANTED_DEVICE not in text and UNKNOWN_VALUE not in text and DELETED_VALUE not in text
     managed = {i["value"] for i in issues("manager")}
     assert {PLANTED_DEVICE, UNKNOWN_VALUE, DELETED_VALUE} <= managed
+
+
+def test_sync_status__an_old_runs_error_text_is_the_managers(api):
+    """Runs recorded before errors were written without values (``collector.failures``) may
+    hold a refused row in their text; below manager only the error's first clause shows."""
+    engine = api.synced.engine
+    form_id = store.form_id_for(engine, "roundtable")
+    run_id = store.start_run(engine, "roundtable", form_id, "an older collector")
+    old = (
+        "IntegrityError: (psycopg.errors.CheckViolation) new row for relation violates "
+        "check constraint\nDETAIL:  Failing row contains (uuid:1, PLANTSPEAKER-OLD-Qx7)."
+    )
+    store.finish_run(engine, run_id, error=old, status="failed")
+
+    def status(key: str) -> dict:
+        r = api.get("/v1/sync/status", key)
+        assert r.status_code == 200, r.text
+        return next(f for f in r.json() if f["form_id"] == "roundtable")
+
+    for key in ("viewer", "analyst"):
+        seen = status(key)
+        assert seen["last_run"]["error"] == "IntegrityError" == seen["last_error"], seen
+        assert "PLANTSPEAKER-OLD-Qx7" not in str(seen)
+    assert status("manager")["last_run"]["error"] == old
+
+
+def test_staff_identity_types__every_spelling_pyxform_knows():
+    """Each XLSForm type pyxform fills with the device's or the enumerator's identity, and
+    the first word a form spec keeps of it, is treated as the manager's."""
+    from pyxform.question_type_dictionary import QUESTION_TYPE_DICT
+
+    from collector.forminfo import STAFF_IDENTITY_XLS_TYPES
+
+    identity = {"deviceid", "simserial", "subscriberid", "phonenumber", "username", "email"}
+    names = {
+        name
+        for name, spec in QUESTION_TYPE_DICT.items()
+        if str(spec.get("bind", {}).get("jr:preloadParams", "")).removeprefix("uri:") in identity
+    }
+    assert {"deviceid", "imei", "device id", "uri:deviceid"} <= names
+    assert {n for name in names for n in (name, name.split()[0])} <= STAFF_IDENTITY_XLS_TYPES

@@ -416,32 +416,21 @@ def test_sync__a_database_error_is_recorded_and_logged_without_the_rows_values(
     household, postgres_url, caplog
 ):
     """PostgreSQL quotes a refused row in its message (``Failing row contains (...)``);
-    ``sync_run.error`` (shown to every role) and the log keep its class and constraint only."""
+    ``sync_run.error`` (shown to every role) and the log keep its class and constraint only,
+    whether the error comes through SQLAlchemy (the upsert of re-read rows) or straight
+    from the driver (COPY of rows none of which is stored yet, on the raw connection)."""
     project, form, fields = household
     engine = store.engine_for(postgres_url)
-    try:
-        settings = project.settings()
-        submit_many(project, form, fields, 3, seed=11)
-        assert run(settings, engine, forms=[FORM_ID]).status == "ok"
-        with engine.begin() as c:  # an operator's constraint that the next visits break
-            c.exec_driver_sql(
-                "ALTER TABLE household_visit ADD CONSTRAINT no_new_rows "
-                "CHECK (visit__respondent_age < 0) NOT VALID"
-            )
-        sent = submit_many(project, form, fields, 2, seed=12)
-        names = [re.search(r"<respondent_name>([^<]+)<", xml).group(1) for _, xml in sent]
-        # the control: the database's own message quotes the row
-        with (
-            engine.begin() as c,
-            pytest.raises(sa.exc.IntegrityError) as refused,
-            c.begin_nested(),
-        ):
-            c.exec_driver_sql(
-                "INSERT INTO household_visit (instance_id, visit__respondent_name, "
-                f"visit__respondent_age) VALUES ('control', '{names[0]}', 5)"
-            )
-        assert names[0] in str(refused.value)
-        caplog.set_level(logging.DEBUG)
+    constraint = (
+        "ALTER TABLE household_visit ADD CONSTRAINT no_new_rows "
+        "CHECK (visit__respondent_age < 0) NOT VALID"
+    )
+
+    def names_of(sent: list[tuple[str, str]]) -> list[str]:
+        return [re.search(r"<respondent_name>([^<]+)<", xml).group(1) for _, xml in sent]
+
+    def failed_without(names: list[str]) -> str:
+        caplog.clear()
         failed = run(settings, engine, forms=[FORM_ID])
         assert failed.status == "failed"
         assert "CheckViolation" in failed.error and "no_new_rows" in failed.error
@@ -454,5 +443,33 @@ def test_sync__a_database_error_is_recorded_and_logged_without_the_rows_values(
         for text in (failed.error, recorded, caplog.text):
             assert not any(n in text for n in names), text
         assert "no_new_rows" in caplog.text
+        return failed.error
+
+    try:
+        caplog.set_level(logging.DEBUG)
+        settings = project.settings()
+        assert run(settings, engine, forms=[FORM_ID]).status == "ok"  # tables, no rows
+        with engine.begin() as c:  # an operator's constraint that the next visits break
+            c.exec_driver_sql(constraint)
+        first = names_of(submit_many(project, form, fields, 2, seed=12))
+        # the control: the database's own message quotes the row
+        with (
+            engine.begin() as c,
+            pytest.raises(sa.exc.IntegrityError) as refused,
+            c.begin_nested(),
+        ):
+            c.exec_driver_sql(
+                "INSERT INTO household_visit (instance_id, visit__respondent_name, "
+                f"visit__respondent_age) VALUES ('control', '{first[0]}', 5)"
+            )
+        assert first[0] in str(refused.value)
+        failed_without(first)  # nothing stored yet: COPY on the raw connection
+        with engine.begin() as c:
+            c.exec_driver_sql("ALTER TABLE household_visit DROP CONSTRAINT no_new_rows")
+        assert run(settings, engine, forms=[FORM_ID]).status == "ok"
+        with engine.begin() as c:
+            c.exec_driver_sql(constraint)
+        later = names_of(submit_many(project, form, fields, 2, seed=13))
+        failed_without(later)  # the window re-reads stored rows: the upsert, wrapped
     finally:
         engine.dispose()

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from api.deps import AdminDep, EngineDep, SettingsDep, ViewerDep, scope_for, split_list
 from collector import store
 from collector.forminfo import UnknownName, all_forms
+from collector.keys import Caller
 from collector.queries import last_ok_runs, submission_counts
 from collector.settings import Settings
 
@@ -53,6 +54,19 @@ def _utc(value: datetime | None) -> datetime | None:
     return store.as_utc(value)
 
 
+def error_for(caller: Caller, error: str | None) -> str | None:
+    """A run's error as this caller may read it: whole for managers and up; below, only
+    its first clause (``database error CheckViolation (...)``, ``CentralUnavailable``).
+
+    Errors are now recorded without the values a database quotes (``collector.failures``),
+    but runs recorded before that may hold a refused row's answers after the first line
+    or colon, and a store keeps its runs."""
+    if error is None or caller.sees_sensitive:
+        return error
+    head = error.splitlines()[0] if error.strip() else ""
+    return head.split(":", 1)[0].split(";", 1)[0].strip()[:200] or "failed"
+
+
 @router.get("/sync/status", response_model=list[FormSyncOut])
 def sync_status(caller: ViewerDep, engine: EngineDep) -> list[FormSyncOut]:
     """Per form: watermark, last run, when it last synced without error (``lag_seconds``
@@ -81,13 +95,13 @@ def sync_status(caller: ViewerDep, engine: EngineDep) -> list[FormSyncOut]:
                     fetched=run.get("fetched") if all_districts else None,
                     written=run.get("written") if all_districts else None,
                     deleted=run.get("deleted") if all_districts else None,
-                    error=run.get("error"),
+                    error=error_for(caller, run.get("error")),
                 )
                 if run
                 else None,
                 last_ok_at=last_ok,
                 lag_seconds=(now - last_ok).total_seconds() if last_ok else None,
-                last_error=st.last_error,
+                last_error=error_for(caller, st.last_error),
             )
         )
     return out
