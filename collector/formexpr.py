@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pyxform.parsing.expression import parse_expression
 
 from collector.findings import Findings
+from collector.formspec import STAFF_IDENTITY_XLS_TYPES
 from collector.xlsform import (
     GROUP_BEGIN,
     GROUP_END,
@@ -98,7 +99,12 @@ def check_derived_sensitive(survey: Sheet, out: Findings) -> None:
         if row.get("name"):
             sources[row.row] = uses
             rows[row.row] = row
-    sensitive = {r.get("name") for r in rows.values() if is_true(r.get("sensitive"))}
+    sensitive = {
+        r.get("name")
+        for r in rows.values()
+        if is_true(r.get("sensitive"))
+        or split_type(r.get("type"))[0] in STAFF_IDENTITY_XLS_TYPES  # always the manager's
+    }
     derived: dict[int, str] = {}  # row -> the sensitive name it follows
     changed = True
     while changed:

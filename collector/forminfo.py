@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from collector import models
-from collector.formspec import LANGUAGES
+from collector.formspec import LANGUAGES, STAFF_IDENTITY_XLS_TYPES
 
 form_t = models.Form.__table__
 field_t = models.FormField.__table__
@@ -229,27 +229,6 @@ def _field(row: sa.Row) -> FieldInfo:
 # Fields Central adds to every form whose value is the submission's own id (never a secret);
 # the store exempts the same paths from its own fail-closed rule.
 PUBLIC_UNDESCRIBED = frozenset({"/meta/instanceID", "/meta/deprecatedID"})
-
-
-# XLSForm metadata that Collect fills with who or what collected the answers, not with an
-# answer: the tablet's id (the same as the deviceID in the submission's metadata), its SIM,
-# the enumerator's phone number, user name and e-mail. Like ``submitter_name`` and
-# ``device_id`` (SEC-18) these point at people, so they are the manager's whatever the form
-# says: Collect's forms mark them nowhere, and a ``deviceid`` question left unmarked handed
-# analysts the device id the metadata columns withhold.
-# Every spelling pyxform accepts (pyxform/question_type_dictionary.py: the types whose
-# jr:preloadParams is one of these), and the first word of each, which is what a spec keeps
-# as a field's type; tests/test_api_data_issues.py checks the list against pyxform's.
-STAFF_IDENTITY_XLS_TYPES = frozenset(
-    {
-        "deviceid", "device id", "get device id", "imei", "uri:deviceid",
-        "simserial", "sim id", "get sim id", "uri:simserial",
-        "subscriberid", "subscriber id", "get subscriber id", "uri:subscriberid",
-        "phonenumber", "get phone number", "uri:phonenumber",
-        "username", "uri:username", "email", "uri:email",
-        "device", "sim", "subscriber", "get",
-    }
-)  # fmt: skip
 
 
 def _undescribed(f: FieldInfo) -> bool:

@@ -55,3 +55,25 @@ class FormSpec:
 
     def sensitive_paths(self) -> frozenset[str]:
         return frozenset(f.path for f in self.fields if f.sensitive)
+
+
+# XLSForm metadata that Collect fills with who or what collected the answers, not with an
+# answer: the tablet's id (the same as the deviceID in the submission's metadata), its SIM,
+# the enumerator's phone number, user name and e-mail. Like ``submitter_name`` and
+# ``device_id`` (SEC-18) these point at people, so they are the manager's whatever the
+# form says (``collector.forminfo``), and what is computed from them must be marked
+# (``collector.formexpr``): Collect's forms mark them nowhere, and a ``deviceid`` question
+# left unmarked handed analysts the device id the metadata columns withhold.
+# Every spelling pyxform accepts (pyxform/question_type_dictionary.py: the types whose
+# jr:preloadParams is one of these), and the first word of each, which is what a spec keeps
+# as a field's type; tests/test_api_data_issues.py checks the list against pyxform's.
+STAFF_IDENTITY_XLS_TYPES = frozenset(
+    {
+        "deviceid", "device id", "get device id", "imei", "uri:deviceid",
+        "simserial", "sim id", "get sim id", "uri:simserial",
+        "subscriberid", "subscriber id", "get subscriber id", "uri:subscriberid",
+        "phonenumber", "get phone number", "uri:phonenumber",
+        "username", "uri:username", "email", "uri:email",
+        "device", "sim", "subscriber", "get",
+    }
+)  # fmt: skip

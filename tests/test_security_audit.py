@@ -455,6 +455,8 @@ def test_security__question_derived_from_a_sensitive_answer_must_be_marked(tmp_p
         tmp_path,
         [
             {"type": "calculate", "name": "contact_copy", "calculation": "${respondent_phone}"},
+            # staff identity metadata is the manager's whatever the form marks (SEC-18)
+            {"type": "calculate", "name": "tablet_copy", "calculation": "${deviceid}"},
             {
                 "type": "text",
                 "name": "support_note",
@@ -467,7 +469,7 @@ def test_security__question_derived_from_a_sensitive_answer_must_be_marked(tmp_p
     spec = {f.name: f for f in form_spec(read_xlsform(path), tmp_path).fields}
     unguarded = [
         name
-        for name in ("contact_copy", "support_note")
+        for name in ("contact_copy", "support_note", "tablet_copy")
         if not spec[name].sensitive and not any(name in f.message for f in result.findings)
     ]
     assert not unguarded, (
