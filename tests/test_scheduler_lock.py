@@ -181,6 +181,14 @@ def test_libpq_conninfo__the_urls_parts_and_query_as_libpq_reads_them() -> None:
         "options": "-c statement_timeout=7000",  # a space, not SQLAlchemy's "+"
         "sslmode": "require",
     }
+    failover = conninfo_to_dict(
+        libpq_conninfo("postgresql+psycopg://u@/db?host=db-a:5432&host=db-b:5433")
+    )
+    assert (failover["host"], failover["port"]) == ("db-a,db-b", "5432,5433")
+    socket_dir = conninfo_to_dict(libpq_conninfo("postgresql+psycopg://u@/db?host=/run/pg"))
+    assert socket_dir["host"] == "/run/pg"
+    other = conninfo_to_dict(libpq_conninfo("postgresql+psycopg://u@h/db", database="postgres"))
+    assert other["dbname"] == "postgres"
 
 
 @pytest.mark.postgres

@@ -90,20 +90,15 @@ def libpq_conninfo(database_url: str, *, database: str | None = None) -> str:
     """The libpq conninfo (``key=value ...``) for a SQLAlchemy PostgreSQL URL, for code that
     talks to psycopg directly (the scheduler's lock, the demo's CREATE DATABASE).
 
-    Built from the URL's parts, not by rendering it back: SQLAlchemy writes a space in a
-    query value as ``+``, which a libpq URI keeps as a plus sign, so ``?options=-c%20x=1``
-    would reach the server as ``-c+x=1``."""
-    url = make_url(database_url)
-    parts: dict[str, object] = {
-        "host": url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "dbname": database or url.database,
-    }
-    for key, value in url.query.items():
-        parts[key] = value if isinstance(value, str) else value[-1]
-    return make_conninfo(**{k: str(v) for k, v in parts.items() if v is not None})
+    SQLAlchemy's own psycopg dialect reads the URL (several ``?host=`` for failover, a
+    socket directory, query options), as the engine does; rendering the URL back instead
+    wrote a space in ``?options=`` as ``+``, which libpq keeps as a plus sign."""
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    _, params = PGDialect_psycopg().create_connect_args(make_url(database_url))
+    if database:
+        params["dbname"] = database
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
 def lock_schema(conn: Connection) -> None:
