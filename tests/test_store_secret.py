@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import sqlalchemy as sa
 
 from collector import store
@@ -44,3 +46,31 @@ def test_store_secret__made_once_then_the_same_for_every_process(database_url, t
         engine.dispose()
     elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
     assert secret_in_another_process(elsewhere, "rounding") != mine
+
+
+@pytest.mark.postgres
+def test_first_use_of_existing_tables_takes_no_schema_lock(postgres_url):
+    """A replica starting while a form migration holds the schema lock (it may wait minutes
+    behind a streaming export) must still serve: the lock is taken only to create a table."""
+    from api.ratelimit import SharedRateLimiter
+    from collector.storage.engine import _SCHEMA_LOCK
+    from collector.storage.secrets import _CACHE
+
+    engine = store.engine_for(postgres_url)
+    try:
+        store.create_schema(engine)
+        SharedRateLimiter(engine, per_minute=60).acquire("warm")  # both tables exist now
+        store.store_secret(engine, "rounding")
+        _CACHE.clear()
+        with engine.connect() as holder:
+            holder.exec_driver_sql(f"SELECT pg_advisory_lock({_SCHEMA_LOCK})")
+            pool = ThreadPoolExecutor(1)
+            try:
+                fresh = SharedRateLimiter(engine, per_minute=60)
+                assert pool.submit(fresh.acquire, "k").result(timeout=10) == 0
+                assert len(pool.submit(store.store_secret, engine, "rounding").result(10)) == 32
+            finally:  # a call stuck on the lock ends once it is released
+                holder.exec_driver_sql(f"SELECT pg_advisory_unlock({_SCHEMA_LOCK})")
+                pool.shutdown(wait=True)
+    finally:
+        engine.dispose()

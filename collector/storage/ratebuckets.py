@@ -19,6 +19,8 @@ def ensure_rate_buckets(engine: Engine) -> None:
     UNLOGGED: no WAL, so a request costs no disk write and its commit waits for no flush;
     a server crash empties it, which only loosens the limit for a minute."""
     with engine.begin() as conn:
+        if conn.exec_driver_sql(f"SELECT to_regclass('{RATE_BUCKETS}')").scalar() is not None:
+            return  # no schema lock, which a long form migration may hold for minutes
         lock_schema(conn)
         conn.exec_driver_sql(
             f"CREATE UNLOGGED TABLE IF NOT EXISTS {RATE_BUCKETS} (bucket text PRIMARY KEY, "

@@ -32,8 +32,11 @@ def store_secret(engine: Engine, name: str) -> bytes:
         return cached
     table = T["store_secret"]
     with engine.begin() as conn:
-        lock_schema(conn)  # replicas starting together: one creates, the others wait
-        table.create(conn, checkfirst=True)  # a store made before this table existed
+        if not sa.inspect(conn).has_table(table.name):  # a store made before this table
+            # Only then the schema lock (replicas starting together: one creates, the
+            # others wait), which a long form migration may hold for minutes.
+            lock_schema(conn)
+            table.create(conn, checkfirst=True)
         value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
         if value is None:
             insert = (
