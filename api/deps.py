@@ -144,36 +144,36 @@ def split_list(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+# What each filter means, said once for the GET routes' query parameters and the POST
+# routes' body keys (SubmissionFilterBody), which take the same names and values.
+FILTER_DOCS = {
+    "from": "Submitted on or after (date or ISO datetime).",
+    "to": "Submitted on or before (a bare date: the whole day).",
+    "district": "District code(s).",
+    "review_state": "Review state(s); `received` is not reviewed yet.",
+    "submitter": "Central submitter id(s).",
+    "where": "Field conditions `field:op:value`; op is eq ne in gt gte lt lte has null "
+    "notnull; `in` and `has` take `a|b`. Repeat for AND.",
+    "include_deleted": "Also deleted submissions (manager and up).",
+}
+
+
 class SubmissionParams:
     """The filters shared by the submissions list and the exports (a class dependency)."""
 
+    in_url = True  # the GET routes' query string; see _refuse_sensitive_values_in_url
+
     def __init__(
         self,
-        from_: Annotated[
-            str | None,
-            Query(alias="from", description="Submitted on or after (date or ISO datetime)."),
-        ] = None,
-        to: Annotated[
-            str | None, Query(description="Submitted on or before (a bare date: the whole day).")
-        ] = None,
-        district: Annotated[list[str] | None, Query(description="District code(s).")] = None,
+        from_: Annotated[str | None, Query(alias="from", description=FILTER_DOCS["from"])] = None,
+        to: Annotated[str | None, Query(description=FILTER_DOCS["to"])] = None,
+        district: Annotated[list[str] | None, Query(description=FILTER_DOCS["district"])] = None,
         review_state: Annotated[
-            list[ReviewStateName] | None,
-            Query(description="Review state(s); `received` is not reviewed yet."),
+            list[ReviewStateName] | None, Query(description=FILTER_DOCS["review_state"])
         ] = None,
-        submitter: Annotated[
-            list[str] | None, Query(description="Central submitter id(s).")
-        ] = None,
-        where: Annotated[
-            list[str] | None,
-            Query(
-                description="Field conditions `field:op:value`; op is eq ne in gt gte lt lte "
-                "has null notnull; `in` and `has` take `a|b`. Repeat for AND."
-            ),
-        ] = None,
-        include_deleted: Annotated[
-            bool, Query(description="Also deleted submissions (manager and up).")
-        ] = False,
+        submitter: Annotated[list[str] | None, Query(description=FILTER_DOCS["submitter"])] = None,
+        where: Annotated[list[str] | None, Query(description=FILTER_DOCS["where"])] = None,
+        include_deleted: Annotated[bool, Query(description=FILTER_DOCS["include_deleted"])] = False,
     ) -> None:
         self.date_from = parse_when("from", from_)
         self.date_to = parse_when("to", to, end_of_day=True)
@@ -182,7 +182,6 @@ class SubmissionParams:
         self.submitters = split_list(submitter)
         self.where = list(where or [])
         self.include_deleted = include_deleted
-        self.in_url = True  # False when built from a POST body (SubmissionFilterBody)
 
     def filter_for(self, form: FormInfo, scope: Scope) -> SubmissionFilter:
         if self.date_from and self.date_to and self.date_from > self.date_to:
@@ -241,30 +240,21 @@ class SubmissionFilterBody(BaseModel):
     # strict: JSON's own types only (no "yes" for true, no "50" for 50)
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    from_: str | None = Field(
-        None,
-        alias="from",
-        max_length=40,
-        description="Submitted on or after (date or ISO datetime).",
-    )
-    to: str | None = Field(
-        None, max_length=40, description="Submitted on or before (a bare date: the whole day)."
-    )
+    from_: str | None = Field(None, alias="from", max_length=40, description=FILTER_DOCS["from"])
+    to: str | None = Field(None, max_length=40, description=FILTER_DOCS["to"])
     district: list[Annotated[str, Field(max_length=200)]] = Field(
-        [], max_length=_MAX_ITEMS, description="District code(s)."
+        [], max_length=_MAX_ITEMS, description=FILTER_DOCS["district"]
     )
     review_state: list[ReviewStateName] = Field(
-        [], max_length=5, description="Review state(s); `received` is not reviewed yet."
+        [], max_length=5, description=FILTER_DOCS["review_state"]
     )
     submitter: list[Annotated[str, Field(max_length=200)]] = Field(
-        [], max_length=_MAX_ITEMS, description="Central submitter id(s)."
+        [], max_length=_MAX_ITEMS, description=FILTER_DOCS["submitter"]
     )
     where: list[Annotated[str, Field(max_length=10_000)]] = Field(
-        [],
-        max_length=_MAX_ITEMS,
-        description="Field conditions `field:op:value`, as the GET routes' `where` (AND).",
+        [], max_length=_MAX_ITEMS, description=FILTER_DOCS["where"]
     )
-    include_deleted: bool = Field(False, description="Also deleted submissions (manager and up).")
+    include_deleted: bool = Field(False, description=FILTER_DOCS["include_deleted"])
 
     @model_validator(mode="after")
     def _no_nul(self) -> SubmissionFilterBody:
@@ -276,8 +266,8 @@ class SubmissionFilterBody(BaseModel):
         return self
 
     def params(self) -> SubmissionParams:
-        """The same filters as :class:`SubmissionParams`, marked as not from a URL."""
-        out = SubmissionParams(
+        """The same filters as :class:`SubmissionParams`, from a body, not a URL."""
+        return _BodyParams(
             from_=self.from_,
             to=self.to,
             district=self.district,
@@ -286,8 +276,12 @@ class SubmissionFilterBody(BaseModel):
             where=self.where,
             include_deleted=self.include_deleted,
         )
-        out.in_url = False
-        return out
+
+
+class _BodyParams(SubmissionParams):
+    """Filters that came in a POST body: a sensitive value may be among them."""
+
+    in_url = False
 
 
 SubmissionParamsDep = Annotated[SubmissionParams, Depends()]

@@ -35,12 +35,17 @@ MAX_BUCKETS = 100_000
 """Buckets kept at most (a few MB): client addresses of unauthenticated requests are many."""
 
 
+def burst_for(per_minute: int, burst: int | None) -> int:
+    """The bucket's size, the same for both limiters: ``burst``, or a minute's worth up to 60."""
+    if per_minute < 1:
+        raise ValueError(f"per_minute must be at least 1, got {per_minute}")
+    return burst if burst is not None else max(1, min(per_minute, 60))
+
+
 class RateLimiter:
     def __init__(self, per_minute: int, burst: int | None = None) -> None:
-        if per_minute < 1:
-            raise ValueError(f"per_minute must be at least 1, got {per_minute}")
         self.rate = per_minute / 60.0  # tokens a second
-        self.burst = float(burst if burst is not None else max(1, min(per_minute, 60)))
+        self.burst = float(burst_for(per_minute, burst))
         self._buckets: dict[Hashable, _Bucket] = {}
         self._lock = threading.Lock()
 
@@ -99,13 +104,10 @@ class SharedRateLimiter:
     """
 
     def __init__(self, engine: Engine, per_minute: int, burst: int | None = None) -> None:
-        if per_minute < 1:
-            raise ValueError(f"per_minute must be at least 1, got {per_minute}")
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.interval = 60.0 / per_minute
-        burst_n = burst if burst is not None else max(1, min(per_minute, 60))
-        self.tolerance = (burst_n - 1) * self.interval
+        self.tolerance = (burst_for(per_minute, burst) - 1) * self.interval
         self._ready = False
 
     def acquire(self, key_id: Hashable) -> float:

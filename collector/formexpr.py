@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pyxform.parsing.expression import parse_expression
 
 from collector.findings import Findings
-from collector.formspec import STAFF_IDENTITY_XLS_TYPES
+from collector.formspec import is_staff_identity_type
 from collector.xlsform import (
     GROUP_BEGIN,
     GROUP_END,
@@ -103,7 +103,7 @@ def check_derived_sensitive(survey: Sheet, out: Findings) -> None:
         r.get("name")
         for r in rows.values()
         if is_true(r.get("sensitive"))
-        or split_type(r.get("type"))[0] in STAFF_IDENTITY_XLS_TYPES  # always the manager's
+        or is_staff_identity_type(split_type(r.get("type"))[0])  # always the manager's
     }
     derived: dict[int, str] = {}  # row -> the sensitive name it follows
     changed = True

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from collector import models
-from collector.formspec import LANGUAGES, STAFF_IDENTITY_XLS_TYPES
+from collector.formspec import LANGUAGES, is_staff_identity_type
 
 form_t = models.Form.__table__
 field_t = models.FormField.__table__
@@ -261,7 +261,7 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
         # this also covers stores made before that fix, which recorded it as not sensitive.
         fields = tuple(replace(f, sensitive=True) if _undescribed(f) else f for f in fields)
     fields = tuple(
-        replace(f, sensitive=True) if f.xls_type in STAFF_IDENTITY_XLS_TYPES else f for f in fields
+        replace(f, sensitive=True) if is_staff_identity_type(f.xls_type) else f for f in fields
     )
     choices: dict[str, dict[str, dict[str, str | None]]] = {}
     for c in conn.execute(

@@ -77,3 +77,9 @@ STAFF_IDENTITY_XLS_TYPES = frozenset(
         "device", "sim", "subscriber", "get",
     }
 )  # fmt: skip
+
+
+def is_staff_identity_type(xls_type: str | None) -> bool:
+    """Whether an XLSForm type (or its first word, as a spec keeps it) is one Collect fills
+    with the tablet's or the enumerator's identity (see STAFF_IDENTITY_XLS_TYPES)."""
+    return xls_type is not None and xls_type.split(" ", 1)[0] in STAFF_IDENTITY_XLS_TYPES

@@ -20,10 +20,10 @@ one; a total, then a breakdown; ``to=D`` against ``to=D-1``) and subtract. So fo
 roles every published people count -- cells, subtotals and totals alike -- is also rounded
 to a base (``settings.indicator_rounding_base``, default 5) by *consistent random
 rounding*, keyed per cell as in the Australian Bureau of Statistics' cell key method: each
-submission has a pseudo-random record key (a hash of its instance id,
-computed in SQL), a cell's key is the sum of its records' keys, hashed again to a number
-``u`` in [0, 1) with a key only the store holds (``store_secret``), and a value ``b*q + r`` is published as ``b*(q+1)`` when ``u < r/b``,
-else as ``b*q``. The rounding is unbiased, any difference of two answers is a multiple of
+submission has a pseudo-random record key (a hash of its instance id, computed in SQL),
+a cell's key is the sum of its records' keys, hashed again to a number ``u`` in [0, 1)
+with a key only the store holds (``store_secret``), and a value ``b*q + r`` is published
+as ``b*(q+1)`` when ``u < r/b``, else as ``b*q``. The rounding is unbiased, any difference of two answers is a multiple of
 the base (never the exact small count), and the same set of submissions always rounds the
 same way, so repeating a query cannot average the noise away; whereas plain rounding to
 the nearest multiple would give the exact count away where a series of ``to=`` days makes

@@ -86,10 +86,11 @@ class PostgresLeaderLock:
         """
         idle, interval, count = self._keepalive, max(1, self._keepalive // 2), 3
         # tcp_user_timeout (PostgreSQL 12+) covers what keepalives do not: a host that
-        # vanished while the server still had a reply to it unacknowledged.
+        # vanished while the other end still had data to it unacknowledged.
+        user_timeout_ms = (idle + interval * count) * 1000
         server = (
             f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} "
-            f"-c tcp_keepalives_count={count} -c tcp_user_timeout={(idle + interval * count) * 1000}"
+            f"-c tcp_keepalives_count={count} -c tcp_user_timeout={user_timeout_ms}"
         )
         # after any options the database URL already carries, not instead of them
         given = conninfo_to_dict(self._conninfo).get("options")
@@ -105,7 +106,7 @@ class PostgresLeaderLock:
             keepalives_count=count,
             # and this side's own bound on unacknowledged data, so still_held's SELECT 1
             # cannot hang on a silently dropped connection while holding the mutex
-            tcp_user_timeout=(idle + interval * count) * 1000,
+            tcp_user_timeout=user_timeout_ms,
         )
 
     def try_acquire(self) -> bool:

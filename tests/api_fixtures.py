@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -331,6 +331,35 @@ class LiveApi:
     ) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.synced.tokens[key]}"} if key else {}
         return requests.post(self.url + path, params=params, json=json, headers=headers, timeout=60)
+
+
+def all_pages(api: LiveApi, key: str, form: str, **params) -> list[dict]:
+    """Every item of a form's submissions list (GET), following ``next_cursor``."""
+    url = f"/v1/forms/{form}/submissions"
+    return _followed(lambda cursor: api.get(url, key, **params, **_cursor(cursor)))
+
+
+def all_pages_by_body(api: LiveApi, key: str, form: str, body: dict) -> list[dict]:
+    """The same from ``POST .../submissions/query``, the cursor in the body."""
+    url = f"/v1/forms/{form}/submissions/query"
+    return _followed(lambda cursor: api.post(url, key, json={**body, **_cursor(cursor)}))
+
+
+def _cursor(cursor: str | None) -> dict[str, str]:
+    return {"cursor": cursor} if cursor else {}
+
+
+def _followed(fetch: Callable[[str | None], requests.Response]) -> list[dict]:
+    items: list[dict] = []
+    cursor = None
+    for _ in range(1000):
+        r = fetch(cursor)
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            return items
+    raise AssertionError("pagination did not end")
 
 
 @contextmanager

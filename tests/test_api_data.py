@@ -28,27 +28,13 @@ from tests.api_fixtures import (
     OTHER_DISTRICT,
     PLANTED_DEVICE,
     RARE_DISTRICT,
+    all_pages,
     api_fixture,  # noqa: F401 - fixture "api"
     module_database_url_fixture,  # noqa: F401 - fixture
     synced_fixture,  # noqa: F401 - fixture
 )
 
 TAMPERED = base64.urlsafe_b64encode(b'{"s":"-submitted_at","v":"x","i":1}').decode()
-
-
-def all_pages(api, key: str, form: str, **params) -> list[dict]:
-    items, cursor = [], None
-    for _ in range(1000):
-        r = api.get(
-            f"/v1/forms/{form}/submissions", key, **params, **({"cursor": cursor} if cursor else {})
-        )
-        assert r.status_code == 200, r.text
-        body = r.json()
-        items += body["items"]
-        cursor = body["next_cursor"]
-        if not cursor:
-            return items
-    raise AssertionError("pagination did not end")
 
 
 def live_count(engine, form: str, district: str | None = None) -> int:

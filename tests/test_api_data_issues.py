@@ -91,7 +91,7 @@ def test_staff_identity_types__every_spelling_pyxform_knows():
     the first word a form spec keeps of it, is treated as the manager's."""
     from pyxform.question_type_dictionary import QUESTION_TYPE_DICT
 
-    from collector.forminfo import STAFF_IDENTITY_XLS_TYPES
+    from collector.formspec import STAFF_IDENTITY_XLS_TYPES
 
     identity = {"deviceid", "simserial", "subscriberid", "phonenumber", "username", "email"}
     names = {

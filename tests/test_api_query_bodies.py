@@ -10,6 +10,8 @@ from tests.api_fixtures import (
     MARK_AGE_HOME,
     MARK_AGE_OTHER,
     PLANTED_SENSITIVE,
+    all_pages,
+    all_pages_by_body,
     api_fixture,  # noqa: F401 - fixture "api"
     module_database_url_fixture,  # noqa: F401 - fixture
     synced_fixture,  # noqa: F401 - fixture
@@ -18,28 +20,6 @@ from tests.api_fixtures import (
 FORM = "household_visit"
 PHONE = PLANTED_SENSITIVE[FORM]["/visit/respondent_phone"]
 QUERY = f"/v1/forms/{FORM}/submissions/query"
-
-
-def pages_by_get(api, key: str, **params) -> list[dict]:
-    items, cursor = [], None
-    while True:
-        r = api.get(
-            f"/v1/forms/{FORM}/submissions", key, **params, **({"cursor": cursor} if cursor else {})
-        )
-        assert r.status_code == 200, r.text
-        items += r.json()["items"]
-        if not (cursor := r.json()["next_cursor"]):
-            return items
-
-
-def pages_by_post(api, key: str, body: dict) -> list[dict]:
-    items, cursor = [], None
-    while True:
-        r = api.post(QUERY, key, json={**body, **({"cursor": cursor} if cursor else {})})
-        assert r.status_code == 200, r.text
-        items += r.json()["items"]
-        if not (cursor := r.json()["next_cursor"]):
-            return items
 
 
 def test_query_body__a_sensitive_value_goes_in_a_body_never_in_a_url(api):
@@ -56,7 +36,9 @@ def test_query_body__a_sensitive_value_goes_in_a_body_never_in_a_url(api):
         ).status_code
         == 200
     )
-    found = pages_by_post(api, "manager", {"where": [where], "fields": ["visit/respondent_age"]})
+    found = all_pages_by_body(
+        api, "manager", FORM, {"where": [where], "fields": ["visit/respondent_age"]}
+    )
     assert sorted(i["values"]["visit__respondent_age"] for i in found) == [
         MARK_AGE_HOME,
         MARK_AGE_OTHER,
@@ -78,18 +60,20 @@ def test_query_body__a_sensitive_value_goes_in_a_body_never_in_a_url(api):
 
 def test_query_body__the_same_answer_as_the_get_route(api):
     """Same filters, sort, fields, labels and page size, cursor followed in the body."""
-    get = pages_by_get(
+    get = all_pages(
         api,
         "analyst",
+        FORM,
         where=["visit/respondent_age:gte:5", "visit/respondent_age:lte:97"],
         sort="-visit__respondent_age",
         fields="visit/respondent_age,visit/referrals",
         lang="tg",
         limit=3,
     )
-    post = pages_by_post(
+    post = all_pages_by_body(
         api,
         "analyst",
+        FORM,
         {
             "where": ["visit/respondent_age:gte:5", "visit/respondent_age:lte:97"],
             "sort": "-visit__respondent_age",

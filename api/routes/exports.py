@@ -41,6 +41,13 @@ MEDIA = {
 
 
 Format = Literal["csv", "xlsx", "geojson"]
+# What to export, said once for the GET route's query and the POST route's body.
+EXPORT_DOCS = {
+    "repeat": "Export this repeat's rows instead of the submissions.",
+    "fields": "Columns to include.",
+    "lang": "Write choice labels in this language.",
+    "geofield": "GeoJSON: the geopoint question (the first by default).",
+}
 _EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {m: {} for m in MEDIA.values()}}
 }
@@ -58,14 +65,10 @@ async def export(
     engine: EngineDep,
     settings: SettingsDep,
     params: SubmissionParamsDep,
-    repeat: Annotated[
-        str | None, Query(description="Export this repeat's rows instead of the submissions.")
-    ] = None,
-    fields: Annotated[list[str] | None, Query(description="Columns to include.")] = None,
-    lang: Annotated[Lang | None, Query(description="Write choice labels in this language.")] = None,
-    geofield: Annotated[
-        str | None, Query(description="GeoJSON: the geopoint question (the first by default).")
-    ] = None,
+    repeat: Annotated[str | None, Query(description=EXPORT_DOCS["repeat"])] = None,
+    fields: Annotated[list[str] | None, Query(description=EXPORT_DOCS["fields"])] = None,
+    lang: Annotated[Lang | None, Query(description=EXPORT_DOCS["lang"])] = None,
+    geofield: Annotated[str | None, Query(description=EXPORT_DOCS["geofield"])] = None,
 ) -> StreamingResponse:
     """A form's submissions (or one repeat's rows) as a file, streamed. A condition that
     carries a sensitive field's value is refused here (400): POST the same filters."""
@@ -77,16 +80,12 @@ async def export(
 class ExportBody(SubmissionFilterBody):
     """``POST .../export.{fmt}``: the filters, and what to export."""
 
-    repeat: str | None = Field(
-        None, max_length=200, description="Export this repeat's rows instead of the submissions."
-    )
+    repeat: str | None = Field(None, max_length=200, description=EXPORT_DOCS["repeat"])
     fields: list[Annotated[str, Field(max_length=200)]] = Field(
-        [], max_length=2000, description="Columns to include."
+        [], max_length=2000, description=EXPORT_DOCS["fields"]
     )
-    lang: Lang | None = Field(None, description="Write choice labels in this language.")
-    geofield: str | None = Field(
-        None, max_length=200, description="GeoJSON: the geopoint question (the first by default)."
-    )
+    lang: Lang | None = Field(None, description=EXPORT_DOCS["lang"])
+    geofield: str | None = Field(None, max_length=200, description=EXPORT_DOCS["geofield"])
 
 
 @router.post(

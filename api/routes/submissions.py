@@ -39,6 +39,15 @@ from collector.settings import Settings
 
 router = APIRouter(tags=["submissions"])
 
+# The page wanted, said once for the GET list's query and the POST query's body.
+PAGE_DOCS = {
+    "sort": "`submitted_at`, `updated_at`, ... or a field; `-` for descending.",
+    "fields": "Fields to return (names or paths); all by default.",
+    "lang": "Add choice labels in this language.",
+    "limit": "Page size (capped by the server).",
+    "cursor": "`next_cursor` of the previous page.",
+}
+
 
 class RepeatRowOut(BaseModel):
     row_id: str
@@ -127,15 +136,11 @@ def list_submissions(
     engine: EngineDep,
     settings: SettingsDep,
     params: SubmissionParamsDep,
-    sort: Annotated[
-        str, Query(description="`submitted_at`, `updated_at`, ... or a field; `-` for descending.")
-    ] = "-submitted_at",
-    fields: Annotated[
-        list[str] | None, Query(description="Fields to return (names or paths); all by default.")
-    ] = None,
-    lang: Annotated[Lang | None, Query(description="Add choice labels in this language.")] = None,
-    limit: Annotated[int, Query(ge=1, description="Page size (capped by the server).")] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    sort: Annotated[str, Query(description=PAGE_DOCS["sort"])] = "-submitted_at",
+    fields: Annotated[list[str] | None, Query(description=PAGE_DOCS["fields"])] = None,
+    lang: Annotated[Lang | None, Query(description=PAGE_DOCS["lang"])] = None,
+    limit: Annotated[int, Query(ge=1, description=PAGE_DOCS["limit"])] = 50,
+    cursor: Annotated[str | None, Query(description=PAGE_DOCS["cursor"])] = None,
 ) -> SubmissionPageOut:
     """One page of a form's submissions; follow `next_cursor` for the next.
 
@@ -152,16 +157,14 @@ class SubmissionQueryBody(SubmissionFilterBody):
     sort: str = Field(
         "-submitted_at",
         max_length=200,
-        description="`submitted_at`, `updated_at`, ... or a field; `-` for descending.",
+        description=PAGE_DOCS["sort"],
     )
     fields: list[Annotated[str, Field(max_length=200)]] = Field(
-        [], max_length=2000, description="Fields to return (names or paths); all by default."
+        [], max_length=2000, description=PAGE_DOCS["fields"]
     )
-    lang: Lang | None = Field(None, description="Add choice labels in this language.")
-    limit: int = Field(50, ge=1, description="Page size (capped by the server).")
-    cursor: str | None = Field(
-        None, max_length=1000, description="`next_cursor` of the previous page."
-    )
+    lang: Lang | None = Field(None, description=PAGE_DOCS["lang"])
+    limit: int = Field(50, ge=1, description=PAGE_DOCS["limit"])
+    cursor: str | None = Field(None, max_length=1000, description=PAGE_DOCS["cursor"])
 
 
 @router.post("/forms/{form_id}/submissions/query", response_model=SubmissionPageOut)
@@ -244,7 +247,7 @@ def get_submission(
     instance_id: str,
     caller: AnalystDep,
     engine: EngineDep,
-    lang: Annotated[Lang | None, Query(description="Add choice labels in this language.")] = None,
+    lang: Annotated[Lang | None, Query(description=PAGE_DOCS["lang"])] = None,
 ) -> SubmissionOut:
     """One submission with every field this key may see, and its repeats' rows."""
     form = form_or_404(engine, form_id)

@@ -105,7 +105,7 @@ def lock_schema(conn: Connection) -> None:
     """On PostgreSQL, wait for the schema lock until ``conn``'s transaction ends, so that
     processes starting together (API replicas, schedulers) do not race to create the same
     table: ``CREATE ... IF NOT EXISTS`` alone can still fail on a concurrent create."""
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
 
 

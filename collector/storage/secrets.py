@@ -11,7 +11,7 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from collector.storage.engine import T, lock_schema, now
+from collector.storage.engine import T, is_postgres, lock_schema, now
 
 _CACHE: dict[tuple[str, str], bytes] = {}
 _LOCK = threading.Lock()
@@ -41,7 +41,7 @@ def store_secret(engine: Engine, name: str) -> bytes:
         if value is None:
             insert = (
                 sa.dialects.postgresql.insert(table)
-                if conn.dialect.name == "postgresql"
+                if is_postgres(conn)
                 else sa.dialects.sqlite.insert(table)
             )
             conn.execute(
