@@ -52,9 +52,6 @@ def setup_logging(verbose: bool = False) -> None:
     )
     for noisy in ("apscheduler", "urllib3", "httpx", "requests"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # pyodk logs a traceback at ERROR when its token cache file does not exist yet (the
-    # first run); it is not an error, and collector.central reports real login failures.
-    logging.getLogger("pyodk._utils.config").setLevel(logging.CRITICAL)
 
 
 def scheduler(

@@ -27,9 +27,10 @@ from enum import StrEnum
 
 from sqlalchemy.engine import Engine
 
-from collector import central as api
 from collector import store
 from collector.central import Central, CentralError, CentralRejected
+from collector.central import forms as central_forms
+from collector.central import projects as central_projects
 from collector.formcheck import CheckResult, check_manifest_forms
 from collector.formspec import FormSpec
 from collector.manifest import FormEntry, Manifest
@@ -146,7 +147,7 @@ def _changed_media(central: Central, form: LocalForm, project_id: int) -> list[s
     Central's attachment list carries no content hash)."""
     published = {
         a["name"]: a
-        for a in api.form_attachments(central, form.entry.form_id, project_id)
+        for a in central_forms.form_attachments(central, form.entry.form_id, project_id)
         if isinstance(a, dict) and "name" in a
     }
     changed = []
@@ -155,7 +156,7 @@ def _changed_media(central: Central, form: LocalForm, project_id: int) -> list[s
         if not attachment or not attachment.get("exists"):
             changed.append(name)
             continue
-        remote = api.form_attachment_bytes(central, form.entry.form_id, name, project_id)
+        remote = central_forms.form_attachment_bytes(central, form.entry.form_id, name, project_id)
         if sha256(remote) != sha256(data):
             changed.append(name)
     return changed
@@ -178,7 +179,7 @@ def plan_form(central: Central, form: LocalForm, project_ids: dict[str, int | No
     entry = form.entry
     project = entry.project
     if project not in project_ids:
-        project_ids[project] = api.project_id_named(central, project)
+        project_ids[project] = central_projects.project_id_named(central, project)
     pid = project_ids[project]
     base = FormPlan(entry.form_id, project, pid, Action.NOTHING, "")
     all_media = tuple(sorted(form.media))
@@ -197,7 +198,7 @@ def plan_form(central: Central, form: LocalForm, project_ids: dict[str, int | No
 
     if pid is None:
         return create(f"project '{project}' does not exist yet")
-    remote = api.form_or_none(central, entry.form_id, pid)
+    remote = central_forms.form_or_none(central, entry.form_id, pid)
     if remote is None:
         return create("not on Central")
     if not remote.get("publishedAt"):
@@ -217,7 +218,7 @@ def plan_form(central: Central, form: LocalForm, project_ids: dict[str, int | No
             reason=f"{what} changed but the settings sheet pins version {current}, "
             "which Central already has: change the version",
         )
-    taken = {v.get("version") for v in api.form_versions(central, entry.form_id, pid)}
+    taken = {v.get("version") for v in central_forms.form_versions(central, entry.form_id, pid)}
     if form.pinned_version and form.pinned_version in taken:
         return replace(
             base,
@@ -272,20 +273,20 @@ def _push_one(
     created = False
     if not plan.exists:
         try:
-            api.create_form(central, form_id, xform, pid)
+            central_forms.create_form(central, form_id, xform, pid)
             created = True
         except CentralRejected as err:
             if err.status != 409:  # 409.3: it exists after all (an earlier answer was lost)
                 raise
     if not created:
-        api.open_draft(central, form_id, xform, pid)
+        central_forms.open_draft(central, form_id, xform, pid)
     for name in sorted(form.media):
         progress.step = f"uploading {name}"
-        api.upload_draft_attachment(
+        central_forms.upload_draft_attachment(
             central, form_id, name, form.media[name], pid, _content_type(name)
         )
     progress.step = f"publishing version {plan.version}"
-    api.publish_draft(central, form_id, pid)
+    central_forms.publish_draft(central, form_id, pid)
 
 
 def push_forms(
@@ -314,9 +315,11 @@ def push_forms(
         try:
             if pid is None:
                 progress.step = f"creating project '{plan.project}'"
-                pid = project_ids.get(plan.project) or api.project_id_named(central, plan.project)
+                pid = project_ids.get(plan.project) or central_projects.project_id_named(
+                    central, plan.project
+                )
                 if pid is None:
-                    pid = api.create_project(central, plan.project)
+                    pid = central_projects.create_project(central, plan.project)
                 project_ids[plan.project] = pid
             if plan.action is not Action.NOTHING:
                 _push_one(central, form, plan, pid, progress)

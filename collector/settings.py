@@ -115,9 +115,15 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'collector.db').resolve()}"
 
     @property
+    def central_token_cache_path(self) -> Path:
+        """Central's session token is cached here (with a fingerprint of the credentials it
+        came from: collector.central.tokens), never in the user's home directory."""
+        return self.data_dir / "central_token.json"
+
+    @property
     def pyodk_cache_path(self) -> Path:
-        """pyodk caches its token here, never in the user's home directory."""
-        return self.data_dir / "pyodk_cache.toml"
+        """The token cache's earlier name (pyodk's cache file once lived here)."""
+        return self.central_token_cache_path
 
     def model_post_init(self, context: Any, /) -> None:
         """The .env file read holds Central's password and the database URL (SEC-17)."""

@@ -32,13 +32,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from collector import store
 from collector.central import Central, CentralError, project_id_named
+from collector.central.odata import DELETED, ids_filter, odata_time, window_filter
 from collector.failures import failure_text
 from collector.manifest import ManifestError, load_manifest
 from collector.normalize import FormShape, PageRows, parse_datetime, rows_for_page
@@ -89,32 +90,6 @@ class FormResult:
             "pages": self.pages,
             "reconciled": self.reconciled,
         }
-
-
-def odata_time(t: datetime) -> str:
-    """A timestamp as Central's OData ``$filter`` takes it (UTC, milliseconds, ``Z``)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def window_filter(
-    watermark: datetime | None, deleted_watermark: datetime | None, overlap: timedelta
-) -> str:
-    """What changed since the watermarks, deletions included, as one ``$filter``.
-
-    Deleted rows are left out unless the filter mentions ``__system/deletedAt``, and a
-    delete does not move ``updatedAt`` (central-api.md), so deletions are asked for by
-    their own time in the same query: one request per run, not two. A first read asks for
-    every row, deleted ones too. Until a deletion has been seen, the deleted time starts
-    at the window's: every deletion before the read that set it was read.
-    """
-    if watermark is None:
-        return "__system/deletedAt eq null or __system/deletedAt ne null"
-    since = odata_time(watermark - overlap)
-    deleted_since = odata_time((deleted_watermark or watermark) - overlap)
-    return (
-        f"__system/submissionDate ge {since} or __system/updatedAt ge {since} "
-        f"or __system/deletedAt ge {deleted_since}"
-    )
 
 
 @dataclass
@@ -387,7 +362,7 @@ class FormSync:
     def reconcile_ids(self) -> None:
         """Compare instance ids with Central's and re-read every one that differs."""
         live = self._ids(None)
-        deleted = self._ids("__system/deletedAt ne null")
+        deleted = self._ids(DELETED)
         held = store.instance_states(self.engine, self.form_id)
         want_live = [i for i in live if i not in held or held[i]]
         want_deleted = [i for i in deleted if i not in held or not held[i]]
@@ -404,11 +379,10 @@ class FormSync:
                 len(gone),
                 marked,
             )
-        for ids, extra in ((want_live, None), (want_deleted, "__system/deletedAt ne null")):
+        for ids, extra in ((want_live, None), (want_deleted, DELETED)):
             for i in range(0, len(ids), _ID_BATCH):
                 batch = ids[i : i + _ID_BATCH]
-                ors = " or ".join(f"__id eq '{_quote(x)}'" for x in batch)
-                filter_ = f"({ors})" + (f" and {extra}" if extra else "")
+                filter_ = ids_filter(batch, extra)
                 self._store_pages(
                     self.central.odata_pages(
                         self.xml_form_id, self._params(filter_), self.project_id
@@ -481,10 +455,6 @@ class _ReadCount:
     @property
     def cut_short(self) -> bool:
         return self.counted_rows is not None and self.rows < self.counted_rows
-
-
-def _quote(instance_id: str) -> str:
-    return instance_id.replace("'", "''")  # OData string literal escaping
 
 
 def _safe(name: str) -> str:

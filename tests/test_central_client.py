@@ -185,3 +185,66 @@ def test_client__nothing_listening_is_unavailable_and_secret_free(tmp_path, capl
 def test_client__empty_password_is_a_clear_error(tmp_path):
     with pytest.raises(CentralError, match="COLLECTOR_CENTRAL_PASSWORD"):
         Central(Settings(data_dir=tmp_path))
+
+
+def _logins(c: Central) -> list[str]:
+    """Record every login (``POST /v1/sessions``) this client sends."""
+    seen: list[str] = []
+
+    def hook(response: requests.Response, *args, **kwargs) -> None:
+        if response.request.method == "POST" and response.request.path_url == "/v1/sessions":
+            seen.append(response.request.path_url)
+
+    c.session.hooks["response"].append(hook)
+    return seen
+
+
+def test_token_cache__same_credentials_reuse_the_token(central, tmp_path):
+    settings = settings_for(central, tmp_path)
+    with Central(settings) as c:
+        c.json("GET", "projects")
+    with Central(settings) as c:
+        logins = _logins(c)
+        c.json("GET", "projects")
+    assert logins == []
+    cached = settings.central_token_cache_path.read_text()
+    assert central.password not in cached and central.email not in cached
+
+
+def test_token_cache__a_changed_password_is_refused_at_once(central, tmp_path):
+    """Issue 19 item 2: with a token cached by the right password, a wrong one used to pass
+    until the token expired a day later (pyodk checks the token, not the password)."""
+    with Central(settings_for(central, tmp_path)) as c:
+        c.json("GET", "projects")
+    wrong = settings_for(central, tmp_path, central_password=SecretStr("changed-or-mistyped"))
+    with Central(wrong) as c, pytest.raises(CentralRejected) as err:
+        c.json("GET", "projects")
+    assert err.value.status == 401 and err.value.code == 401.2
+    assert "changed-or-mistyped" not in str(err.value)
+
+
+def test_token_cache__another_user_or_central_logs_in_again(central, tmp_path):
+    settings = settings_for(central, tmp_path)
+    with Central(settings) as c:
+        c.json("GET", "projects")
+    other_url = central.url.replace("127.0.0.1", "localhost")
+    for changed in (
+        settings_for(central, tmp_path, central_email="someone-else@example.org"),
+        settings_for(central, tmp_path, central_url=other_url),
+    ):
+        with Central(changed) as c:
+            logins = _logins(c)
+            try:
+                c.json("GET", "projects")
+            except CentralRejected as err:
+                assert err.status == 401  # someone-else has no account
+        assert logins == ["/v1/sessions"]
+
+
+def test_token_cache__an_older_pyodk_cache_file_is_replaced(central, tmp_path):
+    settings = settings_for(central, tmp_path)
+    settings.data_dir.mkdir(parents=True)
+    settings.central_token_cache_path.write_text('[central]\ntoken = "from-pyodk"\n')
+    with Central(settings) as c:
+        assert isinstance(c.json("GET", "projects"), list)
+    assert "from-pyodk" not in settings.central_token_cache_path.read_text()

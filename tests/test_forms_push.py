@@ -20,9 +20,10 @@ import requests
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from collector import central as api
 from collector import store
 from collector.central import Central, CentralGarbage
+from collector.central import forms as central_forms
+from collector.central import projects as central_projects
 from collector.formpush import (
     Action,
     FormsInvalid,
@@ -87,7 +88,7 @@ def client(central: CentralTarget, tmp_path: Path, forms_dir: Path) -> Iterator[
 
 
 def published(client: Central, project_id: int, form_id: str) -> dict:
-    form = api.form_or_none(client, form_id, project_id)
+    form = central_forms.form_or_none(client, form_id, project_id)
     assert form is not None and form["publishedAt"]
     return form
 
@@ -121,7 +122,7 @@ def test_push__creates_the_four_forms_then_a_second_push_writes_nothing(
         assert re.fullmatch(r"\d{8}-[0-9a-f]{8}", form["version"])
         xml = client.request("GET", client.form_path(result.plan.form_id, pid) + ".xml").content
         assert hashlib.sha256(xml).hexdigest() == form["sha256"]
-    media = api.form_attachment_bytes(client, "household_visit", "jamoats.csv", pid)
+    media = central_forms.form_attachment_bytes(client, "household_visit", "jamoats.csv", pid)
     assert media == (forms_dir / "jamoats.csv").read_bytes()
 
     wire = Wire(client)
@@ -130,7 +131,7 @@ def test_push__creates_the_four_forms_then_a_second_push_writes_nothing(
     assert [r.published_version for r in again] == [None] * 4
     assert wire.calls and wire.writes == []
     for result in results:
-        assert len(api.form_versions(client, result.plan.form_id, pid)) == 1
+        assert len(central_forms.form_versions(client, result.plan.form_id, pid)) == 1
 
     # the store holds every field with its labels and sensitivity
     fields = store.T["form_field"]
@@ -170,10 +171,10 @@ def test_push__one_edited_label_publishes_one_new_version_of_that_form_only(
     assert new and new != first["roundtable"].published_version
     assert all("/forms/roundtable" in path or path.endswith("/forms") for _, path in wire.writes)
     assert published(client, pid, "roundtable")["version"] == new
-    assert len(api.form_versions(client, "roundtable", pid)) == 2
+    assert len(central_forms.form_versions(client, "roundtable", pid)) == 2
     for form_id in FORM_IDS:
         if form_id != "roundtable":
-            assert len(api.form_versions(client, form_id, pid)) == 1
+            assert len(central_forms.form_versions(client, form_id, pid)) == 1
     xml = client.request("GET", client.form_path("roundtable", pid) + ".xml").text
     assert "Venue of the roundtable" in xml
 
@@ -193,7 +194,8 @@ def test_push__changed_media_only_publishes_a_new_version_with_the_new_file(
     pushed = {r.plan.form_id: r for r in push_forms(client, manifest)}
     assert pushed["household_visit"].published_version != first["household_visit"].published_version
     assert (
-        api.form_attachment_bytes(client, "household_visit", "jamoats.csv", pid) == csv.read_bytes()
+        central_forms.form_attachment_bytes(client, "household_visit", "jamoats.csv", pid)
+        == csv.read_bytes()
     )
     assert [p.action for p in plan_forms(client, manifest)] == [Action.NOTHING] * 4
 
@@ -313,7 +315,7 @@ def test_push__failure_half_way_leaves_published_version_and_rerun_finishes(
         done = published(client, pid, "household_visit")
         assert done["version"] == rerun.published_version != before["version"]
         assert (
-            api.form_attachment_bytes(client, "household_visit", "jamoats.csv", pid)
+            central_forms.form_attachment_bytes(client, "household_visit", "jamoats.csv", pid)
             == (forms_dir / "jamoats.csv").read_bytes()
         )
         assert [p.action for p in plan_forms(client, manifest)] == [Action.NOTHING] * 4
@@ -332,9 +334,9 @@ def test_push__failure_while_creating_then_rerun_finishes(
         with pytest.raises(PushFailed, match="roundtable: publishing"):
             push_forms(client, manifest, ["roundtable"])
         requests.delete(f"{faults.url}/_emulator/faults", timeout=10)
-        pid = api.project_id_named(client, manifest.form("roundtable").project)
+        pid = central_projects.project_id_named(client, manifest.form("roundtable").project)
         assert pid is not None
-        draft_only = api.form_or_none(client, "roundtable", pid)
+        draft_only = central_forms.form_or_none(client, "roundtable", pid)
         assert draft_only is not None and not draft_only["publishedAt"]
         [plan] = plan_forms(client, manifest, ["roundtable"])
         assert plan.action is Action.CREATE and plan.exists
@@ -391,7 +393,7 @@ def test_push__publish_answer_cut_short_then_rerun_sees_it_done(
             push_forms(client, manifest, ["awareness_event"])
         requests.delete(f"{faults.url}/_emulator/faults", timeout=10)
         assert isinstance(info.value.cause, CentralGarbage)
-        pid = api.project_id_named(client, manifest.form("awareness_event").project)
+        pid = central_projects.project_id_named(client, manifest.form("awareness_event").project)
         assert pid is not None
         wire = Wire(client)
         [rerun] = push_forms(client, manifest, ["awareness_event"])
