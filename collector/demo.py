@@ -324,11 +324,10 @@ class Demo:
     # --- progress ------------------------------------------------------------------------
 
     def central_counts(self) -> dict[str, int]:
+        from collector.central.forms import submission_counts
+
         with self.central() as central:
-            forms = central.json(
-                "GET", f"projects/{self.project_id}/forms", headers={"X-Extended-Metadata": "true"}
-            )
-        return {f["xmlFormId"]: int(f.get("submissions") or 0) for f in forms}
+            return submission_counts(central, self.project_id)
 
     def api_counts(self) -> tuple[dict[str, int], str]:
         """Per form, the submissions the API serves (``/v1/sync/status``); newest sync time."""

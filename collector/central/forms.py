@@ -49,6 +49,17 @@ def forms(central: Central, project_id: int | None = None) -> list[dict]:
     return central.json("GET", central.session.urlformat(URLS.list, project_id=pid))
 
 
+def submission_counts(central: Central, project_id: int | None = None) -> dict[str, int]:
+    """Submissions per form id, as Central counts them (``X-Extended-Metadata: true``)."""
+    pid = project_id or central.project_id
+    listed = central.json(
+        "GET",
+        central.session.urlformat(URLS.list, project_id=pid),
+        headers={"X-Extended-Metadata": "true"},
+    )
+    return {f["xmlFormId"]: int(f.get("submissions") or 0) for f in listed}
+
+
 def form(central: Central, form_id: str, project_id: int | None = None) -> dict:
     return central.json("GET", form_path(central, form_id, project_id))
 
