@@ -89,6 +89,7 @@ def build_app(
         openrosa,
         routes_control,
         routes_core,
+        routes_entities,
         routes_forms,
         routes_odata,
         routes_submissions,
@@ -103,6 +104,7 @@ def build_app(
     # the busiest routes first (Starlette tries them in order); OData before the forms'
     # "/{fid}" routes, which would otherwise take "x.svc"
     routes = [
+        *routes_entities.ROUTES,  # first: it answers for list-backed form attachments
         *openrosa.ROUTES,
         *routes_odata.ROUTES,
         *routes_submissions.ROUTES,
