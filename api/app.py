@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from api.compression import GzipUnlessZipped
 from api.errors import CatchAll, install_error_handlers
 from api.ratelimit import RateLimiter, SharedRateLimiter
 from api.routes import (
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.active_key_hashes = ActiveKeyHashes(app.state.engine)
     install_error_handlers(app)
     app.add_middleware(CatchAll)
+    app.add_middleware(GzipUnlessZipped)
     app.include_router(health.router)
     for module in (
         forms,

@@ -1,16 +1,26 @@
-"""Exports of a form's submissions (or of one repeat's rows): CSV, XLSX and GeoJSON.
+"""Exports of a form's submissions (and its repeats' rows): CSV, a zip of CSVs, XLSX, GeoJSON.
 
 Each export reads :func:`collector.queries.stream_rows`, so the rows a caller may see are
-decided there, once, for the API's pages and the exports alike; this module only writes
-them out. CSV and GeoJSON are generators of byte chunks, flat in memory whatever the size.
-XLSX cannot be sent before its zip is closed, so it is written with xlsxwriter's
-``constant_memory`` mode to an anonymous temporary file (rows go to disk as they come), then
-streamed.
+decided there, once, for the API's pages and the exports alike; the columns come from the
+fields the scope allowed (:func:`collector.queries.select_fields`), planned by
+:mod:`collector.exportcols`; this module only writes them out.
 
-Choice values are written as stored (``lang=None``) or as their labels in English, Tajik
-or Russian. ``on_sensitive`` is called with each batch of (instance id, sensitive columns
-read) so that the API can write a manager's reads to the audit log, always before the
-chunk holding those rows is handed out.
+- CSV and GeoJSON are generators of byte chunks, flat in memory whatever the size. CSV is
+  UTF-8 with a byte-order mark (Excel reads Tajik and Russian right), every text cell
+  quoted and guarded (:mod:`collector.exportguard`); ``sep=";"`` writes ``;`` between cells
+  and a decimal comma, as Excel with a Russian or Tajik locale expects.
+- The zip holds the main table and every repeat's table as CSVs (each repeat row carries
+  ``instance_id`` and ``parent_row_id``), streamed entry by entry (zip data descriptors: no
+  seeking back), as ODK Central's CSV zip does.
+- XLSX is one workbook: the main table, a sheet per repeat (with the keys), and a
+  ``fields`` sheet; real date, time and number cells, the header frozen and filtered.
+  A zip cannot be finished before its last sheet, so it is written with xlsxwriter's
+  ``constant_memory`` mode to an anonymous temporary file (rows go to disk as they come),
+  then streamed.
+
+``on_sensitive`` is called with each batch of (instance id, sensitive columns read) so that
+the API can write a manager's reads to the audit log, always before the chunk holding those
+rows is handed out.
 """
 
 from __future__ import annotations
@@ -18,31 +28,37 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import orjson
 import sqlalchemy as sa
 import xlsxwriter
 
+from collector.exportcols import (
+    META_MAIN,
+    META_REPEAT,
+    Column,
+    Header,
+    header_of,
+    is_geoline,
+    naive_utc,
+    odk_geometry,
+    plan_columns,
+    positions,
+)
+from collector.exportguard import guard_csv, needs_guard
 from collector.forminfo import SYSTEM_REPEAT, FieldInfo, FormInfo, Scope
 from collector.queries import SubmissionFilter, stream_rows, value_key
 
-META_EXPORT = (
-    "instance_id",
-    "submitted_at",
-    "updated_at",
-    "review_state",
-    "district",
-    "submitter_id",
-    "submitter_name",
-    "form_version",
-)
-REPEAT_EXPORT = ("instance_id", "row_id", "parent_row_id", "position", "district")
+META_EXPORT = META_MAIN
+REPEAT_EXPORT = META_REPEAT
 XLSX_MAX_ROWS = 1_048_576
 AuditHook = Callable[[list[tuple[str, list[str]]]], None]
+Separator = Literal[",", ";"]
 
 
 @dataclass(frozen=True)
@@ -56,91 +72,42 @@ class ExportSpec:
     read_by_filter: tuple[FieldInfo, ...] = ()
     """Sensitive fields the filter reads for every row (``where=`` on them): audited for
     each row exported, whether or not their columns are in the file."""
+    header_style: Header = "name"
+    choice_columns: bool = False
+    sep: Separator = ","
 
     @property
     def meta(self) -> tuple[str, ...]:
         return META_EXPORT if self.repeat is None else REPEAT_EXPORT
 
+    def columns(self) -> list[Column]:
+        return plan_columns(
+            self.form,
+            self.fields,
+            repeat=self.repeat is not None,
+            lang=self.lang,
+            choice_columns=self.choice_columns,
+        )
+
     def header(self) -> list[str]:
-        return [*self.meta, *(c for f in self.fields for c in f.value_columns())]
+        return header_of(self.columns(), self.header_style)
 
+    @property
+    def table_name(self) -> str:
+        return self.form.xml_form_id if self.repeat is None else self.repeat.name
 
-def _display(form: FormInfo, f: FieldInfo, value: Any, lang: str | None) -> Any:
-    if value is None or lang is None or not f.choice_list:
-        return value
-    if f.select_multiple:
-        return " ".join(form.choice_label(f, v, lang) for v in str(value).split())
-    return form.choice_label(f, str(value), lang)
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_META_TIMES = {"submitted_at", "updated_at", "deleted_at"}
-Convert = Callable[[Any], Any]
-
-
-def _guard(text: str) -> str:
-    """Text typed in the field could start a spreadsheet formula: such a cell gets a
-    leading apostrophe (OWASP "CSV injection"). Numbers are not text and are left alone."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | date | time) else value
-
-
-def _plan(spec: ExportSpec, *, csv_text: bool) -> list[tuple[str, Convert | None]]:
-    """Per output column: the result key and how its value is written (None: as it is).
-
-    Built once per export, so the per-row work is a lookup and, where needed, one call.
-    """
-    plan: list[tuple[str, Convert | None]] = []
-    for m in spec.meta:
-        if m in _META_TIMES:
-            plan.append((m, _iso))
-        elif csv_text:
-            plan.append((m, lambda v: _guard(v) if isinstance(v, str) else v))
-        else:
-            plan.append((m, None))
-    for f in spec.fields:
-        labels: dict[str, str] | None = None
-        if spec.lang and f.choice_list:
-            labels = {
-                v: spec.form.choice_label(f, v, spec.lang)
-                for v in spec.form.choices.get(f.choice_list, {})
-            }
-        for c in f.value_columns():
-            conv: Convert | None
-            if labels is not None and f.select_multiple:
-                conv = lambda v, lab=labels: " ".join(lab.get(x, x) for x in str(v).split())  # noqa: E731
-            elif labels is not None:
-                conv = lambda v, lab=labels: lab.get(str(v), str(v))  # noqa: E731
-            elif f.type in ("date", "dateTime", "time"):
-                conv = _iso
-            elif f.type in ("int", "decimal", "boolean", "geopoint"):
-                conv = None
-            else:
-                conv = str
-            if csv_text and conv is not None and conv is not _iso:
-                inner = conv
-                conv = lambda v, inner=inner: _guard(inner(v))  # noqa: E731
-            plan.append((value_key(c), conv))
-    return plan
-
-
-def _indexed(
-    plan: list[tuple[str, Convert | None]], row: sa.Row
-) -> list[tuple[int, Convert | None]]:
-    """The plan with result positions instead of keys (looked up once, on the first row)."""
-    position = {name: i for i, name in enumerate(row._fields)}
-    return [(position[key], conv) for key, conv in plan]
-
-
-def _cells(plan: list[tuple[int, Convert | None]], row: sa.Row) -> list[Any]:
-    out = []
-    for i, conv in plan:
-        v = row[i]
-        out.append(v if v is None or conv is None else conv(v))
-    return out
+    def with_repeats(self) -> list[ExportSpec]:
+        """This table and, for the main table, every repeat's table that exists (with the
+        fields the scope may see: the same rule as the main table's)."""
+        if self.repeat is not None:
+            return [self]
+        out = [self]
+        for rep in self.form.repeats():
+            if not any(f.table_name for f in self.form.fields if f.repeat_path == rep.path):
+                continue  # no table yet: no row was ever synced into it
+            fields = self.form.visible_fields(rep.path, self.scope)
+            out.append(replace(self, repeat=rep, fields=fields))
+        return out
 
 
 class _AuditedRows:
@@ -196,35 +163,99 @@ class _AuditedRows:
         self.flush()
 
 
-def _text(value: Any) -> str:
+# --- CSV ---------------------------------------------------------------------------------
+
+
+def _csv_cell(col: Column, raw: Any, decimal_comma: bool) -> Any:
+    value = col.value(raw)
     if value is None:
-        return ""
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return repr(value).replace(".", ",") if decimal_comma else value
     if isinstance(value, datetime | date | time):
         return value.isoformat()
-    return str(value)
+    return guard_csv(str(value))
+
+
+def _csv_text(engine: Any, spec: ExportSpec, rows: _AuditedRows, chunk_rows: int) -> Iterator[str]:
+    """A table as CSV text (with the byte-order mark), in chunks; audited before each."""
+    buf = io.StringIO()
+    # Every text cell quoted (numbers not): a separator inside a value never splits it,
+    # whichever separator the reader picks (OWASP CSV Injection).
+    writer = csv.writer(
+        buf, delimiter=spec.sep, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC
+    )
+    buf.write("\ufeff")
+    columns = spec.columns()
+    writer.writerow([guard_csv(h) for h in header_of(columns, spec.header_style)])
+    comma = spec.sep == ";"
+    at: list[int] = []
+    for n, row in enumerate(rows, start=1):
+        at = at or positions(columns, row._fields)
+        writer.writerow([_csv_cell(c, row[i], comma) for c, i in zip(columns, at, strict=True)])
+        if n % chunk_rows == 0:
+            rows.flush()  # audited before the chunk leaves
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    rows.flush()
+    yield buf.getvalue()
 
 
 def csv_chunks(
     engine: Any, spec: ExportSpec, *, on_sensitive: AuditHook | None = None, chunk_rows: int = 500
 ) -> Iterator[bytes]:
-    """CSV in UTF-8 with a byte-order mark (so Excel reads Tajik and Russian right)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    buf.write("\ufeff")
-    writer.writerow(spec.header())
-    plan = _plan(spec, csv_text=True)
-    indexed: list[tuple[int, Convert | None]] = []
+    """One table as CSV in UTF-8 with a byte-order mark."""
     rows = _AuditedRows(engine, spec, on_sensitive)
-    for n, row in enumerate(rows, start=1):
-        indexed = indexed or _indexed(plan, row)
-        writer.writerow(_cells(indexed, row))
-        if n % chunk_rows == 0:
-            rows.flush()  # audited before the chunk leaves
-            yield buf.getvalue().encode()
-            buf.seek(0)
-            buf.truncate()
-    rows.flush()
-    yield buf.getvalue().encode()
+    for text in _csv_text(engine, spec, rows, chunk_rows):
+        yield text.encode()
+
+
+class _Sink(io.RawIOBase):
+    """A write-only, unseekable stream whose bytes are taken out as they come: zipfile then
+    writes data descriptors after each entry instead of seeking back."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:  # type: ignore[override]
+        self._parts.append(bytes(b))
+        return len(b)
+
+    def take(self) -> bytes:
+        out, self._parts = b"".join(self._parts), []
+        return out
+
+
+def csv_zip_chunks(
+    engine: Any, spec: ExportSpec, *, on_sensitive: AuditHook | None = None, chunk_rows: int = 500
+) -> Iterator[bytes]:
+    """The main table and every repeat's table as CSVs in one zip, streamed."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for table in spec.with_repeats():
+            name = (
+                f"{spec.form.xml_form_id}.csv"
+                if table.repeat is None
+                else f"{spec.form.xml_form_id}-{table.repeat.name}.csv"
+            )
+            rows = _AuditedRows(engine, table, on_sensitive)
+            with zf.open(name, "w", force_zip64=True) as entry:
+                for text in _csv_text(engine, table, rows, chunk_rows):
+                    entry.write(text.encode())
+                    if out := sink.take():
+                        yield out  # the rows in it were audited before _csv_text yielded
+    yield sink.take()
+
+
+# --- XLSX --------------------------------------------------------------------------------
 
 
 def xlsx_file(
@@ -251,6 +282,29 @@ def xlsx_file(
     return fh
 
 
+_WIDTH = {"date": 11, "datetime": 19, "time": 9, "number": 10, "bool": 7, "flag": 6, "text": 14}
+
+
+class _Formats:
+    def __init__(self, wb: xlsxwriter.Workbook) -> None:
+        self.header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "text_wrap": False})
+        self.date = wb.add_format({"num_format": "yyyy-mm-dd"})
+        self.datetime = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self.time = wb.add_format({"num_format": "hh:mm:ss"})
+        self.quoted = wb.add_format({"quote_prefix": True})
+
+
+def _sheet_name(name: str, taken: set[str]) -> str:
+    """Excel's rules: at most 31 characters, none of ``[]:*?/\\``, unique ignoring case."""
+    clean = "".join("_" if ch in "[]:*?/\\" else ch for ch in name)[:31] or "sheet"
+    out, n = clean, 1
+    while out.lower() in taken:
+        n += 1
+        out = f"{clean[: 31 - len(str(n)) - 3]} ({n})"
+    taken.add(out.lower())
+    return out
+
+
 def _write_xlsx(
     fh: BinaryIO, engine: Any, spec: ExportSpec, on_sensitive: AuditHook | None
 ) -> None:
@@ -264,54 +318,115 @@ def _write_xlsx(
         },
     )
     try:
-        name = spec.form.xml_form_id if spec.repeat is None else spec.repeat.name
-        header = spec.header()
-        bold = wb.add_format({"bold": True})
-        sheet_no, r = 1, 0
-        ws = wb.add_worksheet(name[:31])
-        ws.write_row(0, 0, header, bold)
-        plan = _plan(spec, csv_text=False)
-        indexed: list[tuple[int, Convert | None]] = []
-        for row in _AuditedRows(engine, spec, on_sensitive):
-            indexed = indexed or _indexed(plan, row)
-            r += 1
-            if r >= XLSX_MAX_ROWS:
-                sheet_no += 1
-                ws = wb.add_worksheet(f"{name[:27]} ({sheet_no})")
-                ws.write_row(0, 0, header, bold)
-                r = 1
-            for c, value in enumerate(_cells(indexed, row)):
-                if value is None:
-                    continue
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    ws.write_string(r, c, _text(value))
-                else:
-                    ws.write_number(r, c, value)
-        _fields_sheet(wb, spec, bold)
+        fmt = _Formats(wb)
+        taken = {"fields"}
+        tables = spec.with_repeats()
+        for table in tables:
+            _write_sheet(wb, fmt, engine, table, on_sensitive, taken)
+        _fields_sheet(wb, fmt, tables)
     finally:
         wb.close()
 
 
-def _fields_sheet(wb: xlsxwriter.Workbook, spec: ExportSpec, bold: Any) -> None:
-    """A second sheet naming each column's question in the three languages."""
-    ws = wb.add_worksheet("fields")
-    ws.write_row(0, 0, ["column", "path", "type", "label (en)", "label (tg)", "label (ru)"], bold)
+def _new_sheet(
+    wb: xlsxwriter.Workbook, fmt: _Formats, name: str, columns: list[Column], header: list[str]
+) -> Any:
+    ws = wb.add_worksheet(name)
+    for c, (col, text) in enumerate(zip(columns, header, strict=True)):
+        width = max(_WIDTH[col.kind], min(len(text) + 2, 45))
+        ws.set_column(c, c, width)
+    ws.write_row(0, 0, header, fmt.header)
+    ws.freeze_panes(1, 0)
+    return ws
+
+
+def _write_sheet(
+    wb: xlsxwriter.Workbook,
+    fmt: _Formats,
+    engine: Any,
+    spec: ExportSpec,
+    on_sensitive: AuditHook | None,
+    taken: set[str],
+) -> None:
+    columns = spec.columns()
+    header = header_of(columns, spec.header_style)
+    base = spec.table_name
+    ws = _new_sheet(wb, fmt, _sheet_name(base, taken), columns, header)
     r = 0
-    for f in spec.fields:
-        for c in f.value_columns():
+    at: list[int] = []
+    for row in _AuditedRows(engine, spec, on_sensitive):
+        at = at or positions(columns, row._fields)
+        r += 1
+        if r >= XLSX_MAX_ROWS:
+            ws.autofilter(0, 0, r - 1, len(columns) - 1)
+            ws = _new_sheet(wb, fmt, _sheet_name(base, taken), columns, header)
+            r = 1
+        for c, (col, i) in enumerate(zip(columns, at, strict=True)):
+            _write_cell(ws, fmt, r, c, col.value(row[i]))
+    ws.autofilter(0, 0, max(r, 1), len(columns) - 1)
+
+
+def _write_cell(ws: Any, fmt: _Formats, r: int, c: int, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool):
+        ws.write_boolean(r, c, value)
+    elif isinstance(value, int | float):
+        ws.write_number(r, c, value)
+    elif isinstance(value, datetime):
+        value = naive_utc(value)
+        if value.year < 1900:  # before Excel's calendar: kept as text
+            ws.write_string(r, c, value.isoformat(sep=" "))
+        else:
+            ws.write_datetime(r, c, value, fmt.datetime)
+    elif isinstance(value, date):
+        if value.year < 1900:
+            ws.write_string(r, c, value.isoformat())
+        else:
+            ws.write_datetime(r, c, value, fmt.date)
+    elif isinstance(value, time):
+        ws.write_datetime(r, c, value.replace(tzinfo=None), fmt.time)
+    else:
+        text = str(value)
+        if needs_guard(text):
+            ws.write_string(r, c, text, fmt.quoted)  # edited in Excel, it stays text
+        else:
+            ws.write_string(r, c, text)
+
+
+def _fields_sheet(wb: xlsxwriter.Workbook, fmt: _Formats, tables: list[ExportSpec]) -> None:
+    """A sheet naming each column: its sheet, question, type and labels in three languages."""
+    ws = wb.add_worksheet("fields")
+    head = ["sheet", "column", "header", "path", "type", "label (en)", "label (tg)", "label (ru)"]
+    ws.write_row(0, 0, head, fmt.header)
+    ws.freeze_panes(1, 0)
+    for c, width in enumerate((18, 28, 32, 34, 10, 36, 36, 36)):
+        ws.set_column(c, c, width)
+    r = 0
+    for table in tables:
+        columns = table.columns()
+        for col, text in zip(columns, header_of(columns, table.header_style), strict=True):
             r += 1
-            ws.write_row(
-                r,
-                0,
-                [
-                    c,
-                    f.path,
-                    f.type,
-                    f.labels.get("en") or "",
-                    f.labels.get("tg") or "",
-                    f.labels.get("ru") or "",
-                ],
+            f = col.field
+            kind = (
+                "dateTime (UTC)"
+                if col.kind == "datetime"
+                else (f.type if f is not None else col.kind)
             )
+            row = [
+                table.table_name,
+                col.name,
+                text,
+                f.path if f is not None else "",
+                kind,
+                *(
+                    (f.labels.get(lang) or "") if f is not None else ""
+                    for lang in ("en", "tg", "ru")
+                ),
+            ]
+            for c, value in enumerate(row):
+                _write_cell(ws, fmt, r, c, value)
+    ws.autofilter(0, 0, max(r, 1), len(head) - 1)
 
 
 def file_chunks(fh: BinaryIO, size: int = 1 << 16) -> Iterator[bytes]:
@@ -325,40 +440,43 @@ def file_chunks(fh: BinaryIO, size: int = 1 << 16) -> Iterator[bytes]:
             yield chunk
 
 
+# --- GeoJSON -----------------------------------------------------------------------------
+
+
 def geojson_chunks(
     engine: Any,
     spec: ExportSpec,
-    geopoint: FieldInfo,
+    geofield: FieldInfo,
     *,
     on_sensitive: AuditHook | None = None,
     chunk_rows: int = 500,
 ) -> Iterator[bytes]:
-    """A GeoJSON FeatureCollection of the rows with a value in ``geopoint`` (RFC 7946:
-    coordinates are longitude, latitude, altitude)."""
-    lat_c, lon_c, alt_c, acc_c = geopoint.value_columns()
-    others = [m for m in spec.meta]
-    props_fields = [f for f in spec.fields if f.path != geopoint.path]
+    """A GeoJSON FeatureCollection of the rows with a value in ``geofield`` (RFC 7946:
+    coordinates are longitude, latitude, altitude): Points for a geopoint, LineStrings for a
+    geotrace, Polygons for a geoshape."""
+    columns = spec.columns()
+    geo_keys = {value_key(c) for c in geofield.value_columns()}
+    props_cols = [c for c in columns if c.key not in geo_keys]
     yield b'{"type":"FeatureCollection","features":['
     first = True
     parts: list[bytes] = []
     rows = _AuditedRows(engine, spec, on_sensitive)
-    for full in rows:
-        row = full._mapping
-        lat, lon = row.get(value_key(lat_c)), row.get(value_key(lon_c))
-        if lat is None or lon is None:
+    at: list[int] = []
+    geo_at: list[int] = []
+    for row in rows:
+        if not at:
+            at = positions(props_cols, row._fields)
+            where = {name: i for i, name in enumerate(row._fields)}
+            geo_at = [where[value_key(c)] for c in geofield.value_columns()]
+        geometry = _geometry(geofield, [row[i] for i in geo_at])
+        if geometry is None:
             continue
-        alt = row.get(value_key(alt_c))
-        coords = [lon, lat] if alt is None else [lon, lat, alt]
-        props: dict[str, Any] = {m: _json_value(row.get(m)) for m in others}
-        props["accuracy"] = row.get(value_key(acc_c))
-        for f in props_fields:
-            for c in f.value_columns():
-                props[c] = _json_value(_display(spec.form, f, row.get(value_key(c)), spec.lang))
-        feature = {
-            "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": coords},
-            "properties": props,
-        }
+        props: dict[str, Any] = {}
+        for col, i in zip(props_cols, at, strict=True):
+            props[col.name] = _json_value(col.value(row[i]))
+        if geofield.is_geopoint:
+            props["accuracy"] = row[geo_at[3]]
+        feature = {"type": "Feature", "geometry": geometry, "properties": props}
         parts.append((b"" if first else b",") + orjson.dumps(feature))
         first = False
         if len(parts) >= chunk_rows:
@@ -368,6 +486,17 @@ def geojson_chunks(
     rows.flush()
     parts.append(b"]}")
     yield b"".join(parts)
+
+
+def _geometry(f: FieldInfo, values: list[Any]) -> dict[str, Any] | None:
+    if f.is_geopoint:
+        lat, lon, alt = values[0], values[1], values[2]
+        if lat is None or lon is None:
+            return None
+        return {"type": "Point", "coordinates": [lon, lat] if alt is None else [lon, lat, alt]}
+    if is_geoline(f):
+        return odk_geometry(f, values[0])
+    return None
 
 
 def _json_value(value: Any) -> Any:
@@ -380,6 +509,7 @@ __all__ = [
     "SYSTEM_REPEAT",
     "ExportSpec",
     "csv_chunks",
+    "csv_zip_chunks",
     "file_chunks",
     "geojson_chunks",
     "xlsx_file",

@@ -1,8 +1,9 @@
-"""Exports of a form (or one repeat) as CSV, XLSX or GeoJSON, streamed, with the same
-filters as the submissions list. Analyst and up; sensitive columns only for managers."""
+"""Exports of a form (or one repeat) as CSV, a zip of CSVs, XLSX or GeoJSON, streamed, with
+the same filters as the submissions list. Analyst and up; sensitive columns only for managers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Query
@@ -25,7 +26,16 @@ from api.deps import (
     scope_for,
     split_list,
 )
-from collector.exports import ExportSpec, csv_chunks, file_chunks, geojson_chunks, xlsx_file
+from collector.exportcols import Header, is_geoline
+from collector.exports import (
+    ExportSpec,
+    Separator,
+    csv_chunks,
+    csv_zip_chunks,
+    file_chunks,
+    geojson_chunks,
+    xlsx_file,
+)
 from collector.forminfo import InvalidValue, UnknownName, Withheld
 from collector.keys import Caller
 from collector.queries import fields_read_by_filter, select_fields
@@ -37,16 +47,22 @@ MEDIA = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "geojson": "application/geo+json",
+    "csv.zip": "application/zip",
 }
 
 
-Format = Literal["csv", "xlsx", "geojson"]
+Format = Literal["csv", "csv.zip", "xlsx", "geojson"]
 # What to export, said once for the GET route's query and the POST route's body.
 EXPORT_DOCS = {
     "repeat": "Export this repeat's rows instead of the submissions.",
     "fields": "Columns to include.",
     "lang": "Write choice labels in this language.",
-    "geofield": "GeoJSON: the geopoint question (the first by default).",
+    "geofield": "GeoJSON: the geopoint, geotrace or geoshape question (the first geopoint "
+    "by default).",
+    "header": "Column headers: technical names (`name`) or question labels in `lang` (`label`).",
+    "choice_columns": "Also one 0/1 column per choice of each select_multiple question.",
+    "sep": "CSV: the separator; `;` also writes decimal commas, for Excel with a Russian or "
+    "Tajik locale.",
 }
 _EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {m: {} for m in MEDIA.values()}}
@@ -69,12 +85,37 @@ async def export(
     fields: Annotated[list[str] | None, Query(description=EXPORT_DOCS["fields"])] = None,
     lang: Annotated[Lang | None, Query(description=EXPORT_DOCS["lang"])] = None,
     geofield: Annotated[str | None, Query(description=EXPORT_DOCS["geofield"])] = None,
+    header: Annotated[Header, Query(description=EXPORT_DOCS["header"])] = "name",
+    choice_columns: Annotated[bool, Query(description=EXPORT_DOCS["choice_columns"])] = False,
+    sep: Annotated[Separator, Query(description=EXPORT_DOCS["sep"])] = ",",
 ) -> StreamingResponse:
-    """A form's submissions (or one repeat's rows) as a file, streamed. A condition that
-    carries a sensitive field's value is refused here (400): POST the same filters."""
+    """A form's submissions (or one repeat's rows) as a file, streamed: ``xlsx`` and
+    ``csv.zip`` also hold every repeat's rows (with their keys) unless ``repeat`` names one.
+    A condition that carries a sensitive field's value is refused here (400): POST the same
+    filters."""
+    shape = Shape(header=header, choice_columns=choice_columns, sep=sep)
     return await _export(
-        form_id, fmt, caller, engine, settings, params, repeat, split_list(fields), lang, geofield
+        form_id,
+        fmt,
+        caller,
+        engine,
+        settings,
+        params,
+        repeat,
+        split_list(fields),
+        lang,
+        geofield,
+        shape,
     )
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the table is laid out, whichever route asked."""
+
+    header: Header = "name"
+    choice_columns: bool = False
+    sep: Separator = ","
 
 
 class ExportBody(SubmissionFilterBody):
@@ -86,6 +127,9 @@ class ExportBody(SubmissionFilterBody):
     )
     lang: Lang | None = Field(None, description=EXPORT_DOCS["lang"])
     geofield: str | None = Field(None, max_length=200, description=EXPORT_DOCS["geofield"])
+    header: Header = Field("name", description=EXPORT_DOCS["header"])
+    choice_columns: bool = Field(False, description=EXPORT_DOCS["choice_columns"])
+    sep: Separator = Field(",", description=EXPORT_DOCS["sep"])
 
 
 @router.post(
@@ -114,6 +158,7 @@ async def export_by_body(
         split_list(body.fields),
         body.lang,
         body.geofield,
+        Shape(header=body.header, choice_columns=body.choice_columns, sep=body.sep),
     )
 
 
@@ -128,6 +173,7 @@ async def _export(
     fields: list[str],
     lang: str | None,
     geofield: str | None,
+    shape: Shape,
 ) -> StreamingResponse:
     form = form_or_404(engine, form_id)
     scope = scope_for(caller)
@@ -146,6 +192,9 @@ async def _export(
         repeat=rep,
         lang=lang,
         read_by_filter=tuple(fields_read_by_filter(flt)),
+        header_style=shape.header,
+        choice_columns=shape.choice_columns,
+        sep=shape.sep,
     )
 
     def audit(reads: list[tuple[str, list[str]]]) -> None:
@@ -156,6 +205,12 @@ async def _export(
     if fmt == "csv":
         return StreamingResponse(
             csv_chunks(engine, spec, on_sensitive=audit), media_type=MEDIA[fmt], headers=headers
+        )
+    if fmt == "csv.zip":
+        return StreamingResponse(
+            csv_zip_chunks(engine, spec, on_sensitive=audit),
+            media_type=MEDIA[fmt],
+            headers=headers,
         )
     if fmt == "geojson":
         geo = _geopoint(form, spec, geofield, scope.sensitive)
@@ -192,15 +247,22 @@ def _geopoint(form, spec: ExportSpec, geofield: str | None, sensitive: bool):
             raise UnknownName("field", geofield, form.xml_form_id)
         if f.sensitive and not sensitive:
             raise Withheld("geofield", geofield)
-        if not f.is_geopoint:
-            raise InvalidValue("geofield", geofield, f"{geofield} is {f.type}, not a geopoint")
+        if not (f.is_geopoint or is_geoline(f)):
+            raise InvalidValue(
+                "geofield",
+                geofield,
+                f"{geofield} is {f.type}, not a geopoint, geotrace or geoshape",
+            )
         if f not in spec.fields:
             raise InvalidValue("geofield", geofield, "include it in `fields`")
         return f
-    for f in spec.fields:
-        if f.is_geopoint:
-            return f
-    hidden = [f for f in form.fields_of(repeat_path) if f.is_geopoint and f.sensitive]
+    for want in (lambda f: f.is_geopoint, is_geoline):
+        for f in spec.fields:
+            if want(f):
+                return f
+    hidden = [
+        f for f in form.fields_of(repeat_path) if (f.is_geopoint or is_geoline(f)) and f.sensitive
+    ]
     if hidden and not sensitive:
         raise Withheld("geofield", hidden[0].name)
     raise InvalidValue("fmt", "geojson", "this table has no geopoint question to map")

@@ -24,6 +24,7 @@ from api.deps import (
     split_list,
 )
 from collector.cursors import parse_sort
+from collector.exportcols import is_geoline, odk_geometry
 from collector.forminfo import FieldInfo, FormInfo, InvalidValue, UnknownName
 from collector.keys import Caller
 from collector.queries import (
@@ -88,7 +89,8 @@ class SubmissionPageOut(BaseModel):
 def values_out(
     form: FormInfo, fields: list[FieldInfo], row: dict[str, Any], lang: str | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Values keyed by column name (geopoints as one object, select_multiple as a list),
+    """Values keyed by column name (geopoints as one object, geotraces and geoshapes as
+    GeoJSON LineStrings and Polygons, select_multiple as a list),
     and, given a language, the choice labels."""
     values: dict[str, Any] = {}
     labels: dict[str, Any] | None = {} if lang else None
@@ -102,6 +104,8 @@ def values_out(
             )
             continue
         value = row.get(value_key(f.column_name or ""))
+        if is_geoline(f) and value is not None:
+            value = odk_geometry(f, value) or value  # GeoJSON; text ODK wrote, if not one
         if f.select_multiple:
             value = None if value is None else str(value).split()
         values[f.column_name or f.name] = value
