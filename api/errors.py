@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from collector.central.errors import CentralError, CentralRejected, CentralUnavailable
+from collector.errors import CollectorError, QueryError, StoreError, one_line
 from collector.forminfo import InvalidValue, UnknownName, Withheld
 from collector.keys import ApiKeyError, DuplicateKeyName, UnknownKey
 
@@ -52,6 +54,40 @@ def _our_frames(exc: BaseException) -> str:
     return "".join(traceback.format_list(frames))
 
 
+# The status of each branch of collector's error tree (collector/errors.py); the first
+# class in an error's MRO found here decides. Not listed: 400, the generic refusal.
+STATUS: dict[type[BaseException], int] = {
+    UnknownName: 404,
+    InvalidValue: 422,
+    Withheld: 403,
+    QueryError: 400,
+    UnknownKey: 404,
+    DuplicateKeyName: 409,
+    ApiKeyError: 422,
+    CentralUnavailable: 503,
+    CentralRejected: 502,
+    CentralError: 502,
+    StoreError: 503,
+}
+
+
+def collector_error_response(exc: CollectorError) -> JSONResponse:
+    """The one place a ``CollectorError`` becomes a status and a ``{"detail": ...}`` body
+    (with the parameter or name it is about, for the errors that carry one)."""
+    status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
+    if isinstance(exc, CentralRejected) and exc.status == 404:
+        status = 404  # what the caller named is not in Central
+    content: dict[str, Any] = {"detail": one_line(exc)}
+    headers = {"Retry-After": "30"} if status == 503 else None
+    if isinstance(exc, InvalidValue):
+        content["errors"] = [
+            {"parameter": exc.parameter, "value": _short(exc.value), "message": exc.message}
+        ]
+    elif isinstance(exc, UnknownName):
+        content |= {"kind": exc.kind, "name": exc.name}
+    return JSONResponse(status_code=status, content=content, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -60,38 +96,9 @@ def install_error_handlers(app: FastAPI) -> None:
         message = f"invalid {first['parameter']}={first['value']!r}: {first['message']}"
         return JSONResponse(status_code=422, content={"detail": message, "errors": errors})
 
-    @app.exception_handler(InvalidValue)
-    async def _bad(request: Request, exc: InvalidValue) -> JSONResponse:
-        return JSONResponse(
-            status_code=422,
-            content={
-                "detail": str(exc),
-                "errors": [
-                    {"parameter": exc.parameter, "value": _short(exc.value), "message": exc.message}
-                ],
-            },
-        )
-
-    @app.exception_handler(UnknownName)
-    async def _not_found(request: Request, exc: UnknownName) -> JSONResponse:
-        return JSONResponse(
-            status_code=404, content={"detail": str(exc), "kind": exc.kind, "name": exc.name}
-        )
-
-    @app.exception_handler(Withheld)
-    async def _withheld(request: Request, exc: Withheld) -> JSONResponse:
-        return JSONResponse(status_code=403, content={"detail": str(exc)})
-
-    @app.exception_handler(ApiKeyError)
-    async def _key(request: Request, exc: ApiKeyError) -> JSONResponse:
-        status = (
-            404
-            if isinstance(exc, UnknownKey)
-            else 409
-            if isinstance(exc, DuplicateKeyName)
-            else 422
-        )
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
+    @app.exception_handler(CollectorError)
+    async def _ours(request: Request, exc: CollectorError) -> JSONResponse:
+        return collector_error_response(exc)
 
     @app.exception_handler(DataError)
     async def _data_error(request: Request, exc: DataError) -> JSONResponse:

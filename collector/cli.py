@@ -1,16 +1,19 @@
 """The ``collector`` command: a thin shell over the library.
 
-Each sub-command builds ``Settings`` once, calls one library function, and turns a domain
-error into one clear line and a non-zero exit code.
+Each sub-command builds ``Settings`` once and calls one library function; the group class
+(``collector.cli_errors``) turns any ``CollectorError`` into one clear line and its exit
+code.
 """
 
 from __future__ import annotations
 
 import typer
 
+from collector.cli_errors import OneLineErrors
 from collector.settings import Settings
 
 app = typer.Typer(
+    cls=OneLineErrors,  # every CollectorError: one line and its exit code, here only
     help="collector: ODK forms to Central, submissions to tables, an API.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold passwords and tokens

@@ -14,19 +14,17 @@ from rich.console import Console
 from rich.markup import escape
 
 from collector import store
-from collector.central import Central, CentralError
+from collector.central import Central
 from collector.formcheck import CheckResult, check_form, check_manifest_forms
 from collector.formpush import (
     Action,
     FormPlan,
     FormsInvalid,
-    PushBlocked,
-    PushFailed,
     plan_forms,
     push_forms,
     store_recorder,
 )
-from collector.manifest import Manifest, ManifestError, load_manifest
+from collector.manifest import load_manifest
 from collector.settings import Settings
 
 forms_app = typer.Typer(help="Check XLSForms and push them to ODK Central.", no_args_is_help=True)
@@ -68,11 +66,7 @@ def check_command(
 ) -> None:
     """Convert each form with pyxform and apply the programme's rules; exit 1 on any error."""
     settings = _settings()
-    try:
-        results = check_targets(settings.forms_dir, forms)
-    except ManifestError as exc:
-        _err.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+    results = check_targets(settings.forms_dir, forms)
     errors = sum(len(r.errors) for r in results)
     if as_json:
         payload = {
@@ -105,14 +99,6 @@ def print_plans(plans: list[FormPlan], title: str) -> None:
         )
 
 
-def _load(settings: Settings) -> Manifest:
-    try:
-        return load_manifest(settings.forms_dir)
-    except ManifestError as exc:
-        _err.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
-
-
 def _refuse_invalid(exc: FormsInvalid) -> typer.Exit:
     print_findings([r for r in exc.results if r.findings])
     _err.print(f"[red]error[/red] {escape(str(exc))}")
@@ -125,15 +111,12 @@ def plan_command(
 ) -> None:
     """Show what a push would do for each form: create, new version, media only, nothing."""
     settings = _settings()
-    manifest = _load(settings)
+    manifest = load_manifest(settings.forms_dir)
     try:
         with Central(settings) as central:
             plans = plan_forms(central, manifest, forms)
     except FormsInvalid as exc:
         raise _refuse_invalid(exc) from exc
-    except (CentralError, ManifestError) as exc:
-        _err.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
     print_plans(plans, f"Plan against {settings.central_url}:")
 
 
@@ -143,16 +126,13 @@ def push_command(
 ) -> None:
     """Check, then create or update on Central every form that changed; record fields."""
     settings = _settings()
-    manifest = _load(settings)
+    manifest = load_manifest(settings.forms_dir)
     engine = store.engine_for(settings)
     try:
         with Central(settings) as central:
             results = push_forms(central, manifest, forms, record=store_recorder(engine))
-    except FormsInvalid as exc:
+    except FormsInvalid as exc:  # its findings first, then the one line
         raise _refuse_invalid(exc) from exc
-    except (PushFailed, PushBlocked, CentralError, ManifestError) as exc:
-        _err.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
     finally:
         engine.dispose()
     print_plans([r.plan for r in results], f"Pushed to {settings.central_url}:")

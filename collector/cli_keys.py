@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from collector import store
-from collector.keys import ApiKeyError, Role, create_key, list_keys, revoke_key
+from collector.keys import Role, create_key, list_keys, revoke_key
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 _out = Console(highlight=False, soft_wrap=True)
@@ -38,11 +38,7 @@ def create(
     ] = None,
 ) -> None:
     """Create a key and print its token once (store it now; it cannot be shown again)."""
-    try:
-        created = create_key(_engine(), name=name, role=Role.parse(role), districts=district)
-    except (ApiKeyError, ValueError) as err:
-        _err.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
+    created = create_key(_engine(), name=name, role=Role.parse(role), districts=district)
     where = ", ".join(created.districts) if created.districts else "all districts"
     _err.print(f"key {created.id} {created.name!r}: role {created.role}, {where}")
     _err.print("the token below is shown once; only its hash is stored:")
@@ -74,11 +70,7 @@ def revoke(
     ],
 ) -> None:
     """Revoke a key: it stops working at once."""
-    try:
-        info = revoke_key(_engine(), name_or_id)
-    except ApiKeyError as err:
-        _err.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
+    info = revoke_key(_engine(), name_or_id)
     _out.print(f"key {info.id} {info.name!r} revoked")
 
 

@@ -80,7 +80,7 @@ def scheduler(
     Run several for availability: one leads (PostgreSQL advisory lock, or a file lock in
     COLLECTOR_DATA_DIR on SQLite) and pulls; the others stand by and take over if it dies.
     """
-    from scheduler.wiring import SchedulerSetupError, build_service
+    from scheduler.wiring import build_service
 
     setup_logging(verbose)
     update: dict[str, object] = {}
@@ -89,11 +89,7 @@ def scheduler(
     if lead_poll is not None:
         update["scheduler_lead_poll_seconds"] = lead_poll
     settings = Settings().model_copy(update=update)
-    try:
-        service = build_service(settings, forms=form, workers=workers)
-    except (SchedulerSetupError, ValueError) as exc:
-        err.print(f"[red]collector scheduler: {exc}[/red]")
-        raise typer.Exit(2) from None
+    service = build_service(settings, forms=form, workers=workers)
     stop = threading.Event()
     install_stop_signals(stop)
     service.run(stop)

@@ -40,6 +40,7 @@ from collector.central import (
     project_name,
     revoke_app_user,
 )
+from collector.errors import CollectorError
 from collector.transport import InsecureTransport, check_transport
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ FORM_UPDATE_MODE = "match_exactly"
 AUTOSEND = "wifi_and_cellular"
 
 
-class EnumeratorError(Exception):
+class EnumeratorError(CollectorError):
     """Something about an enumerator could not be done; the message says what and whom."""
 
 

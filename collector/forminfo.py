@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from collector import models
+from collector.errors import QueryError
 from collector.formspec import LANGUAGES, is_staff_identity_type
 
 form_t = models.Form.__table__
@@ -333,7 +334,7 @@ def unique(values: Iterable[str]) -> list[str]:
 # --- errors the API turns into 404 / 422 / 403 ---------------------------------------------
 
 
-class UnknownName(LookupError):
+class UnknownName(QueryError, LookupError):
     """An unknown form, field, repeat, submission or indicator (the API answers 404)."""
 
     def __init__(self, kind: str, name: str, where: str = "") -> None:
@@ -341,7 +342,7 @@ class UnknownName(LookupError):
         self.kind, self.name = kind, name
 
 
-class InvalidValue(ValueError):
+class InvalidValue(QueryError, ValueError):
     """A parameter whose value makes no sense here (the API answers 422 naming both)."""
 
     def __init__(self, parameter: str, value: Any, message: str) -> None:
@@ -349,7 +350,7 @@ class InvalidValue(ValueError):
         self.parameter, self.value, self.message = parameter, value, message
 
 
-class Withheld(PermissionError):
+class Withheld(QueryError, PermissionError):
     """A sensitive field named by a caller who may not see it (the API answers 403)."""
 
     def __init__(self, parameter: str, name: str) -> None:

@@ -31,6 +31,7 @@ from collector import store
 from collector.central import Central, CentralError, CentralRejected
 from collector.central import forms as central_forms
 from collector.central import projects as central_projects
+from collector.errors import FormsError
 from collector.formcheck import CheckResult, check_manifest_forms
 from collector.formspec import FormSpec
 from collector.manifest import FormEntry, Manifest
@@ -48,7 +49,7 @@ class Action(StrEnum):
     BLOCKED = "blocked"  # the designer's pinned version is already published with other content
 
 
-class FormsInvalid(Exception):
+class FormsInvalid(FormsError):
     """``forms check`` found errors; nothing was sent to Central."""
 
     def __init__(self, results: list[CheckResult]) -> None:
@@ -58,11 +59,11 @@ class FormsInvalid(Exception):
         super().__init__(f"forms check found {count} error(s) in {', '.join(bad)}; nothing pushed")
 
 
-class PushBlocked(Exception):
+class PushBlocked(FormsError):
     """A plan says a form cannot be pushed as it is (e.g. a pinned version is taken)."""
 
 
-class PushFailed(Exception):
+class PushFailed(FormsError):
     """Central failed during a push; the published version of ``form_id`` is unchanged."""
 
     def __init__(self, form_id: str, step: str, cause: CentralError, done: list[str]) -> None:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from collector import models, store
+from collector.errors import CollectorError
 
 TOKEN_SCHEME = "clk"  # noqa: S105 - the public prefix of every token, not a secret
 
@@ -50,7 +51,7 @@ class Role(IntEnum):
             return cls[name]
         except KeyError:
             allowed = ", ".join(r.name for r in cls)
-            raise ValueError(f"unknown role {name!r}; expected one of: {allowed}") from None
+            raise InvalidKeyRequest(f"unknown role {name!r}; expected one of: {allowed}") from None
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class CreatedKey:
     token: str  # the plaintext, shown once
 
 
-class ApiKeyError(Exception):
+class ApiKeyError(CollectorError):
     """Base of the key errors the CLI turns into one line."""
 
 

@@ -15,11 +15,15 @@ from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
 
+from collector.errors import FormsError
+
 MANIFEST_NAME = "manifest.toml"
 
 
-class ManifestError(ValueError):
+class ManifestError(FormsError, ValueError):
     """The manifest is missing, not TOML, or has a wrong or missing key (named in the text)."""
+
+    exit_code = 2  # a file to fix, as a setting is
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 from collector import store
 from collector.central import Central, CentralError, project_id_named
 from collector.central.odata import DELETED, ids_filter, odata_time, window_filter
+from collector.errors import CollectorError
 from collector.failures import failure_text
 from collector.manifest import ManifestError, load_manifest
 from collector.normalize import FormShape, PageRows, parse_datetime, rows_for_page
@@ -56,11 +57,11 @@ BULK_ROWS = 5000  # a run writing this many refreshes the planner's statistics
 _ID_BATCH = 40  # instance ids per `__id eq ... or ...` filter when re-reading
 
 
-class SyncError(Exception):
+class SyncError(CollectorError):
     """A form that cannot be synced for a reason of its own (the message names it)."""
 
 
-class SyncStopped(Exception):
+class SyncStopped(CollectorError):
     """Asked to stop between pages: what is stored stays, the watermark did not move."""
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from collector.errors import SettingsError
+
 ALLOW_SETTING = "COLLECTOR_ALLOW_INSECURE_TRANSPORT"
 
 
-class InsecureTransport(ValueError):
+class InsecureTransport(SettingsError, ValueError):
     """A URL that would carry secrets in clear to another machine."""
 
 

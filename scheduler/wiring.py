@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from collector.errors import CollectorError
 from collector.settings import Settings
 from scheduler.leader import leader_lock_for
 from scheduler.service import RunFailed, SchedulerService, runner_id
@@ -22,8 +23,10 @@ from scheduler.triggers import FormSchedule
 log = logging.getLogger(__name__)
 
 
-class SchedulerSetupError(Exception):
+class SchedulerSetupError(CollectorError):
     """The scheduler cannot start: a part it needs is missing or misconfigured."""
+
+    exit_code = 2
 
 
 def _schedule_of(entry: Any) -> FormSchedule:
@@ -113,12 +116,17 @@ def build_service(
     settings: Settings, *, forms: Sequence[str] = (), workers: int = 1
 ) -> SchedulerService:
     """The scheduler for these settings: manifest schedules, the right lock, the sync."""
-    schedules = form_schedules(settings, forms)
-    return SchedulerService(
-        schedules,
-        leader_lock_for(settings),
-        sync_function(settings, runner_id()),
-        poll_seconds=settings.scheduler_lead_poll_seconds,
-        misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
-        workers=workers,
-    )
+    try:
+        schedules = form_schedules(settings, forms)
+        return SchedulerService(
+            schedules,
+            leader_lock_for(settings),
+            sync_function(settings, runner_id()),
+            poll_seconds=settings.scheduler_lead_poll_seconds,
+            misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
+            workers=workers,
+        )
+    except SchedulerSetupError:
+        raise
+    except ValueError as exc:  # a schedule, the manifest or the database URL
+        raise SchedulerSetupError(f"collector scheduler: {exc}") from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -72,21 +72,14 @@ async def review_submission(
 def _write_review(
     settings: Settings, form: FormInfo, instance_id: str, body: ReviewIn
 ) -> str | None:
-    try:
-        with central_mod.Central(settings) as central:
-            answer = central_mod.set_review_state(
-                central,
-                form.xml_form_id,
-                instance_id,
-                body.review_state,
-                comment=body.comment,
-                project_id=form.project_id,
-            )
-    except central_mod.CentralRejected as err:
-        status = 404 if err.status == 404 else 502
-        raise HTTPException(status, f"Central refused the review: {err}") from None
-    except central_mod.CentralUnavailable as err:
-        raise HTTPException(503, f"Central is unavailable: {err}", {"Retry-After": "30"}) from None
-    except central_mod.CentralError as err:
-        raise HTTPException(502, f"Central answered badly: {err}") from None
+    # Central's refusals and failures become 404/502/503 in api/errors.py, with the rest
+    with central_mod.Central(settings) as central:
+        answer = central_mod.set_review_state(
+            central,
+            form.xml_form_id,
+            instance_id,
+            body.review_state,
+            comment=body.comment,
+            project_id=form.project_id,
+        )
     return answer.get("reviewState") if isinstance(answer, dict) else None

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from collector.errors import CollectorError
+
 if TYPE_CHECKING:
     from collector.central.session import Reply
 
 
-class CentralError(Exception):
+class CentralError(CollectorError):
     """Something went wrong talking to Central; ``url`` and ``status`` say where."""
 
     def __init__(self, message: str, *, url: str = "", status: int | None = None) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import SQLModel
 
 from collector import models as m
+from collector.errors import SettingsError
 from collector.private import private_dir, private_file
 from collector.settings import Settings
 
@@ -24,6 +25,10 @@ log = logging.getLogger("collector.store")
 # --- engines and the fixed schema ----------------------------------------------------------
 
 WAL_AUTOCHECKPOINT_PAGES = 4096
+
+
+class UnsupportedDatabase(SettingsError, ValueError):
+    """The database URL names a database the store does not support."""
 
 
 def engine_for(settings_or_url: Settings | str) -> Engine:
@@ -44,8 +49,8 @@ def engine_for(settings_or_url: Settings | str) -> Engine:
         # carries the submission values bound to the statement (SEC defence in depth).
         return sa.create_engine(url, pool_recycle=600, hide_parameters=True)
     if url.get_backend_name() != "sqlite":
-        raise ValueError(
-            f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
+        raise UnsupportedDatabase(
+            f"COLLECTOR_DATABASE_URL: unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
         )
     if url.database and url.database != ":memory:":
         db = Path(url.database)
