@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-real-central lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ test: $(STAMP)
 # The long fault sweeps (marker `slow`), bounded: CI runs them after `make test`.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# The Central-facing tests again, against a real ODK Central built and started on loopback
+# by ../shared/real-central/build.sh (seconds when built before; a first build a minute or
+# two). Only tests using the `central` fixture run; emulator-fault tests skip, saying why.
+REAL_CENTRAL ?= ../shared/real-central/build.sh
+test-real-central: $(STAMP)
+	bash $(REAL_CENTRAL)
+	set -a && eval "$$(bash $(REAL_CENTRAL) env)" && set +a && \
+	  $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,8 +1,11 @@
 """Shared fixtures: a Central to talk to, and databases to write to.
 
 Central: by default each test session starts the emulator as a real server on loopback.
-Set ``COLLECTOR_TEST_CENTRAL_URL`` (plus ``_EMAIL`` and ``_PASSWORD``) to run the same tests
-against a real Central; then only tests that need the emulator's fault controls skip.
+Set ``COLLECTOR_TEST_CENTRAL_URL`` (plus ``_EMAIL`` and ``_PASSWORD``) to run the
+Central-facing tests against a real Central (``make test-real-central``): then only tests
+that use the ``central`` fixture are collected (the rest ran in ``make test`` and would
+prove nothing new; the API tests neither, see ``REAL_SIDE_LEAVES_OUT``), and of those only
+the ones that need the emulator's fault controls skip, with the reason ``EMULATOR_ONLY``.
 
 PostgreSQL: ``COLLECTOR_TEST_POSTGRES_URL`` names a server database we may create fresh
 databases next to. Without it PostgreSQL tests skip with that reason, unless
@@ -40,6 +43,35 @@ class TestSettings(BaseSettings):
     central_url: str = ""
     central_email: str = "admin@example.org"
     central_password: SecretStr = SecretStr("emulator-admin-password")
+
+
+EMULATOR_ONLY = "needs the emulator's fault controls; COLLECTOR_TEST_CENTRAL_URL is a real Central"
+
+
+# Tests that reach Central only through these fixtures are left out of the real side: the
+# API tests (``synced``, tests/api_fixtures.py) check our API over data that one sync of a
+# planted project put in the store; that sync is what tests/test_sync*.py check against the
+# real Central, and planting it again for each of 7 modules x 2 databases over OpenRosa took
+# most of the real side's time (about 1 minute per module sync on a loaded 2-core machine).
+REAL_SIDE_LEAVES_OUT = frozenset({"synced"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Against a real Central, keep only the tests that talk to Central.
+
+    A test talks to Central when its fixtures (direct or through other fixtures) include
+    ``central``; the others do not change with the Central and ran in ``make test``.
+    """
+    if not TestSettings().central_url:
+        return
+    keep, dropped = [], []
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        wanted = "central" in names and not REAL_SIDE_LEAVES_OUT.intersection(names)
+        (keep if wanted else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @dataclass(frozen=True)
@@ -91,9 +123,7 @@ def central(test_settings: TestSettings, tmp_path_factory) -> Iterator[CentralTa
 def emulator_central(central: CentralTarget) -> CentralTarget:
     """The same Central, for tests that need the emulator's fault controls."""
     if not central.is_emulator:
-        pytest.skip(
-            "needs the emulator's fault controls; COLLECTOR_TEST_CENTRAL_URL is a real Central"
-        )
+        pytest.skip(EMULATOR_ONLY)
     return central
 
 
