@@ -153,8 +153,8 @@ def test_api__bad_input_is_422_naming_parameter_and_value_unknown_is_404(api):
         ("/v1/forms/household_visit/submissions/uuid:nope", {}, 404, "uuid:nope"),
         ("/v1/forms/household_visit/export.csv", {"repeat": "nope"}, 404, "nope"),
         ("/v1/indicators/nope", {}, 404, "nope"),
-        ("/v1/indicators/women_visited", {"by": "village"}, 422, "village"),
-        ("/v1/indicators/women_visited", {"period": "fortnight"}, 422, "fortnight"),
+        ("/v1/indicators/home_visits", {"by": "village"}, 422, "village"),
+        ("/v1/indicators/home_visits", {"period": "fortnight"}, 422, "fortnight"),
     ]
     for path, params, status, named in cases:
         r = api.get(path, "manager", **params)
@@ -216,8 +216,8 @@ def test_api__exports_stream_csv_xlsx_geojson_with_labels(api):
 
 def test_api__small_cell_suppressed_for_viewer_shown_to_manager(api):
     params = {"by": "district", "period": "none"}
-    viewer = api.get("/v1/indicators/women_visited", "viewer", **params).json()
-    manager = api.get("/v1/indicators/women_visited", "manager", **params).json()
+    viewer = api.get("/v1/indicators/home_visits", "viewer", **params).json()
+    manager = api.get("/v1/indicators/home_visits", "manager", **params).json()
     cell = lambda body: next(c for c in body["cells"] if c["keys"]["district"] == RARE_DISTRICT)  # noqa: E731
     assert cell(manager) == {
         "keys": {"district": RARE_DISTRICT},
@@ -261,7 +261,7 @@ def test_api__district_key_sees_only_its_district(api):
     r = api.get("/v1/forms/household_visit/submissions", "analyst-home", district=OTHER_DISTRICT)
     assert r.json()["items"] == []
     cells = api.get(
-        "/v1/indicators/women_visited", "viewer-home", by="district", period="none"
+        "/v1/indicators/home_visits", "viewer-home", by="district", period="none"
     ).json()["cells"]
     assert {c["keys"]["district"] for c in cells} <= {HOME_DISTRICT}
 
