@@ -319,3 +319,38 @@ def _relabel(unit_label: str, period: str) -> str:
 
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
+
+
+def published_submission_counts(
+    engine: Engine, scope: Scope, *, threshold: int, base: int | None
+) -> dict[int, int | None]:
+    """Live submissions per form id as a viewer may read them (issue 15 item 2): the same
+    lattice as the indicators, one cell per (form, district), each withheld below
+    ``threshold`` and rounded to ``base``; a form's count is the sum of its published
+    cells, None when every one was withheld."""
+    s = submission_t
+    dialect = engine.dialect.name
+    query = (
+        sa.select(
+            s.c.form_id,
+            s.c.district,
+            sa.func.count(),
+            sa.func.sum(record_key(dialect, s.c.instance_id)),
+        )
+        .where(s.c.deleted_at.is_(None), scope.district_condition(s.c.district))
+        .group_by(s.c.form_id, s.c.district)
+    )
+    with engine.connect() as conn:
+        register_record_key(conn)
+        rows = conn.execute(query).all()
+    lattice = {(f, d): (float(n), int(k or 0) % _MOD) for f, d, n, k in rows}
+    secret = store_secret(engine, ROUNDING_SECRET) if base and base > 1 else None
+    values, _ = publish(
+        lattice,
+        ["form", "district"],
+        lambda k: (k[0],),
+        threshold=threshold,
+        base=base if secret else None,
+        secret=secret,
+    )
+    return {k[0]: None if v is None else int(v) for k, v in values.items()}
