@@ -113,6 +113,25 @@ def scope_for(caller: Caller) -> Scope:
     return Scope(sensitive=caller.sees_sensitive, districts=caller.districts)
 
 
+def visible_submission_counts(
+    engine: Engine, caller: Caller, settings: Settings
+) -> dict[int, int | None]:
+    """Live submissions per form id as this key may read them: exact from analyst up (they
+    read the rows anyway), protected like the indicators for viewers (issue 15 item 2)."""
+    from collector.indicators.compute import published_submission_counts
+    from collector.queries import submission_counts
+
+    scope = scope_for(caller)
+    if caller.role >= Role.analyst:
+        return dict(submission_counts(engine, scope))
+    return published_submission_counts(
+        engine,
+        scope,
+        threshold=settings.suppression_threshold,
+        base=settings.indicator_rounding_base,
+    )
+
+
 def form_or_404(engine: Engine, form_id: str) -> FormInfo:
     form = form_info(engine, form_id)
     if form is None:

@@ -268,9 +268,9 @@ def measure(
                     break
         out["page20_ms"] = per_page
         ind = {"by": "district", "period": "month"}
-        api.get("/v1/indicators/women_visited", "viewer", **ind)
+        api.get("/v1/indicators/home_visits", "viewer", **ind)
         out["indicator_ms"] = timed(
-            lambda: api.get("/v1/indicators/women_visited", "viewer", **ind), repeat
+            lambda: api.get("/v1/indicators/home_visits", "viewer", **ind), repeat
         )
 
         live = _live(engine)
@@ -361,7 +361,7 @@ def report(name: str, r: dict[str, Any]) -> None:
     )
     print(f"  filtered page (100 rows, district + age)  {lat('page_ms')}")
     print(f"  age filter only, pages 1-20 by cursor     {lat('page20_ms')}  (per page)")
-    print(f"  indicator women_visited by district/month {lat('indicator_ms')}")
+    print(f"  indicator home_visits by district/month {lat('indicator_ms')}")
     print(f"  {'export':<12}{'rows/s':>12}{'peak MiB':>12}{'size MiB':>12}")
     for fmt in ("csv", "xlsx"):
         print(

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from api.deps import EngineDep, ViewerDep, form_or_404, scope_for
+from api.deps import EngineDep, SettingsDep, ViewerDep, form_or_404, visible_submission_counts
 from collector.forminfo import FieldInfo, FormInfo, all_forms, form_versions
-from collector.queries import submission_counts
 
 router = APIRouter(tags=["forms"])
 
@@ -42,7 +41,9 @@ class FormOut(BaseModel):
     form_id: str
     title: str | None
     version: str | None
-    submissions: int
+    submissions: int | None = Field(
+        description="Live submissions this key may count; for viewers withheld (null) or rounded as the indicators are."
+    )
     fields: int
     repeats: list[str]
 
@@ -69,7 +70,7 @@ def field_out(f: FieldInfo) -> FieldOut:
     )
 
 
-def _form_out(form: FormInfo, counts: dict[int, int]) -> FormOut:
+def _form_out(form: FormInfo, counts: dict[int, int | None]) -> FormOut:
     return FormOut(
         form_id=form.xml_form_id,
         title=form.title,
@@ -81,17 +82,19 @@ def _form_out(form: FormInfo, counts: dict[int, int]) -> FormOut:
 
 
 @router.get("/forms", response_model=list[FormOut])
-def list_forms(caller: ViewerDep, engine: EngineDep) -> list[FormOut]:
+def list_forms(caller: ViewerDep, engine: EngineDep, settings: SettingsDep) -> list[FormOut]:
     """Every form the store knows, with the live submissions this key may count."""
-    counts = submission_counts(engine, scope_for(caller))
+    counts = visible_submission_counts(engine, caller, settings)
     return [_form_out(f, counts) for f in all_forms(engine)]
 
 
 @router.get("/forms/{form_id}", response_model=FormDetailOut)
-def get_form(form_id: str, caller: ViewerDep, engine: EngineDep) -> FormDetailOut:
+def get_form(
+    form_id: str, caller: ViewerDep, engine: EngineDep, settings: SettingsDep
+) -> FormDetailOut:
     """One form: versions, fields with labels and sensitivity, choice lists."""
     form = form_or_404(engine, form_id)
-    counts = submission_counts(engine, scope_for(caller))
+    counts = visible_submission_counts(engine, caller, settings)
     return FormDetailOut(
         **_form_out(form, counts).model_dump(),
         versions=[VersionOut(**v) for v in form_versions(engine, form.id)],

@@ -1,8 +1,8 @@
 """The programme's indicators by period and district. Any role; for roles below manager,
-small cells are withheld (``settings.suppression_threshold``) and every people count is
-rounded to ``settings.indicator_rounding_base`` by consistent random rounding, so that
+answers are sums of protected lattice cells (one district or the key's whole scope, whole
+calendar units; small cells withheld, people counts rounded consistently), so that
 subtracting one answer from another cannot recover a withheld cell (see
-``collector.indicators``)."""
+``collector.indicators.disclosure``)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ class IndicatorResultOut(IndicatorOut):
         description="People counts are multiples of this (consistent random rounding); null: exact."
     )
     form_synced: bool
+    withheld_cells: int = Field(
+        0,
+        description="Below manager: lattice cells withheld (small counts) inside this answer; "
+        "each total is the sum of the published cells, so it leaves them out.",
+    )
     cells: list[CellOut]
 
 
@@ -114,6 +119,7 @@ def get_indicator(
         suppression_threshold=result.threshold,
         rounding_base=result.rounding_base,
         form_synced=result.form_known,
+        withheld_cells=result.withheld_cells,
         cells=cells,
     )
 

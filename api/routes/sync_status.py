@@ -11,11 +11,18 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from api.deps import AdminDep, EngineDep, SettingsDep, ViewerDep, scope_for, split_list
+from api.deps import (
+    AdminDep,
+    EngineDep,
+    SettingsDep,
+    ViewerDep,
+    split_list,
+    visible_submission_counts,
+)
 from collector import store
 from collector.forminfo import UnknownName, all_forms
-from collector.keys import Caller
-from collector.queries import last_ok_runs, submission_counts
+from collector.keys import Caller, Role
+from collector.queries import last_ok_runs
 from collector.settings import Settings
 
 router = APIRouter(tags=["sync"])
@@ -37,7 +44,7 @@ class RunOut(BaseModel):
 class FormSyncOut(BaseModel):
     form_id: str
     watermark: datetime | None
-    submissions: int
+    submissions: int | None  # viewers: withheld (null) or rounded, as the indicators
     issues: int
     last_run: RunOut | None
     last_ok_at: datetime | None
@@ -68,16 +75,17 @@ def error_for(caller: Caller, error: str | None) -> str | None:
 
 
 @router.get("/sync/status", response_model=list[FormSyncOut])
-def sync_status(caller: ViewerDep, engine: EngineDep) -> list[FormSyncOut]:
+def sync_status(caller: ViewerDep, engine: EngineDep, settings: SettingsDep) -> list[FormSyncOut]:
     """Per form: watermark, last run, when it last synced without error (``lag_seconds``
     is the time since that run started: the store is at most that far behind), last error."""
-    counts = submission_counts(engine, scope_for(caller))
+    counts = visible_submission_counts(engine, caller, settings)
     ok = last_ok_runs(engine)
     now = datetime.now(UTC)
     forms = {f.xml_form_id: f.id for f in all_forms(engine)}
     # A run's fetched/written/deleted count every district's submissions: a key limited to
     # districts would learn how many the others sent per run (SEC-8), so it gets None.
-    all_districts = caller.districts is None
+    # A run's counts are exact: below analyst (who read the rows anyway) they are withheld.
+    all_districts = caller.districts is None and caller.role >= Role.analyst
     out = []
     for st in store.form_statuses(engine):
         run = st.last_run or {}
