@@ -7,6 +7,7 @@ found, and exits non-zero when something must stop a script or CI job.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -38,30 +39,45 @@ def _settings() -> Settings:
     return settings_from_env()
 
 
+def is_path_argument(name: str) -> bool:
+    """A path (it has a '/', or names an existing file) is a file to check, never a form
+    id: a form id is an XML name, which has no '/'. A bare ``x.xlsx`` that is no file here
+    is the manifest's form filed under that file name."""
+    return "/" in name or os.sep in name or Path(name).is_file()
+
+
 def check_targets(forms_dir: Path, names: list[str] | None) -> list[CheckResult]:
-    """Paths to .xlsx files are checked alone; otherwise forms named in the manifest."""
-    paths = [Path(n) for n in names or [] if n.endswith(".xlsx") and Path(n).is_file()]
-    if names and len(paths) == len(names):
-        return [check_form(p) for p in paths]
-    manifest = load_manifest(forms_dir)
-    return check_manifest_forms(manifest, manifest.select(names))
+    """Paths are checked alone (a missing one is a ManifestError naming it); other names
+    are forms of the manifest, checked with their media."""
+    paths = [Path(n) for n in names or [] if is_path_argument(n)]
+    ids = [n for n in names or [] if not is_path_argument(n)]
+    for path in paths:
+        if not path.is_file():
+            raise ManifestError(f"no such file: {path}")
+    results = [check_form(p) for p in paths]
+    if ids or not names:
+        manifest = load_manifest(forms_dir)
+        results += check_manifest_forms(manifest, manifest.select(ids or None))
+    return results
 
 
 def print_findings(results: list[CheckResult]) -> None:
     for result in results:
         if not result.findings:
-            _out.print(f"[green]ok[/green]     {escape(result.path.name)}")
+            _out.print(f"[green]{'ok':<8}[/green]{escape(result.path.name)}")
             continue
         for f in result.findings:
             colour = "red" if f.severity == "error" else "yellow"
             text = escape(f"{f.where} {f.code}: {f.message}")
-            _out.print(f"[{colour}]{f.severity:<7}[/{colour}]{text}")
+            _out.print(f"[{colour}]{f.severity:<8}[/{colour}]{text}")
             _out.print(f"        fix: {escape(f.fix)}")
 
 
 @forms_app.command("check")
 def check_command(
-    forms: list[str] = typer.Argument(None, help="Form ids from the manifest, or .xlsx paths."),
+    forms: list[str] = typer.Argument(
+        None, help="Form ids from the manifest, or workbook paths (.xlsx, .xls, .xlsm)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print findings as JSON for tools."),
 ) -> None:
     """Convert each form with pyxform and apply the programme's rules; exit 1 on any error."""

@@ -30,6 +30,26 @@ from collector.formspec import LANGUAGES
 from collector.manifest import FormEntry, Manifest
 from collector.xlsform import Conversion, XLSForm, convert_xlsform, read_xlsform, split_type
 
+PROGRAMME_RULES = frozenset(
+    {
+        # every text in English, Tajik and Russian, under the programme's column names
+        "untranslated-column", "unknown-language", "missing-language-column",
+        "language-name-mismatch", "missing-translation", "default-language",
+        "missing-constraint-message",
+        # sensitive answers marked, so roles below manager never see them
+        "sensitive-unmarked", "invalid-sensitive", "sensitive-derived-unmarked",
+        # API keys are limited by district
+        "missing-district",
+        # the manifest, the store's table names and push need these
+        "missing-settings", "missing-form-id", "missing-form-title", "invalid-form-id",
+        "form-id-mismatch", "missing-media", "media-not-in-manifest", "csv-missing-column",
+        "unused-choice-list",
+    }
+)  # fmt: skip
+"""Codes of the programme's own rules, on top of what pyxform (and so Central) requires:
+a form that breaks only these converts, but must not reach the programme's tablets.
+Every other error code is one pyxform or ODK Validate would also raise."""
+
 _ROW_IN_MESSAGE = re.compile(r"\[row\s*:\s*(\d+)\]")
 _SHEET_IN_MESSAGE = re.compile(r"On the '([^']+)' sheet")
 _COLUMN_IN_MESSAGE = re.compile(r"the '([^']+)' value")
@@ -65,10 +85,13 @@ def check_form(
     out = Findings(path.name)
     try:
         xlsform = read_xlsform(path)
-    except Exception as exc:  # openpyxl raises many types for a file that is not a workbook
+    except PyXFormError as exc:  # what pyxform itself refuses while reading
+        out.add("pyxform-error", str(exc), "correct the workbook as the message says")
+        return CheckResult(path, tuple(out.findings), None)
+    except Exception as exc:  # xlrd, openpyxl and zipfile raise many types for non-workbooks
         out.add(
             "file-unreadable",
-            f"cannot read {path.name} as an .xlsx workbook: {exc}",
+            f"cannot read {path.name} as a workbook: {exc}",
             "save the file from the spreadsheet program as Excel Workbook (.xlsx)",
         )
         return CheckResult(path, tuple(out.findings), None)
@@ -92,7 +115,7 @@ def _check_sheets_and_settings(
     for name in ("survey", "settings"):
         if xlsform.sheet(name) is None:
             out.add(
-                "missing-sheet",
+                "missing-sheet" if name == "survey" else "missing-settings",
                 f"the workbook has no '{name}' sheet",
                 f"add a sheet named '{name}' (see https://xlsform.org/en/ref-table/)",
                 sheet=name,

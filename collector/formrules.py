@@ -32,6 +32,7 @@ from collector.xlsform import (
     is_true,
     language_of,
     split_type,
+    texts,
 )
 
 SENSITIVE_VALUES = {"", "yes", "no", "true", "false"}
@@ -95,6 +96,17 @@ def check_language_columns(sheet: Sheet, out: Findings, always: tuple[str, ...])
                 "use " + ", ".join(f"'{key}::{LANGUAGE_NAMES[c]}'" for c in LANGUAGES),
                 header,
             )
+        elif (written := header.split(":")[-1].strip()) != LANGUAGE_NAMES[code]:
+            # pyxform (and Collect) take the text after '::' as the language's name, so
+            # 'Tajik(tg)' beside 'Tajik (tg)' is a fourth language with half the texts
+            out.on_row(sheet, 1).add(
+                "language-name-mismatch",
+                f"column '{header}' names the language '{written}', which is not how the "
+                f"form writes it ('{LANGUAGE_NAMES[code]}'): Collect would show it as "
+                "another language",
+                f"rename the column '{key}::{LANGUAGE_NAMES[code]}'",
+                header,
+            )
     used = set(always) | {key for key, _ in headers}
     for key in sorted(used):
         for code in LANGUAGES:
@@ -154,6 +166,8 @@ def check_survey_rows(
         type_text, name = row.get("type"), row.get("name")
         base, choice_list = split_type(type_text)
         if not type_text:
+            if not name and not texts(row, "label"):
+                continue  # pyxform skips such a row as a comment (with a warning)
             at.add(
                 "missing-type",
                 f"row with name '{name}' has no type",
@@ -180,7 +194,8 @@ def check_survey_rows(
             else:
                 stack.pop()
             continue
-        _check_name(at, type_text, name, seen)
+        if name or base != "note":  # pyxform names a nameless note itself
+            _check_name(at, type_text, name, seen)
         if base in GROUP_BEGIN:
             stack.append((GROUP_BEGIN[base], row))
         if name == "district" and base == "select_one":
@@ -380,6 +395,9 @@ def _letter(index: int) -> str:
 
 
 def check_choices(xlsform: XLSForm, choices: Sheet, out: Findings) -> None:
+    """Choice rows: in a list, named, unique in their list (unless the settings sheet's
+    ``allow_choice_duplicates`` says yes, which pyxform honours), and every list used."""
+    duplicates_allowed = is_true(xlsform.setting("allow_choice_duplicates"))
     survey = xlsform.sheet("survey")
     referenced = {
         split_type(r.get("type"))[1] for r in (survey.rows if survey else ()) if r.get("type")
@@ -412,7 +430,7 @@ def check_choices(xlsform: XLSForm, choices: Sheet, out: Findings) -> None:
                 "use underscores: select_multiple answers are stored space-separated",
                 "name",
             )
-        elif (list_name, name) in seen:
+        elif (list_name, name) in seen and not duplicates_allowed:
             at.add(
                 "duplicate-choice",
                 f"'{name}' is already in '{list_name}' on row {seen[(list_name, name)]}",

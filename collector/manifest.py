@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
+from pyxform.constants import SUPPORTED_FILE_EXTENSIONS
+
+WORKBOOK_SUFFIXES = frozenset(SUPPORTED_FILE_EXTENSIONS)
+"""The workbook files pyxform reads: .xls, .xlsx, .xlsm."""
 
 from collector.errors import FormsError
 
@@ -66,7 +70,7 @@ class Manifest:
             return self.forms
         chosen = []
         for name in names:
-            stem = Path(name).stem if name.endswith(".xlsx") else name
+            stem = Path(name).stem if Path(name).suffix.lower() in WORKBOOK_SUFFIXES else name
             chosen.append(self.form(stem))
         return tuple(chosen)
 

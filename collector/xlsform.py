@@ -1,8 +1,10 @@
 """Read an XLSForm as the designer wrote it, and convert it to an XForm with pyxform.
 
 Form designers work in a spreadsheet, so every problem we report must point at a cell
-they can find: sheet, row and column letter. ``read_xlsform`` keeps that position for
-every value (openpyxl, no interpretation beyond trimming); ``form_spec`` turns the sheets
+they can find: sheet, row and column letter. ``read_xlsform`` reads the workbook the way
+pyxform reads it (``collector.xlsread``: same file types, sheets, headers and cell text,
+headers under pyxform's names) and keeps that position for every value; ``split_type``
+reads a type as pyxform's ``xls2json`` does (legacy spellings included); ``form_spec`` turns the sheets
 into the ``FormSpec`` the store and API share; ``convert_xlsform`` runs pyxform, the same
 converter Central runs, optionally setting the form version in the settings sheet first,
 because Central refuses to publish a new definition under an already published version
@@ -13,18 +15,19 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import openpyxl
 from openpyxl.utils import get_column_letter
+from pyxform import aliases
+from pyxform.xls2json import RE_BEGIN_CONTROL, RE_END_CONTROL, RE_OSM, RE_SELECT
 from pyxform.xls2json_backends import get_xlsform
 from pyxform.xls2xform import convert
 
 from collector.formspec import LANGUAGES, ChoiceSpec, FieldSpec, FormSpec
+from collector.xlsread import canonical_headers, cell_value, read_sheets
 
 TRANSLATABLE = ("label", "hint", "required_message", "constraint_message")
 """Columns that carry text a person reads, and so need every language."""
@@ -34,8 +37,8 @@ _LANG_CODE = re.compile(r"\((?P<code>[A-Za-z-]+)\)\s*$")
 _TRUE = {"yes", "true", "true()", "1"}
 
 # Types that group other rows, and types that are metadata without a label.
-GROUP_BEGIN = {"begin_group": "group", "begin_repeat": "repeat"}
-GROUP_END = {"end_group": "group", "end_repeat": "repeat"}
+GROUP_BEGIN = {"begin_group": "group", "begin_repeat": "repeat", "begin_loop": "loop"}
+GROUP_END = {"end_group": "group", "end_repeat": "repeat", "end_loop": "loop"}
 METADATA_TYPES = frozenset(
     {"start", "end", "today", "deviceid", "phonenumber", "username", "email", "audit",
      "simserial", "subscriberid", "start-geopoint", "background-audio", "calculate", "hidden"}
@@ -68,9 +71,10 @@ class SheetRow:
 
 @dataclass(frozen=True)
 class Sheet:
-    name: str
-    columns: dict[str, str]  # header -> column letter, in sheet order
+    name: str  # as written in the workbook
+    columns: dict[str, str]  # header (pyxform's name for it) -> column letter, in sheet order
     rows: tuple[SheetRow, ...]  # non-empty data rows only
+    kind: str = ""  # the sheet pyxform takes it for ("survey", "choices", ...)
 
     def column_of(self, header: str) -> str:
         """The letter of a header, or the first free column (where it should be added)."""
@@ -83,9 +87,9 @@ class XLSForm:
     sheets: dict[str, Sheet]  # by sheet name as written
 
     def sheet(self, name: str) -> Sheet | None:
-        """pyxform matches sheet names case-insensitively; so do we."""
-        for sheet_name, sheet in self.sheets.items():
-            if sheet_name.strip().lower() == name:
+        """pyxform matches sheet names case-insensitively (a lone sheet is the survey)."""
+        for sheet in self.sheets.values():
+            if (sheet.kind or sheet.name.strip().lower()) == name:
                 return sheet
         return None
 
@@ -102,19 +106,6 @@ class Conversion:
     warnings: tuple[str, ...]
 
 
-def cell_text(value: object) -> str:
-    """A cell's value as pyxform would read it: numbers without a spurious ``.0``."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return str(value).strip()
-
-
 def _stamp(path: Path) -> tuple[str, int, int]:
     """What identifies a file's content cheaply: path, modification time (ns), size."""
     stat = path.stat()
@@ -124,8 +115,8 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 def read_xlsform(path: Path) -> XLSForm:
     """Every sheet of an .xlsx, keeping the position of each value.
 
-    Raises whatever openpyxl raises for a file that is not a workbook; ``formcheck`` turns
-    that into a finding. Parsing a workbook is most of a check's time, and check, plan,
+    Raises ``PyXFormError`` where pyxform would, or the reading library's error for a
+    file that is not a workbook; ``formcheck`` turns either into a finding. Parsing a workbook is most of a check's time, and check, plan,
     push and the store each read the same file, so results are cached per file version.
     """
     return _read_xlsform(*_stamp(path))
@@ -134,35 +125,26 @@ def read_xlsform(path: Path) -> XLSForm:
 @functools.lru_cache(maxsize=32)
 def _read_xlsform(path_text: str, mtime_ns: int, size: int) -> XLSForm:
     path = Path(path_text)
-    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        sheets: dict[str, Sheet] = {}
-        for worksheet in workbook.worksheets:
-            rows = worksheet.iter_rows(values_only=True)
-            header_values = next(rows, ())
-            columns: dict[str, str] = {}
-            index_to_header: dict[int, str] = {}
-            for index, value in enumerate(header_values, start=1):
-                header = cell_text(value)
-                if header and header not in columns:
-                    columns[header] = get_column_letter(index)
-                    index_to_header[index] = header
-            data_rows: list[SheetRow] = []
-            for row_number, values in enumerate(rows, start=2):
-                cells = {}
-                for index, value in enumerate(values, start=1):
-                    text = cell_text(value)
-                    header = index_to_header.get(index)
-                    if text and header:
-                        cells[header] = Cell(
-                            worksheet.title, row_number, get_column_letter(index), header, text
-                        )
-                if cells:
-                    data_rows.append(SheetRow(worksheet.title, row_number, cells))
-            sheets[worksheet.title] = Sheet(worksheet.title, columns, tuple(data_rows))
-        return XLSForm(path, sheets)
-    finally:
-        workbook.close()
+    sheets: dict[str, Sheet] = {}
+    for raw in read_sheets(path):
+        names = canonical_headers(raw.kind, [h for h, _ in raw.headers])
+        columns: dict[str, str] = {}
+        for header, letter in raw.headers:
+            columns.setdefault(names[header], letter)
+        letters = dict(raw.headers)
+        data_rows = []
+        for row_number, values in raw.rows:
+            cells = {}
+            for header, value in values.items():
+                text = cell_value(str(value))
+                if text:
+                    cells[names[header]] = Cell(
+                        raw.title, row_number, letters[header], names[header], text
+                    )
+            if cells:
+                data_rows.append(SheetRow(raw.title, row_number, cells))
+        sheets[raw.title] = Sheet(raw.title, columns, tuple(data_rows), raw.kind)
+    return XLSForm(path, sheets)
 
 
 def language_of(header: str) -> tuple[str, str] | None:
@@ -187,18 +169,51 @@ def texts(row: SheetRow, key: str, default_language: str = "en") -> dict[str, st
     return out
 
 
+_SELECT_BASES = {
+    "select one": "select_one",
+    "select all that apply": "select_multiple",
+    "rank": "rank",
+    "select one external": "select_one_external",
+}
+_FILE_BASES = {
+    "select one": "select_one_from_file",
+    "select all that apply": "select_multiple_from_file",
+}
+
+
 def split_type(type_text: str) -> tuple[str, str | None]:
-    """``select_one district`` -> ``("select_one", "district")``; ``or_other`` dropped."""
-    parts = type_text.split()
-    if not parts:
+    """``select_one district`` -> ``("select_one", "district")``, read as pyxform's
+    ``xls2json`` reads it (its ``RE_SELECT``/``RE_BEGIN_CONTROL``/``RE_END_CONTROL`` and
+    ``aliases``): ``select one from X``, ``select all that apply from X``, ``... or specify
+    other`` (dropped), ``begin loop over X`` (``("begin_loop", "X")``), ``imei``
+    (``deviceid``). Other types come back lower-cased with no list."""
+    text = " ".join(type_text.split())
+    if not text:
         return "", None
-    joined = "_".join(parts).lower()
-    if joined in GROUP_BEGIN or joined in GROUP_END:
-        return joined, None
-    base = parts[0].lower()
-    if len(parts) > 1 and base in SELECT_TYPES | FILE_SELECT_TYPES:
-        return base, parts[1]
-    return base, None
+    lowered = text.lower()
+    if match := RE_BEGIN_CONTROL.match(lowered):
+        kind = aliases.control[match["type"]]
+        list_name = text.split()[-1] if kind == "loop" and match["list_name"] else None
+        return f"begin_{kind}", list_name
+    if match := RE_END_CONTROL.match(lowered):
+        return f"end_{aliases.control[match['type']]}", None
+    if match := RE_SELECT.match(text):
+        command = match["select_command"]
+        kind = aliases.select[command]
+        base = (
+            _FILE_BASES[kind]
+            if command in aliases.select_from_file
+            else _SELECT_BASES.get(kind, kind.replace(" ", "_"))
+        )
+        return base, match["list_name"]
+    if RE_OSM.match(text):
+        return "osm", None
+    if text in aliases._type_alias_map:
+        return aliases._type_alias_map[text], None
+    parts = lowered.split()
+    if len(parts) > 1 and parts[0] in SELECT_TYPES | FILE_SELECT_TYPES:
+        return parts[0], text.split()[1]
+    return parts[0], None
 
 
 def is_true(text: str) -> bool:
