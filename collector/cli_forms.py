@@ -25,7 +25,7 @@ from collector.formpush import (
     push_forms,
     store_recorder,
 )
-from collector.manifest import load_manifest
+from collector.manifest import ManifestError, load_manifest
 from collector.settings import Settings
 
 forms_app = typer.Typer(help="Check XLSForms and push them to ODK Central.", no_args_is_help=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 from apscheduler.triggers.cron import CronTrigger
 from pyxform.constants import SUPPORTED_FILE_EXTENSIONS
 
+from collector.errors import FormsError
+
 WORKBOOK_SUFFIXES = frozenset(SUPPORTED_FILE_EXTENSIONS)
 """The workbook files pyxform reads: .xls, .xlsx, .xlsm."""
-
-from collector.errors import FormsError
 
 MANIFEST_NAME = "manifest.toml"
 
