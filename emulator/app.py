@@ -54,7 +54,7 @@ class KeyPathMiddleware:
 
 
 def _error_response(request: Request, err: CentralError) -> Response:
-    if is_openrosa_path(request.url.path):
+    if is_openrosa_path(request.url.path) and err.code != 400.39:
         # Central answers the header check and auth failures before its OpenRosa
         # preprocessor adds the OpenRosa headers (golden 25, 64), later ones with them.
         early = err.code in (400.6, 403.1) or err.status == 401

@@ -3,6 +3,7 @@ path segments into rows or Central's 404.1."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -79,7 +80,9 @@ def is_true(value: str | None) -> bool:
     return value is not None and value.lower() == "true"
 
 
-async def json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request, *, any_json: bool = False) -> dict[str, Any]:
+    """The JSON object a route reads; ``any_json``: JSON that is no object reads as ``{}``
+    (its fields undefined), as in Central's handlers that read ``body.field``."""
     raw = await request.body()
     if not raw:
         return {}
@@ -88,6 +91,8 @@ async def json_body(request: Request) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise errors.unparseable("json", len(raw)) from None
     if not isinstance(data, dict):
+        if any_json:
+            return {}
         raise errors.unparseable("json", len(raw))
     return data
 
@@ -174,12 +179,16 @@ def user_form(request: Request) -> tuple[Emulator, Actor, FormRow]:
     return e, actor, form
 
 
+_PG_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
 def int_param(value: str) -> int:
-    """A numeric path segment; anything else is a resource that cannot exist (404.1)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise errors.not_found() from None
-    if not 0 <= number < 2**63:  # SQLite's INTEGER range; no such row can exist
-        raise errors.not_found()
+    """A numeric path segment, read as Central's PostgreSQL reads it into an ``integer``
+    column: text that is no integer is 400.11 (22P02), one beyond 32 bits 400.22 (22003);
+    central-backend lib/util/db.js maps those PostgreSQL errors to these problems."""
+    if not _PG_INTEGER.fullmatch(value):
+        raise errors.invalid_data_type(value, "type integer")
+    number = int(value)
+    if not -(2**31) <= number < 2**31:
+        raise errors.out_of_range(value, "integer")
     return number

@@ -28,7 +28,7 @@ class CentralError(Exception):
         self,
         code: float,
         message: str,
-        details: dict[str, Any] | None = None,
+        details: dict[str, Any] | str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -100,7 +100,8 @@ def missing_parameters(expected: list[str], got: dict[str, Any]) -> CentralError
     return CentralError(
         400.3,
         f"Required parameters missing. Expected ({', '.join(expected)}), got ({pairs}).",
-        {"expected": expected, "got": got},
+        # JSON drops undefined values: Central's details hold only what was given
+        {"expected": expected, "got": {k: v for k, v in got.items() if v is not None}},
     )
 
 
@@ -112,6 +113,24 @@ def _js_repr(v: Any) -> str:
     return str(v)
 
 
+def invalid_data_type(value: str, expected: str) -> CentralError:
+    """400.11: PostgreSQL could not read the value as the column's type (lib/util/db.js)."""
+    return CentralError(
+        400.11,
+        f'Invalid input data type: expected "{value}" to be ({expected})',
+        {"value": value, "expected": expected},
+    )
+
+
+def out_of_range(value: str, kind: str) -> CentralError:
+    """400.22: a number beyond the column's type (lib/util/db.js, PostgreSQL 22003)."""
+    return CentralError(
+        400.22,
+        f"Provided value '{value}' is out of range for type '{kind}'",
+        {"value": value, "type": kind},
+    )
+
+
 def invalid_header(field: str) -> CentralError:
     # golden 25; problem.js invalidHeader called with the field name only.
     return CentralError(
@@ -121,8 +140,11 @@ def invalid_header(field: str) -> CentralError:
     )
 
 
-def multipart_parsing_failed() -> CentralError:
-    return CentralError(400.39, "Multipart form content failed to parse.")
+def multipart_parsing_failed(detail: str | None = None) -> CentralError:
+    """400.39 with busboy's message as details (lib/resources/submissions.js
+    multipartErrorHandler); answered as JSON even on OpenRosa routes, since that handler runs
+    before the OpenRosa endpoint wraps errors in XML."""
+    return CentralError(400.39, "Multipart form content failed to parse.", detail)
 
 
 def missing_multipart_field(field: str) -> CentralError:
@@ -153,6 +175,28 @@ def form_warnings(warnings: list[str]) -> CentralError:
         "The Form is valid, but with warnings. Please check the warnings and if they are "
         "acceptable resubmit with ?ignoreWarnings=true",
         {"warnings": {"xlsFormWarnings": warnings}},
+    )
+
+
+def structure_changed(removed: list[str]) -> CentralError:
+    """400.16 for a new version that drops fields (lib/model/query/forms.js
+    checkStructuralChange + rejectIfWarnings)."""
+    return CentralError(
+        400.16,
+        "The Form is valid, but with warnings. Please check the warnings and if they are "
+        "acceptable resubmit with ?ignoreWarnings=true",
+        {"warnings": {"workflowWarnings": [{"type": "structureChanged", "details": removed}]}},
+    )
+
+
+def field_type_conflict(path: str, previous: str) -> CentralError:
+    """400.17 (lib/util/problem.js fieldTypeConflict, raised by checkFieldDowncast)."""
+    return CentralError(
+        400.17,
+        f"The form you have uploaded attempts to change the type of the field at {path}. In a "
+        f'previous version, it had the type "{previous}". Please either return that field to '
+        "its previous type, or rename the field so it lives at a new path.",
+        {"path": path, "type": previous},
     )
 
 

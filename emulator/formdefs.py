@@ -10,9 +10,11 @@ from it when the settings sheet gives none; warnings refuse the form (400.16) un
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import tempfile
+import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -35,7 +37,7 @@ def xlsform_to_xform(body: bytes, suffix: str, fallback_id: str, ignore_warnings
     from pyxform.xls2xform import convert
 
     warnings: list[str] = []
-    name = re.sub(r"[^\w.-]", "_", fallback_id) or "form"
+    name = fallback_id
     try:
         with tempfile.TemporaryDirectory(prefix="emulator-xls-") as tmp:
             path = Path(tmp) / f"{name}{suffix}"
@@ -65,13 +67,27 @@ def xlsform_to_xform(body: bytes, suffix: str, fallback_id: str, ignore_warnings
     return result.xform.encode()
 
 
+_MARKUPSAFE = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&#39;", '"': "&#34;"}
+
+
+def formid_fallback(header: str | None) -> str:
+    """The XLSForm's file name stem, as pyxform-http makes it from the header Central passes
+    on (getodk/pyxform-http app/main.py: ``os.path.basename(escape(unquote(header)))`` with
+    markupsafe's escape, else a random uuid); pyxform takes the form id from it when the
+    settings sheet has none, so ``uuid:...`` stays ``uuid:...`` and an emoji stays itself."""
+    if header is None:
+        return str(uuid.uuid4())
+    text = "".join(_MARKUPSAFE.get(ch, ch) for ch in unquote(header))
+    return os.path.basename(text)
+
+
 async def definition_from_request(request: Request) -> tuple[bytes, bytes | None]:
     """(XForm XML, original XLSX or None) from a form/draft POST body."""
     body = await request.body()
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     suffix = XLSX_TYPES.get(ctype)
     if suffix is not None:
-        fallback = unquote(request.headers.get("x-xlsform-formid-fallback") or "") or "form"
+        fallback = formid_fallback(request.headers.get("x-xlsform-formid-fallback"))
         ignore = is_true(request.query_params.get("ignoreWarnings"))
         return xlsform_to_xform(body, suffix, fallback, ignore), body
     if not body:
@@ -84,6 +100,8 @@ def parsed(xml: bytes) -> XForm:
     try:
         return parse_xform(xml)
     except XFormError as exc:
+        if exc.code == 400.2:
+            raise errors.missing_parameter("formId") from None
         raise errors.CentralError(exc.code, exc.message) from None
 
 

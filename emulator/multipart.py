@@ -26,12 +26,18 @@ class Part:
     data: bytes
 
 
+def multipart_boundary(content_type: str) -> bytes | None:
+    """The boundary a multipart Content-Type names, or None."""
+    m = _BOUNDARY.search(content_type)
+    return None if m is None else (m.group(1) or m.group(2)).encode("latin-1")
+
+
 def split_multipart(body: bytes, content_type: str) -> list[Part] | None:
     """The parts of a plain multipart/form-data body, or None to use the general parser."""
-    m = _BOUNDARY.search(content_type)
-    if m is None:
+    boundary = multipart_boundary(content_type)
+    if boundary is None:
         return None
-    delimiter = b"--" + (m.group(1) or m.group(2)).encode("latin-1")
+    delimiter = b"--" + boundary
     chunks = body.split(delimiter)
     if len(chunks) < 3 or chunks[0] != b"" or not chunks[-1].startswith(b"--"):
         return None

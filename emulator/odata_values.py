@@ -12,7 +12,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-_INT_RE = re.compile(r"\s*([+-]?\d+)")
+_INT_RE = re.compile(r"\s*([+-]?[0-9]+)")
 _FLOAT_RE = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Infinity)")
 
 
@@ -28,7 +28,18 @@ def js_number(value: float) -> int | float | None:
 def parse_int(text: str) -> int | None:
     """JavaScript ``parseInt(text, 10)``: the leading integer, else NaN (JSON null)."""
     match = _INT_RE.match(text)
-    return int(match.group(1)) if match else None
+    if not match:
+        return None
+    # parseInt yields a double: beyond 2**53 digits are lost, beyond ~1.8e308 it is Infinity
+    # (JSON null); an answer beyond 64 bits is stored and served, never a 500 (the real Central
+    # serves 123456789012345678901234567890 as 1.2345678901234568e+29).
+    try:
+        number = js_number(float(int(match.group(1))))
+    except OverflowError:
+        return None
+    if isinstance(number, int) and not -(2**63) <= number < 2**63:
+        return float(number)  # orjson writes 64-bit integers only
+    return number
 
 
 def parse_float(text: str) -> float | int | None:

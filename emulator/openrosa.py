@@ -28,7 +28,7 @@ from emulator.common import (
 )
 from emulator.errors import OPENROSA_HEADERS, XML_TYPE, openrosa_message
 from emulator.errors import xml_escape as escape
-from emulator.multipart import split_multipart
+from emulator.multipart import multipart_boundary, split_multipart
 from emulator.submissions import check_may_submit, read_incoming, store
 
 OPENROSA_PATH_MARKERS = ("/formList", "/submission", "/manifest")
@@ -139,7 +139,14 @@ async def manifest(request: Request) -> Response:
 async def _parts(request: Request, ctype: str) -> tuple[bytes, dict[str, tuple[bytes, str]]]:
     """(the submission XML, attachments by file name) from the multipart body: the fast
     splitter for plain bodies, Starlette's parser for anything else."""
-    parts = split_multipart(await request.body(), ctype)
+    body = await request.body()
+    boundary = multipart_boundary(ctype)
+    # busboy's refusals become 400.39 (lib/resources/submissions.js busboyErrors)
+    if boundary is None:
+        raise errors.multipart_parsing_failed("Multipart: Boundary not found")
+    if b"--" + boundary + b"--" not in body:
+        raise errors.multipart_parsing_failed("Unexpected end of form")
+    parts = split_multipart(body, ctype)
     files: dict[str, tuple[bytes, str]] = {}
     if parts is not None:
         xml = next((p.data for p in parts if p.name == "xml_submission_file"), None)
@@ -174,7 +181,14 @@ async def submission(request: Request) -> Response:
     xml, files = await _parts(request, ctype)
     incoming = read_incoming(xml)
     target = find_form(e.conn, pid, incoming.form_id)
-    check_may_submit(e.conn, actor, target)
+    try:
+        check_may_submit(e.conn, actor, target)
+    except errors.CentralError as err:
+        # lib/resources/submissions.js forceAuthFailed: on an OpenRosa submission, 403.1
+        # (e.g. an app user the form is not assigned to) becomes 401.2
+        if err.code == 403.1:
+            raise errors.authentication_failed() from None
+        raise
     store(
         e,
         target,

@@ -56,7 +56,11 @@ ROLES = {"admin": 1, "app-user": 2, "manager": 3, "viewer": 4, "formfill": 5}
 
 async def login(request: Request) -> Response:
     e = emu(request)
-    body = await json_body(request)
+    # Central parses a body as JSON only when it says application/json (express.json with
+    # type 'application/json', lib/http/service.js); any other body, or JSON that is not an
+    # object, leaves email and password undefined: 400.3, not 400.1.
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    body = await json_body(request, any_json=True) if ctype == "application/json" else {}
     email, password = body.get("email"), body.get("password")
     if not email or not password:
         # golden 02

@@ -43,6 +43,8 @@ from emulator.formdefs import (
     parsed,
     set_version,
 )
+from emulator.schema_change import check_new_version
+from emulator.submissions import rerender_submissions
 
 # --- JSON shapes ----------------------------------------------------------------------------
 
@@ -286,8 +288,11 @@ async def draft_create(request: Request) -> Response:
         raise errors.unexpected_value(
             "xmlFormId",
             definition.form_id,
-            "The XForm you have uploaded does not match the form you are updating.",
+            "does not match the form you are updating",  # lib/model/query/forms.js createVersion
         )
+    check_new_version(
+        e, e.conn, form, definition, is_true(request.query_params.get("ignoreWarnings"))
+    )
     old_draft = form.draft_def
     with transaction(e.conn):
         def_id = insert_def(e.conn, form.id, xml, xlsx, definition, False, previous)
@@ -338,10 +343,15 @@ async def draft_publish(request: Request) -> Response:
             (xml, version, md5, sha1, sha256, def_id),
         )
         e.xforms.pop(def_id, None)
-    e.conn.execute(
-        "UPDATE form_defs SET published_at=?, draft_token=NULL WHERE id=?", (now_iso(), def_id)
-    )
-    e.conn.execute("UPDATE forms SET current_def=?, draft_def=NULL WHERE id=?", (def_id, form.id))
+    with transaction(e.conn):
+        e.conn.execute(
+            "UPDATE form_defs SET published_at=?, draft_token=NULL WHERE id=?",
+            (now_iso(), def_id),
+        )
+        e.conn.execute(
+            "UPDATE forms SET current_def=?, draft_def=NULL WHERE id=?", (def_id, form.id)
+        )
+        rerender_submissions(e, form.id, def_id)
     return success()  # golden 19
 
 

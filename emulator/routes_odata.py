@@ -259,14 +259,15 @@ def _sort_key(spec: str) -> tuple[int, bool]:
 
 def _apply_orderby(rows: list[tuple], orderby: str) -> list[tuple]:
     specs = [_sort_key(s.strip()) for s in orderby.split(",") if s.strip()]
-    # Central sorts in PostgreSQL (lib/util/odata.js $orderby to ORDER BY): NULLS LAST ascending, NULLS FIRST descending, and its own
-    # order (createdAt DESC, id DESC) breaks ties; stable sorts from the last key to the first.
-    out = sorted(rows, key=lambda r: (r[2], r[0]), reverse=True)
+    # Central sorts in PostgreSQL (lib/data/odata-filter.js odataOrderBy): ``ASC NULLS FIRST``,
+    # ``DESC NULLS LAST``, then submissions.id in the first key's direction breaks ties;
+    # stable sorts from the last key to the first.
+    out = sorted(rows, key=lambda r: r[0], reverse=bool(specs) and specs[0][1])
     for idx, desc in reversed(specs):
         present = [r for r in out if r[idx] is not None]
         missing = [r for r in out if r[idx] is None]
         present.sort(key=lambda r, i=idx: r[i], reverse=desc)
-        out = (missing + present) if desc else (present + missing)
+        out = (present + missing) if desc else (missing + present)
     return out
 
 

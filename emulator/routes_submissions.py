@@ -110,9 +110,9 @@ async def submission_put(request: Request) -> Response:
     e, actor, form = user_form(request)
     current = submission_row(e.conn, form, request.path_params["iid"])
     incoming = read_incoming(await request.body())
+    _check_form_id(incoming, form)  # before the deprecatedID, as the real Central answers
     if not incoming.deprecated_id:
         raise errors.expected_deprecation()
-    _check_form_id(incoming, form)
     if incoming.deprecated_id != current[12]:
         raise errors.deprecating_old_submission(incoming.deprecated_id)
     store(e, form, incoming, actor, current[3], request.headers.get("user-agent"))

@@ -55,7 +55,9 @@ def read_incoming(xml: bytes) -> Incoming:
     try:
         root = ET.fromstring(xml)  # noqa: S314 - expat >= 2.4 refuses entity bombs; no DTDs fetched
     except ET.ParseError:
-        raise errors.unparseable("xml", len(xml)) from None
+        # Central finds the id with a lenient streaming parser; XML it cannot follow to the
+        # root's id attribute answers as a missing id (the real Central, on "<broken")
+        raise errors.missing_parameter("form ID xml attribute") from None
     form_id = root.get("id")
     if not form_id:
         raise errors.missing_parameter("form ID xml attribute")
@@ -179,11 +181,37 @@ class _Version:
     xform: XForm
     xml_hash: str
     expected: list[str]
+    shape: XForm  # the form's current version: OData shows every row in its fields
 
     def fragments(self, logical_id: str) -> tuple[bytes, ...]:
         """The OData pieces in FRAGMENT_COLUMNS order."""
-        frags = odata_fragments(self.xform, self.incoming.xml, logical_id)
+        frags = odata_fragments(self.shape, self.incoming.xml, logical_id)
         return tuple(frags[c] for c in FRAGMENT_COLUMNS)
+
+
+def rerender_submissions(e: Emulator, form_pk: int, def_id: int) -> None:
+    """Re-render every submission's OData row in the fields of ``def_id``, the version just
+    published.
+
+    Central serves OData with the *current* version's fields, whatever version a submission
+    was made with: ``lib/resources/odata.js`` reads ``Forms.getFields(form.def.id)`` and
+    ``lib/data/odata.js`` (``submissionToOData``) walks each submission's XML against them,
+    so a field a later version removed is absent from old rows and one it added is null.
+    The emulator precomputes rows, so it redoes them when the current version changes.
+    """
+    shape = e.xform(def_id)
+    rows = e.conn.execute(
+        "SELECT s.id, s.instance_id, v.xml FROM submissions s "
+        "JOIN submission_versions v ON v.id = s.current_version WHERE s.form_id=?",
+        (form_pk,),
+    ).fetchall()
+    sets = ", ".join(f"{c}=?" for c in FRAGMENT_COLUMNS)
+    for sub_id, logical_id, xml in rows:
+        frags = odata_fragments(shape, bytes(xml), logical_id)
+        e.conn.execute(
+            f"UPDATE submissions SET {sets} WHERE id=?",
+            (*(frags[c] for c in FRAGMENT_COLUMNS), sub_id),
+        )
 
 
 def store(
@@ -215,6 +243,7 @@ def store(
             xform,
             hashlib.sha256(incoming.xml).hexdigest(),
             expected_attachments(xform, incoming.root),
+            xform if form.current_def in (None, def_id) else e.xform(form.current_def),
         )
         existing = e.conn.execute(
             "SELECT v.id, v.submission_id, v.xml_hash, s.deleted_at FROM submission_versions v "

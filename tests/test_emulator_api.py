@@ -141,7 +141,7 @@ def test_app_user_key_is_refused_after_revoke_and_delete(s: Setup) -> None:
         headers=hdr,
         timeout=30,
     )
-    assert as_stranger.status_code == 403  # not assigned to the form
+    assert as_stranger.status_code == 401  # not assigned: 403.1 made 401.2 (forceAuthFailed)
     assert (
         "<formID>" not in requests.get(key.format(stranger["token"]), headers=hdr, timeout=30).text
     )
@@ -221,10 +221,18 @@ def test_form_media_upload_manifest_and_unexpected_name(
 
 BAD_REQUESTS = [
     # (method, path under the form or absolute (starts with /v1), kwargs, status, code)
-    ("POST", "/v1/sessions", {"data": b"{not json"}, 400, 400.1),
-    ("POST", "/v1/sessions", {"json": ["a"]}, 400, 400.1),
-    ("GET", "/v1/projects/abc", {}, 404, 404.1),
-    ("GET", "/v1/projects/99999999999999999999999", {}, 404, 404.1),
+    # (what the real Central answered; test_central_fidelity.py names the source of each)
+    ("POST", "/v1/sessions", {"data": b"{not json"}, 400, 400.3),  # not application/json
+    (
+        "POST",
+        "/v1/sessions",
+        {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
+        400,
+        400.1,
+    ),
+    ("POST", "/v1/sessions", {"json": ["a"]}, 400, 400.3),
+    ("GET", "/v1/projects/abc", {}, 400, 400.11),
+    ("GET", "/v1/projects/99999999999999999999999", {}, 400, 400.22),
     ("GET", "/v1/no/such/route", {}, 404, 404.1),
     ("POST", "/v1/projects", {"json": {}}, 400, 400.2),
     (
@@ -232,13 +240,20 @@ BAD_REQUESTS = [
         "{P}/forms",
         {"data": b"<not xml", "headers": {"Content-Type": "application/xml"}},
         400,
-        400.1,
+        400.2,
     ),
     ("POST", "{P}/forms", {"data": b"garbage", "headers": {"Content-Type": XLSX}}, 400, 400.15),
     ("GET", "{F}/submissions/uuid:nope", {}, 404, 404.1),
     ("PATCH", "{F}/submissions/{I}", {"json": {"reviewState": "lovely"}}, 400, 400.8),
-    ("PATCH", "{F}/submissions/{I}", {"data": b"[[["}, 400, 400.1),
-    ("PUT", "{F}/submissions/{I}", {"data": b"<data id='x'><meta/></data>"}, 400, 400.19),
+    (
+        "PATCH",
+        "{F}/submissions/{I}",
+        {"data": b"[[[", "headers": {"Content-Type": "application/json"}},
+        400,
+        400.1,
+    ),
+    ("PUT", "{F}/submissions/{I}", {"data": b"<data id='x'><meta/></data>"}, 400, 400.8),
+    ("PUT", "{F}/submissions/{I}", {"data": b"<data id='{FID}'><meta/></data>"}, 400, 400.19),
     ("POST", "{F}/submissions/{I}/comments", {"json": {}}, 400, 400.2),
     ("POST", "{F}/draft/publish", {}, 404, 404.1),
     ("GET", "{F}.svc/Submissions?$skiptoken=01!!!", {}, 400, 400.35),
@@ -257,7 +272,7 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), BAD_REQUESTS)
 def test_bad_requests_get_centrals_codes(
-    s: Setup, method: str, path: str, kwargs: dict, status: int, code: float
+    central: CentralTarget, s: Setup, method: str, path: str, kwargs: dict, status: int, code: float
 ) -> None:
     iid = s.submit()
     url = s.url + path.format(
@@ -266,6 +281,13 @@ def test_bad_requests_get_centrals_codes(
         I=iid,
         PID=s.project_id,
     )
+    if "data" in kwargs and b"{FID}" in kwargs["data"]:
+        kwargs = {**kwargs, "data": kwargs["data"].replace(b"{FID}", s.form_id.encode())}
+    if "eyJ4IjoxfQ" in path and not central.is_emulator:
+        # A well-formed base64 skiptoken with the wrong keys: the real Central answers 500
+        # (its bug: lib/util/db.js parseSkiptoken accepts any JSON object); the emulator keeps
+        # Central's 400.35 for a token it cannot read.
+        pytest.xfail("Central answers 500 to a skiptoken with the wrong keys (Central's bug)")
     r = s.http.request(method, url, timeout=30, **kwargs)
     assert r.status_code == status, r.text
     body = r.json()
@@ -276,18 +298,12 @@ OPENROSA_BAD = [
     ({"headers": {}}, 400, "X-OpenRosa-Version"),
     ({"data": b"plain"}, 400, "xml_submission_file"),
     ({"files": {"other": ("a", b"b")}}, 400, "xml_submission_file"),
+    # multipart garbage is JSON 400.39: test_central_fidelity.py
     (
-        {
-            "data": b"--zz\r\ngarbage",
-            "headers": {
-                "X-OpenRosa-Version": "1.0",
-                "Content-Type": "multipart/form-data; boundary=zz",
-            },
-        },
+        {"files": {"xml_submission_file": ("s.xml", b"<broken", "text/xml")}},
         400,
-        "",
+        "Required parameter form ID xml attribute missing.",
     ),
-    ({"files": {"xml_submission_file": ("s.xml", b"<broken", "text/xml")}}, 400, "Could not parse"),
     (
         {"files": {"xml_submission_file": ("s.xml", b'<data id="nope"/>', "text/xml")}},
         404,
@@ -379,9 +395,9 @@ def test_orderby_sorts_with_nulls_as_postgresql(s: Setup) -> None:
     time.sleep(0.005)
     s.http.patch(f"{s.form_path}/submissions/{c}", json={"reviewState": "approved"}, timeout=30)
     asc = [r["__id"] for r in s.odata("?$orderby=__system/updatedAt asc").json()["value"]]
-    assert asc == [a, c, b]  # NULLS LAST ascending
+    assert asc == [b, a, c]  # ASC NULLS FIRST (lib/data/odata-filter.js odataOrderBy)
     desc = [r["__id"] for r in s.odata("?$orderby=__system/updatedAt desc").json()["value"]]
-    assert desc == [b, c, a]  # NULLS FIRST descending
+    assert desc == [c, a, b]  # DESC NULLS LAST
     paged = s.odata("?$orderby=__system/updatedAt asc&$top=2").json()
     nxt = s.http.get(paged["@odata.nextLink"], timeout=30).json()
     assert [r["__id"] for r in paged["value"] + nxt["value"]] == asc

@@ -143,12 +143,13 @@ def test_parse_xform__odata_names_are_sanitized() -> None:
 
 @pytest.mark.parametrize(
     ("xml", "code"),
+    # what the real Central answered for each: 400.2 formId missing
     [
-        (b"not xml at all", 400.1),
-        (b"<foo/>", 400.1),
+        (b"not xml at all", 400.2),
+        (b"<foo/>", 400.2),
         (
             b'<h:html xmlns:h="http://www.w3.org/1999/xhtml"><h:head><model/></h:head></h:html>',
-            400.1,
+            400.2,
         ),
         (
             b'<h:html xmlns:h="http://www.w3.org/1999/xhtml"><h:head><model><instance>'
