@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from collector.forminfo import FieldInfo, FormInfo
 from collector.queries import value_key
+from collector.times import joined_labels
 
 Kind = Literal["text", "number", "bool", "date", "datetime", "time", "flag"]
 Header = Literal["name", "label"]
@@ -79,7 +80,7 @@ class Column:
             return 1 if self.choice in str(raw).split() else 0
         if self.labels is not None:
             if self.field is not None and self.field.select_multiple:
-                return " ".join(self.labels.get(x, x) for x in str(raw).split())
+                return joined_labels([self.labels.get(x, x) for x in str(raw).split()])
             return self.labels.get(str(raw), str(raw))
         if self.kind in ("number", "bool", "date", "datetime", "time"):
             return raw

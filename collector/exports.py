@@ -53,6 +53,7 @@ from collector.exportcols import (
 from collector.exportguard import guard_csv, needs_guard
 from collector.forminfo import SYSTEM_REPEAT, FieldInfo, FormInfo, Scope
 from collector.queries import SubmissionFilter, stream_rows, value_key
+from collector.times import value_text
 
 META_EXPORT = META_MAIN
 REPEAT_EXPORT = META_REPEAT
@@ -177,7 +178,7 @@ def _csv_cell(col: Column, raw: Any, decimal_comma: bool) -> Any:
     if isinstance(value, float):
         return repr(value).replace(".", ",") if decimal_comma else value
     if isinstance(value, datetime | date | time):
-        return value.isoformat()
+        return value_text(value)  # collector.times: UTC with Z, dates as dates
     return guard_csv(str(value))
 
 
@@ -501,7 +502,7 @@ def _geometry(f: FieldInfo, values: list[Any]) -> dict[str, Any] | None:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
-        return value.isoformat()
+        return value_text(value)  # collector.times: UTC with Z, dates as dates
     return value
 
 

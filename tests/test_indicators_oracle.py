@@ -437,3 +437,17 @@ def test_oracle__far_dates_are_answered_not_500(oracle_api):
     ):
         r = oracle_api.get("/v1/indicators/home_visits", "manager", period="year", **params)
         assert r.status_code == 200, (params, r.text)
+
+
+def test_oracle__totals_per_indicator(oracle_api, capsys):
+    """Every indicator's total (period=none) from the oracle and from the API, printed for
+    the closing note (``pytest -s``)."""
+    lines = []
+    for indicator, t in sorted(TRUTH.items()):
+        rows = odata_rows(oracle_api.synced, t.form)
+        want = sum(oracle(rows, t, "none", []).values())
+        got = sum(api_cells(oracle_api, indicator, period="none").values())
+        lines.append(f"{indicator:42s} oracle {want:8g}  api {got:8g}")
+        assert got == pytest.approx(want), indicator
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))

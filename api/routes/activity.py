@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, ManagerDep, SettingsDep
 from collector.activity import enumerator_activity
+from collector.times import UtcTime
 
 router = APIRouter(tags=["activity"])
 
@@ -30,7 +31,7 @@ class DeviceActivityOut(BaseModel):
     submissions_day: int = Field(description="Submitted in the last 24 hours.")
     submissions_week: int = Field(description="Submitted in the last 7 days.")
     submissions_total: int
-    last_submission_at: datetime | None
+    last_submission_at: UtcTime | None
     review_states: dict[str, int] = Field(
         description="Counts by review state; 'received' = not reviewed yet."
     )
@@ -42,7 +43,7 @@ class DeviceActivityOut(BaseModel):
 
 
 class ActivityOut(BaseModel):
-    generated_at: datetime
+    generated_at: UtcTime
     silent_hours: float
     silent_count: int
     rows: list[DeviceActivityOut]

@@ -3,7 +3,6 @@ of a sensitive question is withheld below manager, and a manager's read of one i
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -13,6 +12,7 @@ from api.audit import audit_reads
 from api.deps import AnalystDep, EngineDep, SettingsDep, form_or_404, scope_for
 from collector.forminfo import InvalidValue
 from collector.queries import data_issues_page
+from collector.times import UtcTime
 
 router = APIRouter(tags=["data issues"])
 
@@ -27,7 +27,7 @@ class DataIssueOut(BaseModel):
     withheld: bool
     sensitive: bool
     reason: str
-    found_at: datetime | None
+    found_at: UtcTime | None
 
 
 class DataIssuePageOut(BaseModel):

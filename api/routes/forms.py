@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, SettingsDep, ViewerDep, form_or_404, visible_submission_counts
 from collector.forminfo import FieldInfo, FormInfo, all_forms, form_versions
+from collector.times import UtcTime
 
 router = APIRouter(tags=["forms"])
 
@@ -34,7 +33,7 @@ class ChoiceOut(BaseModel):
 
 class VersionOut(BaseModel):
     version: str
-    first_seen_at: datetime | None
+    first_seen_at: UtcTime | None
 
 
 class FormOut(BaseModel):

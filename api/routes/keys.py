@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 from api.deps import AdminDep, EngineDep
 from collector import keys
 from collector.keys import Caller
+from collector.times import UtcTime
 
 router = APIRouter(tags=["keys"])
 
@@ -20,8 +20,8 @@ class KeyOut(BaseModel):
     name: str
     role: str
     districts: list[str] | None
-    created_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcTime | None
+    revoked_at: UtcTime | None
 
 
 class KeyIn(BaseModel):

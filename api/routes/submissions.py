@@ -3,7 +3,7 @@ sensitive values only for managers (and each such read is audited)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -37,6 +37,7 @@ from collector.queries import (
     value_key,
 )
 from collector.settings import Settings
+from collector.times import UtcTime, value_text
 
 router = APIRouter(tags=["submissions"])
 
@@ -61,9 +62,9 @@ class RepeatRowOut(BaseModel):
 class SubmissionOut(BaseModel):
     instance_id: str
     form_version: str | None
-    submitted_at: datetime | None
-    updated_at: datetime | None
-    deleted_at: datetime | None
+    submitted_at: UtcTime | None
+    updated_at: UtcTime | None
+    deleted_at: UtcTime | None
     review_state: str | None
     district: str | None
     submitter_id: str | None = Field(description="Central's submitterId: who sent it, as a number.")
@@ -106,6 +107,8 @@ def values_out(
         value = row.get(value_key(f.column_name or ""))
         if is_geoline(f) and value is not None:
             value = odk_geometry(f, value) or value  # GeoJSON; text ODK wrote, if not one
+        if isinstance(value, datetime | date | time):
+            value = value_text(value)  # dateTime with its zone, the same on both databases
         if f.select_multiple:
             value = None if value is None else str(value).split()
         values[f.column_name or f.name] = value

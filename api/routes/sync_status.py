@@ -24,6 +24,7 @@ from collector.forminfo import UnknownName, all_forms
 from collector.keys import Caller, Role
 from collector.queries import last_ok_runs
 from collector.settings import Settings
+from collector.times import UtcTime
 
 router = APIRouter(tags=["sync"])
 log = logging.getLogger(__name__)
@@ -32,8 +33,8 @@ _running = threading.Lock()
 
 
 class RunOut(BaseModel):
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
     status: str | None
     fetched: int | None
     written: int | None
@@ -43,11 +44,11 @@ class RunOut(BaseModel):
 
 class FormSyncOut(BaseModel):
     form_id: str
-    watermark: datetime | None
+    watermark: UtcTime | None
     submissions: int | None  # viewers: withheld (null) or rounded, as the indicators
     issues: int
     last_run: RunOut | None
-    last_ok_at: datetime | None
+    last_ok_at: UtcTime | None
     lag_seconds: float | None
     last_error: str | None
 
