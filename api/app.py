@@ -25,7 +25,7 @@ from api.routes import (
     submissions,
     sync_status,
 )
-from collector import store
+from collector import migrations, store
 from collector.keys import ActiveKeyHashes
 from collector.settings import Settings
 
@@ -49,6 +49,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine if engine is not None else store.engine_for(settings)
+    # A store behind this release's schema is refused here, in one line (StoreBehind):
+    # `collector store upgrade` moves it, once, before the replicas start.
+    migrations.check_current(app.state.engine)
     per_minute = settings.api_rate_limit_per_minute
     app.state.rate_limiter = (
         SharedRateLimiter(app.state.engine, per_minute)

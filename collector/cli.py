@@ -48,6 +48,10 @@ from collector import cli_sync  # noqa: E402 - `sync` and `status`
 
 cli_sync.register(app, settings_from_env)
 
+from collector.cli_store import app as store_app  # noqa: E402
+
+app.add_typer(store_app, name="store")
+
 
 def main() -> None:
     app()

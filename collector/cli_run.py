@@ -50,7 +50,7 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
     )
-    for noisy in ("apscheduler", "urllib3", "httpx", "requests"):
+    for noisy in ("apscheduler", "urllib3", "httpx", "requests", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,0 +1,163 @@
+"""The store's fixed tables move by Alembic migrations (collector/migrations).
+
+Stores made by release ab31688 (before migrations: tests/fixtures/store-ab31688.sqlite and
+the plain ``pg_dump --no-owner`` of a PostgreSQL one, each with rows in every fixed table,
+made by that release's own code) are upgraded by ``collector store upgrade`` and keep every
+row; until then the API and the scheduler refuse them in one line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import make_url
+from sqlmodel import SQLModel
+from typer.testing import CliRunner
+
+from collector import migrations, models, store  # noqa: F401 - models fill the metadata
+from collector.cli import app
+from collector.errors import StoreBehind
+from collector.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+
+
+def _rows(url: str) -> dict[str, set[tuple[str, ...]]]:
+    """Every row of every table, as text, read by reflection (not by our models)."""
+    engine = sa.create_engine(url)
+    try:
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        out = {}
+        with engine.connect() as conn:
+            for table in meta.sorted_tables:
+                if table.name == "alembic_version":
+                    continue
+                cols = sorted(table.columns, key=lambda c: c.name)
+                out[table.name] = {
+                    tuple(f"{c.name}={row[i]!s}" for i, c in enumerate(cols))
+                    for row in conn.execute(sa.select(*cols))
+                }
+        return out
+    finally:
+        engine.dispose()
+
+
+def _upgrade(url: str, tmp_path: Path, monkeypatch) -> str:
+    monkeypatch.setenv("COLLECTOR_DATABASE_URL", url)
+    monkeypatch.setenv("COLLECTOR_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["store", "upgrade"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _revision(url: str) -> str | None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return migrations.current(conn)
+    finally:
+        engine.dispose()
+
+
+def _check_every_row_survives(url: str, tmp_path: Path, monkeypatch) -> None:
+    before = _rows(url)
+    assert sum(map(len, before.values())) >= 30 and all(before.values()), before.keys()
+    assert _revision(url) is None  # made before migrations
+
+    with pytest.raises(StoreBehind) as refused:  # the API refuses it, in one line
+        from api.app import create_app
+
+        create_app(Settings(database_url=url, data_dir=tmp_path / "data"))
+    assert "\n" not in str(refused.value) and "collector store upgrade" in str(refused.value)
+
+    output = _upgrade(url, tmp_path, monkeypatch)
+    assert migrations.head() in output
+    assert _revision(url) == migrations.head()
+    after = _rows(url)
+    for table, rows in before.items():
+        names = {part.split("=", 1)[0] for row in rows for part in row}
+        kept = {tuple(p for p in row if p.split("=", 1)[0] in names) for row in after[table]}
+        assert rows <= kept, f"{table}: rows lost or changed by the upgrade"
+    # and the store works at head: the API starts, a second upgrade does nothing
+    from api.app import create_app
+
+    create_app(Settings(database_url=url, data_dir=tmp_path / "data"))
+    assert "nothing to do" in _upgrade(url, tmp_path, monkeypatch)
+
+
+def test_migrations__sqlite_store_of_release_ab31688_keeps_every_row(tmp_path, monkeypatch):
+    db = tmp_path / "old.sqlite"
+    shutil.copyfile(FIXTURES / "store-ab31688.sqlite", db)
+    _check_every_row_survives(f"sqlite:///{db}", tmp_path, monkeypatch)
+    assert list(tmp_path.glob("old.sqlite.before-migrations-*.bak")), "no backup was made"
+
+
+@pytest.mark.postgres
+def test_migrations__postgres_dump_of_release_ab31688_keeps_every_row(
+    postgres_url, tmp_path, monkeypatch
+):
+    conninfo = make_url(postgres_url).set(drivername="postgresql")
+    subprocess.run(  # psql from PATH, as the README's restore step uses it
+        [  # noqa: S607
+            "psql",
+            "--quiet",
+            "--set=ON_ERROR_STOP=1",
+            "--file",
+            str(FIXTURES / "store-ab31688.sql"),
+            conninfo.render_as_string(hide_password=False),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    _check_every_row_survives(postgres_url, tmp_path, monkeypatch)
+
+
+def test_migrations__the_scheduler_refuses_a_store_behind_in_one_line(tmp_path, monkeypatch):
+    db = tmp_path / "old.sqlite"
+    shutil.copyfile(FIXTURES / "store-ab31688.sqlite", db)
+    monkeypatch.setenv("COLLECTOR_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("COLLECTOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLLECTOR_FORMS_DIR", str(REPO / "forms"))
+    result = CliRunner().invoke(app, ["scheduler", "--every", "60"])
+    assert result.exit_code == StoreBehind.exit_code, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "collector store upgrade" in lines[0], lines
+
+
+def test_migrations__a_new_store_is_made_at_head(database_url):
+    engine = store.engine_for(database_url)
+    try:
+        store.create_schema(engine)
+        with engine.connect() as conn:
+            assert migrations.current(conn) == migrations.head()
+    finally:
+        engine.dispose()
+
+
+def test_migrations__head_makes_what_the_models_describe(database_url):
+    """A model changed without a revision fails here (create_all would hide it on new
+    stores, and old stores would never get the change)."""
+    engine = store.engine_for(database_url)
+    try:
+        with engine.begin() as conn:
+            migrations.upgrade(conn)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": False})
+            diffs = [
+                d
+                for d in compare_metadata(context, SQLModel.metadata)
+                # alembic_version, and tables made on demand (the rate buckets) are not
+                # in the models
+                if d[0] != "remove_table"
+            ]
+        assert diffs == []
+    finally:
+        engine.dispose()
