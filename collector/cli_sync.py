@@ -122,4 +122,4 @@ def register(app: typer.Typer, settings_from_env) -> None:
                 _ago(s.watermark),
                 (s.last_error or "")[:80],
             )
-        out.print(table)
+        Console().print(table)  # made now, so it measures the terminal it prints to

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     scheduler_misfire_grace_seconds: int = Field(
         default=300, ge=1, description="A run late by more than this is skipped, not run."
     )
+    scheduler_retry_first_seconds: float = Field(
+        default=30.0, gt=0, description="After a failed run, retry this soon (then 2x, 4x ...)."
+    )
+    scheduler_retry_max_seconds: float = Field(
+        default=900.0, gt=0, description="Longest wait between retries of a failing form."
+    )
 
     # --- enumerators (collector enumerators ..., Activity API) ----------------------------
     enumerator_server_url: str = Field(

@@ -479,15 +479,18 @@ def sync_forms(
     by name as ``collector forms push`` does, unless ``COLLECTOR_CENTRAL_PROJECT_ID`` is
     set explicitly or there is no manifest (then that project, and all its forms when none
     are named). A form Central does not know, or one that fails, gets a failed result (and
-    a ``sync_run`` row); the others still sync. Central unreachable at the start raises.
+    a ``sync_run`` row); the others still sync. Central unreachable (or refusing the login,
+    or answering garbage) before a form's own run raises, after recording a failed run for
+    each form the attempt was for.
     """
+    forms = list(forms) if forms else None
     engine = engine or store.engine_for(settings)
     store.create_schema(engine)
     own_central = central is None
     central = central or Central(settings)
     runner = runner or f"{socket.gethostname()}:{os.getpid()}"
+    results: list[FormResult] = []
     try:
-        results: list[FormResult] = []
         for project_id, names, error in _forms_by_project(settings, central, forms):
             if error:
                 results += [_failed_form(engine, n, error, runner) for n in names or []]
@@ -507,9 +510,47 @@ def sync_forms(
                     ).run()
                 )  # fmt: skip
         return results
+    except Exception as exc:
+        # Central unreachable, a refused login, garbage instead of JSON: every form this
+        # attempt was for gets a failed run, so `collector status` and /v1/sync/status say
+        # what is wrong instead of staying silent; then the caller hears it as before.
+        done = {r.xml_form_id for r in results}
+        error = attempt_error(exc, settings)
+        for name in _attempted_forms(settings, engine, forms):
+            if name not in done:
+                _failed_form(engine, name, error, runner)
+        raise
     finally:
         if own_central:
             central.close()
+
+
+ALL_FORMS = "*"
+"""The run recorded when an attempt failed before any form was known (no manifest, no
+form synced yet): the whole project's."""
+
+
+def attempt_error(exc: BaseException, settings: Settings) -> str:
+    """What a failed attempt is recorded as: ``failure_text`` (no database values), and
+    never the Central password or the database URL's, even if a library quoted them."""
+    text = failure_text(exc)
+    for secret in (settings.central_password, settings.database_url):
+        value = secret.get_secret_value()
+        if value:
+            text = text.replace(value, "**********")
+    return text
+
+
+def _attempted_forms(settings: Settings, engine: Engine, forms: Iterable[str] | None) -> list[str]:
+    """The forms an attempt was for: those named, else the manifest's, else the store's."""
+    if forms:
+        return list(forms)
+    try:
+        return [e.form_id for e in load_manifest(settings.forms_dir).forms]
+    except ManifestError:
+        pass
+    known = [s.xml_form_id for s in store.form_statuses(engine)]
+    return known or [ALL_FORMS]
 
 
 def _forms_by_project(

@@ -7,6 +7,10 @@ instance per form, a misfire grace), paused while this process does not lead. Th
 moment it does not. Each job checks the lock again before it pulls, and its sync is told to
 stop (between pages) when the process is stopping or has lost the lead.
 
+A failed run (Central down, login refused, garbage: recorded in ``sync_run`` by the sync)
+is retried sooner than the form's schedule, with backoff: ``retry_first_seconds``, then
+twice that each time, never later than the next scheduled run; a success resets it.
+
 Stopping (SIGTERM/SIGINT through ``stop``): no new run starts; a running sync finishes the
 page it is on (each page is its own transaction) and returns; the lock is released last.
 """
@@ -70,6 +74,8 @@ class SchedulerService:
         misfire_grace_seconds: int = 300,
         workers: int = 1,
         first_run_stagger_seconds: float = 1.0,
+        retry_first_seconds: float = 30.0,
+        retry_max_seconds: float = 900.0,
     ) -> None:
         if not schedules:
             raise ValueError("no forms to schedule: the forms manifest lists none")
@@ -80,7 +86,12 @@ class SchedulerService:
         self.misfire_grace_seconds = misfire_grace_seconds
         self.workers = workers
         self.first_run_stagger = first_run_stagger_seconds
+        self.retry_first = retry_first_seconds
+        self.retry_max = retry_max_seconds
         self.stats = SchedulerStats()
+        self._failures: dict[str, int] = {}  # form -> failed runs in a row
+        self._form_locks = {s.form_id: threading.Lock() for s in self.schedules}
+        self._scheduler: BackgroundScheduler | None = None
         self._leading = threading.Event()
         self._stop = threading.Event()
 
@@ -99,14 +110,24 @@ class SchedulerService:
         if self._should_stop() or not self.lock.still_held():
             log.info("%s: skipped, this process does not lead", form_id)
             return
+        lock = self._form_locks.setdefault(form_id, threading.Lock())
+        if not lock.acquire(blocking=False):
+            return  # a retry and the scheduled run met: one is enough
+        try:
+            self._run_form_now(form_id)
+        finally:
+            lock.release()
+
+    def _run_form_now(self, form_id: str) -> None:
         started = time.monotonic()
         try:
             result = self.sync_one(form_id, self._should_stop)
         except RunFailed as exc:
-            # Recorded in sync_run by the sync; the next scheduled run tries again. One line,
-            # not a traceback: Central being down is weather, not a bug.
+            # Recorded in sync_run by the sync; retried with backoff. One line, not a
+            # traceback: Central being down is weather, not a bug.
             self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
             log.error("%s: sync failed: %s", form_id, exc)
+            self._retry_later(form_id)
             return
         except Exception as exc:
             self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
@@ -117,9 +138,44 @@ class SchedulerService:
                 failure_text(exc),
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
+            self._retry_later(form_id)
             return
+        self._failures.pop(form_id, None)
         self.stats.runs[form_id] = self.stats.runs.get(form_id, 0) + 1
         log.info("%s: synced in %.1f s: %s", form_id, time.monotonic() - started, result)
+
+    def retry_delay(self, failures: int) -> float:
+        """Seconds before retrying after ``failures`` failed runs in a row (1, 2, ...)."""
+        return min(self.retry_first * 2 ** (failures - 1), self.retry_max)
+
+    def _retry_later(self, form_id: str) -> None:
+        """A one-off run after the backoff delay, if that comes before the scheduled one."""
+        failures = self._failures[form_id] = self._failures.get(form_id, 0) + 1
+        scheduler = self._scheduler
+        if scheduler is None or self._stop.is_set():
+            return
+        when = datetime.now(UTC) + timedelta(seconds=self.retry_delay(failures))
+        job = scheduler.get_job(form_id)
+        if job is not None and job.next_run_time is not None and job.next_run_time <= when:
+            log.info(
+                "%s: failed %d time(s) in a row; next scheduled run retries", form_id, failures
+            )
+            return
+        scheduler.add_job(
+            self._run_form,
+            "date",
+            run_date=when,
+            args=[form_id],
+            id=f"{form_id} retry",
+            name=f"retry {form_id}",
+            replace_existing=True,
+        )
+        log.info(
+            "%s: failed %d time(s) in a row; retrying at %s",
+            form_id,
+            failures,
+            when.isoformat(timespec="seconds"),
+        )
 
     def _on_event(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
@@ -179,7 +235,7 @@ class SchedulerService:
         """Lead or stand by until ``stop`` (or ``self.stop()``); return what happened."""
         if stop is not None:
             self._stop = stop
-        scheduler = self._build_scheduler()
+        scheduler = self._scheduler = self._build_scheduler()
         scheduler.start(paused=True)
         for s in self.schedules:
             log.info("%s: %s", s.form_id, s.describe())

@@ -125,6 +125,8 @@ def build_service(
             poll_seconds=settings.scheduler_lead_poll_seconds,
             misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
             workers=workers,
+            retry_first_seconds=settings.scheduler_retry_first_seconds,
+            retry_max_seconds=settings.scheduler_retry_max_seconds,
         )
     except SchedulerSetupError:
         raise

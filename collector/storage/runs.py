@@ -87,7 +87,7 @@ def finish_run(
 @dataclass
 class FormStatus:
     xml_form_id: str
-    form_id: int
+    form_id: int | None  # None: only failed attempts so far, the form never reached the store
     watermark: datetime | None
     stored: int
     deleted: int
@@ -134,4 +134,30 @@ def form_statuses(engine: Engine) -> list[FormStatus]:
                     last_error=last_err,
                 )
             )
+        out += _never_stored(conn)
     return out
+
+
+def _never_stored(conn: Connection) -> list[FormStatus]:
+    """Forms with runs but not (yet) in the store: every attempt failed before the form
+    was read (Central unreachable, login refused), which status must still show."""
+    form, run = T["form"], T["sync_run"]
+    last_ids = (
+        sa.select(sa.func.max(run.c.id))
+        .where(run.c.form_id.is_(None), run.c.xml_form_id.not_in(sa.select(form.c.xml_form_id)))
+        .group_by(run.c.xml_form_id)
+    )
+    rows = conn.execute(sa.select(run).where(run.c.id.in_(last_ids)).order_by(run.c.xml_form_id))
+    return [
+        FormStatus(
+            xml_form_id=r.xml_form_id,
+            form_id=None,
+            watermark=None,
+            stored=0,
+            deleted=0,
+            issues=0,
+            last_run=dict(r._mapping),
+            last_error=r.error,
+        )
+        for r in rows
+    ]
