@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
+import orjson
+
 from collector.forminfo import FieldInfo, FormInfo
 from collector.queries import value_key
 from collector.times import joined_labels
@@ -173,7 +175,26 @@ def odk_geometry(f: FieldInfo, text: Any) -> dict[str, Any] | None:
     """An ODK geotrace (``lat lon alt acc;...``) as a GeoJSON LineString, a geoshape as a
     Polygon (RFC 7946: longitude first; a ring closed if ODK left it open), None when the
     text is not one; the same reading as Central's ``odk2geojson`` functions
-    (lib/model/migrations/20250927-01-geoextracts-02.up.sql)."""
+    (lib/model/migrations/20250927-01-geoextracts-02.up.sql).
+
+    Central's OData feed already sends these answers as GeoJSON (with an ``accuracies``
+    member), which the store keeps as JSON text: that is read as it is, keeping only the
+    geometry's ``type`` and ``coordinates``."""
+    if isinstance(text, str) and text.lstrip().startswith("{"):
+        try:
+            text = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+    if isinstance(text, dict):
+        kind, coords = text.get("type"), text.get("coordinates")
+        if kind == "LineString" and isinstance(coords, list) and len(coords) >= 2:
+            return {"type": kind, "coordinates": coords}
+        if kind == "Polygon" and isinstance(coords, list) and coords and coords[0]:
+            ring = list(coords[0])
+            if ring[0][:2] != ring[-1][:2]:
+                ring.append(ring[0])  # RFC 7946 3.1.6: a ring is closed
+            return {"type": kind, "coordinates": [ring, *coords[1:]]}
+        return None
     if not isinstance(text, str) or not text.strip():
         return None
     points: list[list[float]] = []
