@@ -131,6 +131,15 @@ def test_params__out_of_range_is_422_naming_it_never_500(api):
         ),
         ("/v1/forms/household_visit/export.csv", {"to": "9999-12-31"}, None),
     ]
+    viewer = [
+        {"to": "9999-12-31"},
+        {"to": "9999-12-31", "period": "week"},
+        {"from": "0001-01-01", "period": "week"},
+        {"from": "0001-01-01", "to": "9999-12-31"},
+    ]
+    for params in viewer:  # the lattice's checks too (collector.indicators.disclosure)
+        r = api.get("/v1/indicators/home_visits", "viewer", **params)
+        assert r.status_code == 200, (params, r.status_code, r.text[:300])
     for path, params, name in cases:
         r = api.get(path, "manager", **params)
         if name is None:

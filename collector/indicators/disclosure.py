@@ -86,11 +86,15 @@ def unit_start(day: date, unit: str) -> date:
 
 
 def unit_end(day: date, unit: str) -> date:
+    """The unit's last day (``date.max`` ends its own unit: the calendar stops there)."""
     if unit == "day":
         return day
-    if unit == "week":
-        return unit_start(day, unit) + timedelta(days=6)
-    nxt = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    try:
+        if unit == "week":
+            return unit_start(day, unit) + timedelta(days=6)
+        nxt = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    except OverflowError:
+        return date.max
     return nxt - timedelta(days=1)
 
 
