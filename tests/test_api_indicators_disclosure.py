@@ -1,11 +1,12 @@
 """Differencing attacks on the indicators, over real HTTP, on data synced from the emulator.
 
-Small-cell suppression hides the two women visited in the rare district inside one answer;
-a viewer who asks twice (every district, then every district but the rare one) and
-subtracts gets them back unless every people count is rounded (consistent random rounding
-to ``indicator_rounding_base``, ``collector.indicators``). Each attack is also run against
-a second server on the same store with rounding off (base 1): there it must succeed, so
-the test shows that the rounding, and nothing else, is what defeats it.
+Small-cell suppression hides the two home visits in the rare district inside one answer;
+a viewer who asks for the whole scope and for every other district, and subtracts, would
+get them back if totals were computed apart from their cells. Below manager, a union of
+districts is refused and every total is the sum of the published lattice cells
+(``collector.indicators.disclosure``), so the difference is the withheld cell's published
+share: nothing. The same attack with the manager's exact numbers must succeed, so the test
+shows that the protection, and nothing else, is what defeats it.
 """
 
 from __future__ import annotations
