@@ -9,6 +9,7 @@ emulator/formdefs.py.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 
 from starlette.requests import Request
@@ -49,6 +50,26 @@ from emulator.submissions import rerender_submissions
 # --- JSON shapes ----------------------------------------------------------------------------
 
 
+_PUBLIC_KEY = re.compile(rb'base64RsaPublicKey="([^"]+)"')
+
+
+def key_id(conn: sqlite3.Connection, def_id: int | None) -> int | None:
+    """An encrypted version's ``keyId``: Central stores each public key once (lib/model/
+    query/keys.js ensure) and the form JSON names it; here the first version carrying the
+    same key stands for it. None for a plaintext version."""
+    if def_id is None:
+        return None
+    row = conn.execute(
+        "SELECT xml FROM form_defs WHERE id=? AND instr(xml, ?) > 0",
+        (def_id, b"base64RsaPublicKey"),
+    ).fetchone()
+    m = _PUBLIC_KEY.search(bytes(row[0])) if row else None
+    if m is None:
+        return None
+    first = conn.execute("SELECT min(id) FROM form_defs WHERE instr(xml, ?) > 0", (m.group(0),))
+    return int(first.fetchone()[0])
+
+
 def form_json(conn: sqlite3.Connection, form: FormRow, def_id: int | None) -> dict:
     """golden 08/11/12/14 key order; ``def_id`` picks the version shown."""
     d = conn.execute(
@@ -66,7 +87,7 @@ def form_json(conn: sqlite3.Connection, form: FormRow, def_id: int | None) -> di
         "createdAt": form.created_at,
         "updatedAt": form.updated_at,
         "webformsEnabled": True,
-        "keyId": None,
+        "keyId": key_id(conn, def_id),
         "version": version,
         "hash": md5,
         "sha": sha1,

@@ -260,3 +260,23 @@ def test_external_choices_fill_the_itemsets_csv_attachment(p: Project) -> None:
     rows = csv.content.decode().splitlines()
     assert rows[0].replace('"', "") == "list_name,name,label,region"
     assert {r.replace('"', "").split(",")[1] for r in rows[1:]} == {"khujand", "isfara"}
+
+
+def _encrypted(form_id: str, version: str, key: str) -> bytes:
+    return xform(form_id, [("a", "int")], version).replace(
+        b"</model>", f'<submission method="post" base64RsaPublicKey="{key}"/></model>'.encode()
+    )
+
+
+def test_an_encrypted_form_names_its_key(p: Project) -> None:
+    # lib/model/query/keys.js ensure: one keys row per public key; the form JSON's keyId
+    key = f"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA{uuid.uuid4().hex}"
+    forms = {}
+    for fid in ("enc1", "enc2"):
+        r = p.http.post(
+            f"{p.base}/forms?publish=true", data=_encrypted(fid, "1", key), headers=XML, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        forms[fid] = r.json()["keyId"]
+    assert isinstance(forms["enc1"], int) and forms["enc1"] == forms["enc2"]
+    assert p.http.get(p.form, timeout=30).json()["keyId"] is None  # the plaintext form
