@@ -335,7 +335,10 @@ class FormSync:
     def _central_live_count(self) -> int:
         page = self.central.odata_page(
             self.central.form_path(self.xml_form_id, self.project_id) + ".svc/Submissions",
-            {"$top": "1", "$count": "true", "$select": "__id"},
+            # $top=0 with $count: Central answers from a count query alone, no rows and no
+            # ETag (central-backend lib/resources/odata.js); $top=1 made it plan a row read,
+            # 14.5 s on a Central without planner statistics against 0.03 s.
+            {"$top": "0", "$count": "true"},
         )
         count = page.get("@odata.count")
         if not isinstance(count, int):

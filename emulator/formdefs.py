@@ -31,8 +31,12 @@ XLSX_TYPES = {
 }
 
 
-def xlsform_to_xform(body: bytes, suffix: str, fallback_id: str, ignore_warnings: bool) -> bytes:
-    """pyxform, as Central runs it; errors become 400.15 (golden 10), warnings 400.16."""
+def xlsform_to_xform(
+    body: bytes, suffix: str, fallback_id: str, ignore_warnings: bool
+) -> tuple[bytes, bytes | None]:
+    """pyxform, as Central runs it; errors become 400.15 (golden 10), warnings 400.16.
+    Also the ``itemsets.csv`` an ``external_choices`` sheet makes (pyxform-http returns it
+    beside the XForm; Central stores it as that form attachment)."""
     from pyxform.errors import PyXFormError  # imported on first use: it is slow to import
     from pyxform.xls2xform import convert
 
@@ -64,7 +68,8 @@ def xlsform_to_xform(body: bytes, suffix: str, fallback_id: str, ignore_warnings
         ) from None
     if warnings and not ignore_warnings:
         raise errors.form_warnings(warnings)
-    return result.xform.encode()
+    itemsets = result.itemsets.encode() if result.itemsets else None
+    return result.xform.encode(), itemsets
 
 
 _MARKUPSAFE = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&#39;", '"': "&#34;"}
@@ -81,18 +86,21 @@ def formid_fallback(header: str | None) -> str:
     return os.path.basename(text)
 
 
-async def definition_from_request(request: Request) -> tuple[bytes, bytes | None]:
-    """(XForm XML, original XLSX or None) from a form/draft POST body."""
+async def definition_from_request(
+    request: Request,
+) -> tuple[bytes, bytes | None, bytes | None]:
+    """(XForm XML, original XLSX or None, itemsets.csv or None) from a form/draft body."""
     body = await request.body()
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     suffix = XLSX_TYPES.get(ctype)
     if suffix is not None:
         fallback = formid_fallback(request.headers.get("x-xlsform-formid-fallback"))
         ignore = is_true(request.query_params.get("ignoreWarnings"))
-        return xlsform_to_xform(body, suffix, fallback, ignore), body
+        xml, itemsets = xlsform_to_xform(body, suffix, fallback, ignore)
+        return xml, body, itemsets
     if not body:
         raise errors.unparseable("xforms xml", 0)
-    return body, None
+    return body, None, None
 
 
 def parsed(xml: bytes) -> XForm:
@@ -136,6 +144,7 @@ def insert_def(
     form: XForm,
     published: bool,
     carry_from: int | None,
+    itemsets: bytes | None = None,
 ) -> int:
     """Store one form version and its expected attachments (contents carried over by name
     and type from ``carry_from``, as Central copies them into a new draft: central-backend
@@ -170,6 +179,10 @@ def insert_def(
             old[(name, kind)] = (content, ctype, updated)
     for name, kind in form.attachments:
         content, ctype, updated = old.get((name, kind), (None, None, None))
+        if name == "itemsets.csv" and itemsets is not None:
+            # lib/model/query/form-attachments.js itemsetsHack: the converter's itemsets
+            # fill the slot, in a new form and in a new version alike
+            content, ctype, updated = itemsets, "text/csv", now
         conn.execute(
             "INSERT OR REPLACE INTO form_attachments (def_id, name, type, content, content_type, "
             "updated_at) VALUES (?,?,?,?,?,?)",

@@ -9,6 +9,7 @@ emulator/formdefs.py.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 
 from starlette.requests import Request
@@ -49,6 +50,26 @@ from emulator.submissions import rerender_submissions
 # --- JSON shapes ----------------------------------------------------------------------------
 
 
+_PUBLIC_KEY = re.compile(rb'base64RsaPublicKey="([^"]+)"')
+
+
+def key_id(conn: sqlite3.Connection, def_id: int | None) -> int | None:
+    """An encrypted version's ``keyId``: Central stores each public key once (lib/model/
+    query/keys.js ensure) and the form JSON names it; here the first version carrying the
+    same key stands for it. None for a plaintext version."""
+    if def_id is None:
+        return None
+    row = conn.execute(
+        "SELECT xml FROM form_defs WHERE id=? AND instr(xml, ?) > 0",
+        (def_id, b"base64RsaPublicKey"),
+    ).fetchone()
+    m = _PUBLIC_KEY.search(bytes(row[0])) if row else None
+    if m is None:
+        return None
+    first = conn.execute("SELECT min(id) FROM form_defs WHERE instr(xml, ?) > 0", (m.group(0),))
+    return int(first.fetchone()[0])
+
+
 def form_json(conn: sqlite3.Connection, form: FormRow, def_id: int | None) -> dict:
     """golden 08/11/12/14 key order; ``def_id`` picks the version shown."""
     d = conn.execute(
@@ -66,7 +87,7 @@ def form_json(conn: sqlite3.Connection, form: FormRow, def_id: int | None) -> di
         "createdAt": form.created_at,
         "updatedAt": form.updated_at,
         "webformsEnabled": True,
-        "keyId": None,
+        "keyId": key_id(conn, def_id),
         "version": version,
         "hash": md5,
         "sha": sha1,
@@ -163,7 +184,7 @@ async def forms_list(request: Request) -> Response:
 
 async def form_create(request: Request) -> Response:
     e, pid = user_project(request)
-    xml, xlsx = await definition_from_request(request)
+    xml, xlsx, itemsets = await definition_from_request(request)
     form = parsed(xml)
     publish = is_true(request.query_params.get("publish"))
     exists = e.conn.execute(
@@ -179,7 +200,7 @@ async def form_create(request: Request) -> Response:
             (pid, form.form_id, "open", now_iso()),
         )
         form_pk = int(cur.lastrowid or 0)
-        def_id = insert_def(e.conn, form_pk, xml, xlsx, form, publish, None)
+        def_id = insert_def(e.conn, form_pk, xml, xlsx, form, publish, None, itemsets)
         column = "current_def" if publish else "draft_def"
         e.conn.execute(f"UPDATE forms SET {column}=? WHERE id=?", (def_id, form_pk))
     row = form_row(e.conn, pid, form.form_id)
@@ -274,7 +295,7 @@ async def draft_create(request: Request) -> Response:
     body_present = bool(await request.body())
     previous = form.draft_def or form.current_def
     if body_present:
-        xml, xlsx = await definition_from_request(request)
+        xml, xlsx, itemsets = await definition_from_request(request)
     else:
         # an empty body copies the published definition (api.yaml "Creating a Draft Form")
         if form.current_def is None:
@@ -282,7 +303,7 @@ async def draft_create(request: Request) -> Response:
         row = e.conn.execute(
             "SELECT xml, xlsx FROM form_defs WHERE id=?", (form.current_def,)
         ).fetchone()
-        xml, xlsx = bytes(row[0]), row[1]
+        xml, xlsx, itemsets = bytes(row[0]), row[1], None
     definition = parsed(xml)
     if definition.form_id != form.xml_form_id:
         raise errors.unexpected_value(
@@ -295,7 +316,7 @@ async def draft_create(request: Request) -> Response:
     )
     old_draft = form.draft_def
     with transaction(e.conn):
-        def_id = insert_def(e.conn, form.id, xml, xlsx, definition, False, previous)
+        def_id = insert_def(e.conn, form.id, xml, xlsx, definition, False, previous, itemsets)
         e.conn.execute("UPDATE forms SET draft_def=? WHERE id=?", (def_id, form.id))
         if old_draft is not None:
             e.conn.execute("DELETE FROM form_attachments WHERE def_id=?", (old_draft,))

@@ -226,3 +226,57 @@ def test_formid_fallback_becomes_the_form_id_as_pyxform_http_makes_it(
     )
     assert r.status_code == 200, r.text
     assert r.json()["xmlFormId"] == form_id
+
+
+def test_external_choices_fill_the_itemsets_csv_attachment(p: Project) -> None:
+    # lib/model/query/form-attachments.js itemsetsHack: the converter's itemsets.csv
+    body = xlsx_bytes(
+        {
+            "survey": [
+                ["type", "name", "label", "choice_filter"],
+                ["select_one region", "region", "Region", ""],
+                ["select_one_external town", "town", "Town", "region=${region}"],
+            ],
+            "choices": [["list_name", "name", "label"], ["region", "sughd", "Sughd"]],
+            "external_choices": [
+                ["list_name", "name", "label", "region"],
+                ["town", "khujand", "Khujand", "sughd"],
+                ["town", "isfara", "Isfara", "sughd"],
+            ],
+        }
+    )
+    form_id = f"ext_{uuid.uuid4().hex[:6]}"
+    r = p.http.post(
+        f"{p.base}/forms?publish=true",
+        data=body,
+        headers={"Content-Type": XLSX, "X-XlsForm-FormId-Fallback": form_id},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    listed = p.http.get(f"{p.base}/forms/{form_id}/attachments", timeout=30).json()
+    assert [(a["name"], a["exists"]) for a in listed] == [("itemsets.csv", True)]
+    csv = p.http.get(f"{p.base}/forms/{form_id}/attachments/itemsets.csv", timeout=30)
+    assert csv.status_code == 200
+    rows = csv.content.decode().splitlines()
+    assert rows[0].replace('"', "") == "list_name,name,label,region"
+    assert {r.replace('"', "").split(",")[1] for r in rows[1:]} == {"khujand", "isfara"}
+
+
+def _encrypted(form_id: str, version: str, key: str) -> bytes:
+    return xform(form_id, [("a", "int")], version).replace(
+        b"</model>", f'<submission method="post" base64RsaPublicKey="{key}"/></model>'.encode()
+    )
+
+
+def test_an_encrypted_form_names_its_key(p: Project) -> None:
+    # lib/model/query/keys.js ensure: one keys row per public key; the form JSON's keyId
+    key = f"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA{uuid.uuid4().hex}"
+    forms = {}
+    for fid in ("enc1", "enc2"):
+        r = p.http.post(
+            f"{p.base}/forms?publish=true", data=_encrypted(fid, "1", key), headers=XML, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        forms[fid] = r.json()["keyId"]
+    assert isinstance(forms["enc1"], int) and forms["enc1"] == forms["enc2"]
+    assert p.http.get(p.form, timeout=30).json()["keyId"] is None  # the plaintext form

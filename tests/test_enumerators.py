@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
@@ -383,15 +382,21 @@ def test_command__stops_cleanly_on_sigterm(central, project) -> None:
         [
             sys.executable, "-m", "emulator.enumerators", "--url", central.url,
             "--email", central.email, "--project", str(pid), "--rate", "10",
-            "--duration", "600", "--quiet",
+            "--duration", "600",
         ],
         env={"ENUMERATORS_PASSWORD": central.password, "PATH": "/usr/bin:/bin"},
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(2.0)
+        # wait for 5 accepted submissions (not a fixed sleep: a real Central is slower)
+        accepted = 0
+        while accepted < 5:
+            line = proc.stdout.readline()
+            assert line, f"the enumerators ended early: {proc.stderr.read()}"
+            accepted += " 201 " in line
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        rest, err = proc.communicate(timeout=30)
+        out = rest.splitlines()[-1] if rest.strip() else ""
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -586,6 +591,17 @@ def test_run__picks_up_a_new_form_version(central, project) -> None:
     auto-update does; submissions before it keep the old version."""
     s, pid, form_id = project
     events = []
+    after_refresh = threading.Semaphore(0)  # one release per submission sent after the refresh
+
+    first_sent = threading.Event()
+
+    def on_event(e) -> None:
+        events.append(e)
+        if e.status in (200, 201):
+            first_sent.set()
+        if e.status in (200, 201) and any(x.kind == "forms" for x in events):
+            after_refresh.release()
+
     runner = _web_runner(
         central,
         pid,
@@ -596,23 +612,28 @@ def test_run__picks_up_a_new_form_version(central, project) -> None:
         review_share=0,
         delete_share=0,
         refresh=0.3,
-        on_event=events.append,
+        on_event=on_event,
     )
     runner.prepare()
-
-    def publish_v2() -> None:
-        time.sleep(0.8)
+    results = []
+    running = threading.Thread(target=lambda: results.append(runner.run(duration=120)))
+    running.start()
+    try:
+        # publish while it runs (after its first submission), then wait for the enumerators
+        # to see the new version and send with it: events, not sleeps (a real Central is slow)
+        assert first_sent.wait(90), "no submission accepted"
         v2 = household_xform(form_id).replace(b'version="1"', b'version="2"')
         base = f"{central.url}/v1/projects/{pid}/forms/{form_id}"
         assert s.post(
             f"{base}/draft", data=v2, headers={"Content-Type": "application/xml"}, timeout=30
         ).ok
         assert s.post(f"{base}/draft/publish", timeout=30).ok
-
-    publisher = threading.Thread(target=publish_v2)
-    publisher.start()
-    result = runner.run(duration=2.5)
-    publisher.join()
+        for _ in range(4):
+            assert after_refresh.acquire(timeout=90), "no submission after the new version"
+    finally:
+        runner.stop()
+        running.join()
+    result = results[0]
     assert result.failures == 0, [e for e in events if e.kind == "error"]
     assert any(e.kind == "forms" for e in events)
     versions = [r["__system"]["formVersion"] for r in _odata(central, s, pid, form_id, "")["value"]]

@@ -32,8 +32,26 @@ GOLDEN_HOST = "https://central.example.org"
 HEADERS_THAT_MATTER = ("Content-Type", "OData-Version", "X-OpenRosa-Version")
 
 
-def golden_files() -> list[Path]:
-    return sorted(p for p in GOLDEN.glob("[0-9][0-9]-*.json"))
+GOLDEN_EXCHANGES = 65  # numbered 01..65: the exchanges recorded from a real Central
+
+
+def golden_files(root: Path = GOLDEN) -> list[Path]:
+    """The recorded exchanges in order; absent or short, the replay fails naming what is
+    missing (a replay of nothing would pass and prove nothing)."""
+    if not root.is_dir():
+        pytest.fail(
+            f"the golden exchanges are missing: {root} does not exist "
+            f"({GOLDEN_EXCHANGES} files 01-*.json .. {GOLDEN_EXCHANGES}-*.json expected)"
+        )
+    files = sorted(p for p in root.glob("[0-9][0-9]-*.json"))
+    have = {int(p.name[:2]) for p in files}
+    missing = [f"{n:02d}" for n in range(1, GOLDEN_EXCHANGES + 1) if n not in have]
+    if missing:
+        pytest.fail(
+            f"{root} holds {len(files)} golden exchanges, {GOLDEN_EXCHANGES} expected; "
+            f"missing: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+        )
+    return files
 
 
 def kind(value: Any) -> str:
@@ -208,3 +226,12 @@ def test_rebuilt_xlsform_gives_the_golden_xform(name: str) -> None:
         path = Path(tmp) / f"{GOLDEN_FORM}.xlsx"
         path.write_bytes(golden_xlsx("2"))
         assert convert(xlsform=path, warnings=[]).xform == want
+
+
+def test_golden_replay_fails_naming_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="does not exist"):
+        golden_files(tmp_path / "absent")
+    for path in golden_files()[:-2]:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(pytest.fail.Exception, match=r"holds 63 golden exchanges.*missing: 64, 65"):
+        golden_files(tmp_path)

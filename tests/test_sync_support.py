@@ -8,13 +8,16 @@ not collector, so they must not share collector's client code.
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
+import pytest
 import requests
 import sqlalchemy as sa
 from pydantic import SecretStr
@@ -292,7 +295,27 @@ def submit_many(
     return sent
 
 
-# --- store vs truth ---------------------------------------------------------------------------
+# --- store vs Central -------------------------------------------------------------------------
+
+
+def central_rows(project: Project, xml_form_id: str) -> dict[str, dict]:
+    """Every submission of the form as Central's OData serves it with ``$expand=*``: the live
+    ones, then the deleted ones (served only to a filter naming deletedAt: lib/data/odata-filter.js
+    odataExcludeDeleted). Central's own answers: the truth on the emulator and a real Central."""
+    if not project.token:
+        project.login()
+    base = project.v1(f"projects/{project.project_id}/forms/{xml_form_id}.svc/Submissions")
+    out: dict[str, dict] = {}
+    for extra in ({}, {"$filter": "__system/deletedAt ne null"}):
+        url: str | None = base
+        params: dict[str, str] | None = {"$expand": "*", **extra}
+        while url:
+            r = requests.get(url, params=params, headers=project.headers(), timeout=120)
+            r.raise_for_status()
+            page = r.json()
+            out.update((row["__id"], row) for row in page["value"])
+            url, params = page.get("@odata.nextLink"), None
+    return out
 
 
 def store_view(engine, xml_form_id: str) -> dict[str, dict]:
@@ -315,24 +338,175 @@ def store_view(engine, xml_form_id: str) -> dict[str, dict]:
     }
 
 
-def truth_view(project: Project, xml_form_id: str) -> dict[str, dict]:
+def truth_view(project: Project, xml_form_id: str, rows: dict[str, dict] | None = None) -> dict:
+    """Central's state of every submission, from its OData ``__system``."""
+    rows = central_rows(project, xml_form_id) if rows is None else rows
     return {
-        t["instanceId"]: {
-            "deleted": t["deletedAt"] is not None,
-            "review": t["reviewState"],
-            "edits": t["edits"],
+        iid: {
+            "deleted": row["__system"]["deletedAt"] is not None,
+            "review": row["__system"]["reviewState"],
+            "edits": row["__system"]["edits"],
         }
-        for t in project.truth(xml_form_id)
+        for iid, row in rows.items()
     }
 
 
+def _dig(obj: Any, keys: tuple[str, ...]) -> Any:
+    for k in keys:
+        obj = obj.get(k) if isinstance(obj, dict) else None
+    return obj
+
+
+def _utc(value: datetime) -> datetime:
+    """A stored timestamp as an aware instant (SQLite hands back naive UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _expected(kind: str, value: Any) -> Any:
+    """What the store should hold for Central's OData value: the same value, typed (an
+    answer that does not fit its type is held as null and reported, so it differs here)."""
+    if value is None:
+        return None
+    if kind == "datetime":
+        return _utc(datetime.fromisoformat(value))  # the instant, whatever offset it carries
+    if kind == "date":
+        return date.fromisoformat(value[:10])
+    if kind == "time":
+        return time.fromisoformat(value).replace(tzinfo=None)  # the enumerator's wall time
+    if kind == "int":
+        return int(value) if -(2**63) <= value < 2**63 else None
+    if kind == "decimal":
+        return pytest.approx(float(value), rel=1e-12)
+    if kind == "json":
+        return value
+    if kind == "text" and not isinstance(value, str):
+        return json.dumps(value) if isinstance(value, dict | list) else str(value).lower()
+    return value
+
+
+def _stored(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "datetime":
+        return _utc(value)
+    if kind == "json":
+        return json.loads(value)
+    return value
+
+
+def _geo(value: Any) -> tuple | None:
+    """``(lat, lon, alt, acc)`` from Central's GeoJSON point."""
+    if value is None:
+        return None
+    coords = value["coordinates"]
+    alt = coords[2] if len(coords) > 2 else None
+    return (coords[1], coords[0], alt, (value.get("properties") or {}).get("accuracy"))
+
+
+def _expected_rows(shape, rows: dict[str, dict]) -> dict[str, dict[tuple[str, str], dict]]:
+    """table name -> (instance id, row id) -> {column: expected value}, and each link
+    table's (instance id, row id) -> its values in order, from Central's rows alone."""
+    out: dict[str, dict] = {t.name: {} for t in shape.tables}
+    links: dict[str, dict] = {}
+    children: dict[str | None, list] = {}
+    for t in shape.tables[1:]:
+        children.setdefault(t.parent, []).append(t)
+
+    def fill(table, obj: dict, iid: str, rid: str) -> None:
+        values: dict[str, Any] = {}
+        for c in table.columns:
+            v = _dig(obj, c.keys)
+            if c.kind == "geopoint":
+                values[c.name] = _geo(v)
+            else:
+                values[c.name] = _expected(c.kind, v)
+            if c.link_table is not None:
+                links.setdefault(c.link_table, {})[(iid, rid)] = str(v).split() if v else []
+        out[table.name][(iid, rid)] = values
+        for child in children.get(table.name, ()):
+            items = _dig(obj, child.keys) or []
+            for item in items:
+                fill(child, item, iid, item["__id"])
+
+    for iid, row in rows.items():
+        fill(shape.tables[0], row, iid, iid)
+    return {**out, **{f"link:{k}": v for k, v in links.items()}}
+
+
+def _stored_rows(engine, shape) -> dict[str, dict]:
+    """The same, read back from the store's tables."""
+    tables = store.form_tables(shape)
+    out: dict[str, dict] = {}
+    with engine.connect() as c:
+        for t in shape.tables:
+            table = tables[t.name]
+            got: dict[tuple[str, str], dict] = {}
+            for r in c.execute(sa.select(table)).mappings():
+                rid = r["instance_id"] if t.repeat_path is None else r["row_id"]
+                values: dict[str, Any] = {}
+                for col in t.columns:
+                    if col.kind == "geopoint":
+                        parts = tuple(r[f"{col.name}_{p}"] for p in ("lat", "lon", "alt", "acc"))
+                        values[col.name] = None if parts[0] is None else parts
+                    else:
+                        values[col.name] = _stored(col.kind, r[col.name])
+                got[(r["instance_id"], rid)] = values
+            out[t.name] = got
+            for col in t.columns:
+                if col.link_table is None:
+                    continue
+                link = tables[col.link_table]
+                seen: dict[tuple[str, str], list] = {}
+                for r in c.execute(sa.select(link).order_by(link.c.position)).mappings():
+                    seen.setdefault((r["instance_id"], r["row_id"]), []).append(r["value"])
+                out[f"link:{col.link_table}"] = seen
+    return out
+
+
+def assert_store_values_equal_central(engine, xml_form_id: str, rows: dict[str, dict]) -> None:
+    """Every answer Central serves (groups, repeats, select_multiple, geo, dates with their
+    offsets) is in the store, the same; no stored row Central does not serve."""
+    form_id = store.form_id_for(engine, xml_form_id)
+    assert form_id is not None, f"form {xml_form_id!r} not in the store"
+    shape = store.stored_form_shape(engine, form_id)
+    assert shape is not None, f"no stored shape for {xml_form_id!r}"
+    want, held = _expected_rows(shape, rows), _stored_rows(engine, shape)
+    for table, expected in want.items():
+        got = held.get(table, {})
+        if table.startswith("link:"):
+            got = {k: v for k, v in got.items() if k in expected or v}
+            expected = {k: v for k, v in expected.items() if v}
+        missing = set(expected) - set(got)
+        extra = set(got) - set(expected)
+        assert not missing, (
+            f"{table}: {len(missing)} rows Central has are not stored, e.g. {sorted(missing)[:2]}"
+        )
+        assert not extra, (
+            f"{table}: {len(extra)} stored rows Central does not have, e.g. {sorted(extra)[:2]}"
+        )
+        differ = [
+            (key, col, got[key][col] if not table.startswith("link:") else got[key], val)
+            for key, exp in expected.items()
+            for col, val in (exp.items() if isinstance(exp, dict) else [("values", exp)])
+            if (got[key][col] if isinstance(exp, dict) else got[key]) != val
+        ]
+        assert not differ, (
+            f"{table}: {len(differ)} answers differ from Central's, e.g. "
+            f"(row, column, stored, Central) {differ[:3]}"
+        )
+
+
 def assert_store_equals_truth(engine, project: Project, xml_form_id: str) -> int:
-    """0 lost, 0 duplicated, states equal; returns how many submissions there are."""
-    held, truth = store_view(engine, xml_form_id), truth_view(project, xml_form_id)
+    """The store equals Central: 0 lost, 0 duplicated, the same review and delete states and
+    edit counts, and every answer value the same (Central's OData is the truth, on the
+    emulator and on a real Central alike); returns how many submissions there are."""
+    rows = central_rows(project, xml_form_id)
+    held, truth = store_view(engine, xml_form_id), truth_view(project, xml_form_id, rows)
     lost = set(truth) - set(held)
     extra = set(held) - set(truth)
     assert not lost, f"{len(lost)} submissions lost, e.g. {sorted(lost)[:3]}"
     assert not extra, f"{len(extra)} submissions stored that Central does not have"
     differ = {i: (held[i], truth[i]) for i in truth if held[i] != truth[i]}
     assert not differ, f"{len(differ)} differ, e.g. {list(differ.items())[:2]}"
+    assert_store_values_equal_central(engine, xml_form_id, rows)
     return len(truth)

@@ -231,7 +231,9 @@ class Enumerators:
         if not self.models:
             self.prepare()
         self._result = RunResult()
-        self._stop.clear()
+        # no _stop.clear() here: a stop asked while prepare() was still talking to a slow
+        # Central (a SIGTERM two seconds into a run against a real one) must end this run;
+        # it is cleared when the run ends instead
         self._t0 = time.monotonic()
         threads = [
             threading.Thread(
@@ -244,6 +246,7 @@ class Enumerators:
         for t in threads:
             while t.is_alive():  # a timed join lets a signal handler call stop()
                 t.join(0.2)
+        self._stop.clear()
         self._result.elapsed = time.monotonic() - self._t0
         return self._result
 
