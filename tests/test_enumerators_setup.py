@@ -467,7 +467,7 @@ def test_enumerators__district_must_be_one_of_the_forms_choices(central, project
     settings = settings_for(central, project, tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
     engine = store.engine_for(settings)
     with Central(settings) as c:
-        with pytest.raises(EnumeratorError, match="'nowhere'.*nurek, vahdat"):
+        with pytest.raises(EnumeratorError, match=r"'nowhere'.*nurek, vahdat"):
             add_enumerators(
                 c, engine, ["Сино"], out_dir=tmp_path / "a", district="nowhere", allow_local=True
             )
