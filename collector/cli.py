@@ -7,6 +7,9 @@ code.
 
 from __future__ import annotations
 
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
 import typer
 
 from collector.cli_errors import OneLineErrors
@@ -20,9 +23,43 @@ app = typer.Typer(
 )
 
 
+_debug = False  # set by --debug: let an error's traceback through (see main)
+
+
 def settings_from_env() -> Settings:
     """Build the one Settings object at the edge."""
     return Settings()
+
+
+def collector_version() -> str:
+    try:
+        return version("collector")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"collector {collector_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback of an error (settings mistakes included)."
+    ),
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print collector's version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """collector: ODK forms to Central, submissions to tables, an API."""
+    global _debug
+    _debug = debug
 
 
 # Sub-command groups register here, one module each.
@@ -54,7 +91,19 @@ app.add_typer(store_app, name="store")
 
 
 def main() -> None:
-    app()
+    """The ``collector`` command. A mistake in a setting (database URL, Central URL, forms
+    folder, any COLLECTOR_* value) is one line naming the setting, exit code 2; other
+    errors, and every error under ``--debug``, keep their traceback."""
+    from collector.cli_errors import DEBUG_HINT, settings_problem
+
+    try:
+        app()
+    except Exception as exc:
+        line = None if _debug or "--debug" in sys.argv[1:] else settings_problem(exc)
+        if line is None:
+            raise
+        print(f"error: {line} {DEBUG_HINT}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from collector import store
@@ -55,6 +56,14 @@ def add(
     out_dir: Path | None = typer.Option(
         None, "--out", help="Where to write QR codes and the page; default DATA_DIR/enumerators."
     ),
+    lang: str | None = typer.Option(
+        None, "--lang", help="The page's language: en, tg or ru; default the form's default."
+    ),
+    allow_local: bool = typer.Option(
+        False,
+        "--allow-local",
+        help="Allow QR codes pointing at this machine (loopback, localhost): tests only.",
+    ),
 ) -> None:
     """Create (or reuse) an app user per name, give it the forms, write its QR code."""
     settings = Settings()
@@ -69,6 +78,8 @@ def add(
                 out_dir=target,
                 district=district,
                 forms=_split(forms) or None,
+                allow_local=allow_local,
+                language=lang,
             )
     except (EnumeratorError, CentralError) as e:
         raise _fail(str(e)) from None
@@ -84,7 +95,9 @@ def add(
             str(png),
         )
     out.print(table)
-    out.print(f"Printable page: {added.page}", highlight=False)
+    out.print(f"Printable page ({added.language}): {added.page}", highlight=False)
+    for warning in added.warnings:
+        err.print(f"[bold red]{escape(warning)}[/bold red]", highlight=False)
     out.print("Each QR code is a password: print, hand out, then delete the files.")
 
 

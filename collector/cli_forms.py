@@ -25,7 +25,7 @@ from collector.formpush import (
     push_forms,
     store_recorder,
 )
-from collector.manifest import ManifestError, load_manifest
+from collector.manifest import Manifest, ManifestError, load_manifest
 from collector.settings import Settings
 
 forms_app = typer.Typer(help="Check XLSForms and push them to ODK Central.", no_args_is_help=True)
@@ -139,10 +139,19 @@ def plan_command(
 @forms_app.command("push")
 def push_command(
     forms: list[str] = typer.Argument(None, help="Form ids from the manifest (default: all)."),
+    draft: bool = typer.Option(
+        False,
+        "--draft",
+        help="Upload one form as a draft to test on a tablet (its test QR code is written); "
+        "nothing published changes. Then: collector forms publish FORM.",
+    ),
 ) -> None:
     """Check, then create or update on Central every form that changed; record fields."""
     settings = _settings()
     manifest = load_manifest(settings.forms_dir)
+    if draft:
+        _push_draft(settings, manifest, forms or [])
+        return
     engine = store.engine_for(settings)
     try:
         with Central(settings) as central:
@@ -154,3 +163,46 @@ def push_command(
     print_plans([r.plan for r in results], f"Pushed to {settings.central_url}:")
     changed = [r for r in results if r.published_version]
     _out.print(f"{len(changed)} form(s) published, {len(results) - len(changed)} unchanged")
+
+
+def _push_draft(settings: Settings, manifest: Manifest, forms: list[str]) -> None:
+    """``push --draft``: errors are CollectorErrors, one line each (cli_errors)."""
+    from collector.formdraft import push_draft
+
+    if len(forms) != 1:
+        _err.print("[red]error[/red] --draft takes exactly one form id")
+        raise typer.Exit(2)
+    out_dir = settings.data_dir / "drafts"
+    try:
+        with Central(settings) as central:
+            pushed = push_draft(central, manifest, forms[0], out_dir)
+    except FormsInvalid as exc:  # its findings first, then the one line
+        raise _refuse_invalid(exc) from exc
+    _out.print(
+        f"Draft {escape(pushed.version)} of {escape(pushed.form_id)} is on Central "
+        f"(project {pushed.project_id}); the published version is unchanged."
+    )
+    _out.print(f"Test QR code: {escape(str(pushed.png))}   page: {escape(str(pushed.page))}")
+    _out.print(
+        "Scan it in ODK Collect (Configure with QR code) to fill the draft; test "
+        "submissions stay with the draft and never reach the store. When it is right: "
+        f"collector forms publish {escape(pushed.form_id)}"
+    )
+
+
+@forms_app.command("publish")
+def publish_command(
+    form: str = typer.Argument(..., help="The form id whose tested draft to publish."),
+) -> None:
+    """Publish a form's draft (pushed with --draft); its test submissions are discarded."""
+    from collector.formdraft import publish_draft_of
+
+    settings = _settings()
+    manifest = load_manifest(settings.forms_dir)
+    engine = store.engine_for(settings)
+    try:
+        with Central(settings) as central:
+            version = publish_draft_of(central, manifest, form, record=store_recorder(engine))
+    finally:
+        engine.dispose()
+    _out.print(f"Published {escape(form)} version {escape(version)}.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -18,7 +19,7 @@ from collector.central import CentralError
 from collector.settings import Settings
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the width
 
 
 def _ago(t: datetime | None) -> str:
@@ -96,30 +97,47 @@ def register(app: typer.Typer, settings_from_env) -> None:
 
     @app.command("status")
     def status_command() -> None:
-        """Per form: watermark, last run, counts, lag and last error."""
+        """Per form: last run and its result, rows stored, data issues, lag; then errors."""
         settings: Settings = settings_from_env()
         engine = store.engine_for(settings)
         store.create_schema(engine)
-        table = Table(title="sync status")
-        table.add_column("form", no_wrap=True)
-        for col in ("watermark", "last run", "result", "stored", "deleted", "issues", "lag"):
-            table.add_column(col)
-        table.add_column("last error", overflow="fold")
-        for s in store.form_statuses(engine):
-            last = s.last_run or {}
-            finished = last.get("finished_at")
-            result = last.get("status", "-")
-            if last:
-                result += f" ({last.get('written', 0)} written)"
-            table.add_row(
-                s.xml_form_id,
-                s.watermark.isoformat(timespec="seconds") if s.watermark else "-",
-                _ago(finished or last.get("started_at")),
-                result,
-                str(s.stored),
-                str(s.deleted),
-                str(s.issues),
-                _ago(s.watermark),
-                (s.last_error or "")[:80],
-            )
-        Console().print(table)  # made now, so it measures the terminal it prints to
+        console = Console()  # made now, so it measures the terminal it prints to
+        console.print(status_table(store.form_statuses(engine)))
+        for line in status_errors(store.form_statuses(engine)):
+            console.print(line, highlight=False, markup=False)
+
+
+def status_table(statuses: list[store.FormStatus]) -> Table:
+    """One line per form that fits 80 columns: no vertical rules, short cells, the long
+    texts (errors, watermarks) printed after the table by ``status_errors``."""
+    table = Table(
+        title="sync status", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+        title_justify="left",
+    )  # fmt: skip
+    table.add_column("form", no_wrap=True)
+    table.add_column("last run", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    for col in ("stored", "deleted", "issues"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("lag", no_wrap=True)
+    for s in statuses:
+        last = s.last_run or {}
+        table.add_row(
+            s.xml_form_id,
+            _ago(last.get("finished_at") or last.get("started_at")),
+            last.get("status", "-"),
+            str(s.stored),
+            str(s.deleted),
+            str(s.issues),
+            _ago(s.watermark).removesuffix(" ago"),
+        )
+    return table
+
+
+def status_errors(statuses: list[store.FormStatus]) -> list[str]:
+    """Each form's last error, on its own lines, wrapped by the terminal."""
+    return [
+        f"{s.xml_form_id}: last error: {(s.last_error or '').strip()[:300]}"
+        for s in statuses
+        if s.last_error
+    ]

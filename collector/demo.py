@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import sys
@@ -36,11 +38,15 @@ from collector.demo_processes import Child, free_port, http_ok, stop_all, wait_u
 from collector.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from collector.central import Central
 
 # The emulator is ours and listens on loopback only: fixed demo credentials are fine.
 DEMO_EMAIL = "demo-admin@example.org"
-DEMO_PASSWORD = "demo-admin-password"  # noqa: S105 - the local emulator's, printed nowhere
+# The password is printed (with the other settings to reach the demo again) and kept in
+# demo.json: it opens only this loopback emulator.
+DEMO_PASSWORD = "demo-admin-password"  # noqa: S105 - the local emulator's
 ROLES = ("viewer", "analyst", "manager", "admin")
 EXAMPLE_FORM = "household_visit"
 
@@ -225,11 +231,16 @@ class Demo:
         from collector.keys import create_key
 
         engine = store.engine_for(self.demo_settings)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for role in ROLES:
-            self.keys[role] = create_key(engine, name=f"demo-{role}-{stamp}", role=role).token
-        engine.dispose()
-        return ", ".join(ROLES)
+        try:
+            # A demo's keys live as long as it runs: the earlier runs' stop working now, so
+            # the store does not collect four more working admin-grade keys every run.
+            earlier = revoke_earlier_demo_keys(engine)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for role in ROLES:
+                self.keys[role] = create_key(engine, name=f"demo-{role}-{stamp}", role=role).token
+        finally:
+            engine.dispose()
+        return ", ".join(ROLES) + (f"; {earlier} earlier demo key(s) revoked" if earlier else "")
 
     def start_enumerators(self) -> str:
         child = self.spawn(
@@ -295,6 +306,7 @@ class Demo:
             "database_url": make_url(self.demo_settings.resolved_database_url).render_as_string(
                 hide_password=True
             ),
+            "settings": self.reach_settings(),
         }
         path = self.options.data_dir / "demo.json"
         # It holds working keys (admin among them): readable by the user only.
@@ -303,6 +315,33 @@ class Demo:
             out.write(json.dumps(info, indent=2))
         path.chmod(0o600)  # an older file kept its mode through O_TRUNC
         return path
+
+    def reach_settings(self) -> dict[str, str]:
+        """The COLLECTOR_* settings the CLI needs to reach this demo (its store, and its
+        Central while it runs): the emulator's login is the demo's own, local only."""
+        s = self.demo_settings
+        url = make_url(s.resolved_database_url)
+        return {
+            "COLLECTOR_CENTRAL_URL": s.central_url,
+            "COLLECTOR_CENTRAL_EMAIL": s.central_email,
+            "COLLECTOR_CENTRAL_PASSWORD": DEMO_PASSWORD,
+            "COLLECTOR_CENTRAL_PROJECT_ID": str(s.central_project_id),
+            "COLLECTOR_DATA_DIR": str(s.data_dir),
+            "COLLECTOR_FORMS_DIR": str(s.forms_dir),
+            # a PostgreSQL password is the user's own: never written into demo.json
+            "COLLECTOR_DATABASE_URL": url.render_as_string(hide_password=True),
+        }
+
+    def print_reach(self, *, stopped: bool) -> None:
+        """How to reach the demo again, from ``demo.json``: at the start (while it runs)
+        and at the end (what still works once its URLs have stopped)."""
+        path = self.options.data_dir / "demo.json"
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        for line in reach_lines(info, path, stopped=stopped):
+            self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     def print_guide(self) -> None:
         c, api = self.console, self.api_url
@@ -434,6 +473,47 @@ class Demo:
         return 0
 
 
+def revoke_earlier_demo_keys(engine: Engine) -> int:
+    """Revoke every active key an earlier demo made (named ``demo-<role>-<stamp>``)."""
+    from collector.keys import list_keys, revoke_key
+
+    earlier = [k for k in list_keys(engine) if re.fullmatch(r"demo-[a-z]+-\d{8}-\d{6}", k.name)]
+    for key in earlier:
+        revoke_key(engine, key.id)
+    return len(earlier)
+
+
+def reach_lines(info: dict, path: Path, *, stopped: bool) -> list[str]:
+    """What to type to reach the demo: its settings (from ``demo.json``) and commands.
+
+    Commands are written ``collector ...`` as in the README, after activating the
+    virtual environment this demo runs from."""
+    settings = info.get("settings") or {}
+    activate = Path(sys.executable).parent / "activate"
+    exports = [f"  export {k}={shlex.quote(str(v))}" for k, v in settings.items()]
+    if stopped:
+        head = [
+            f"The demo has stopped: its URLs no longer answer (API {info.get('api_url')}, "
+            f"Central emulator {info.get('central_url')}), and its keys go with them at the "
+            "next run. Its data stay in "
+            f"{Path(settings.get('COLLECTOR_DATA_DIR', '.'))}; to look at them again "
+            f"(settings from {path}):",
+        ]
+        tail = [
+            "  collector status          # the store: forms, runs, counts",
+            "  collector keys list       # the store's API keys",
+            "To run the demo again on the same data: make demo",
+        ]
+    else:
+        head = [f"To reach this demo from another terminal while it runs (settings from {path}):"]
+        tail = [
+            "  collector status          # what the store holds, per form",
+            "  collector sync            # pull from the demo's Central now",
+            "  collector forms plan      # the forms against the demo's Central",
+        ]
+    return [*head, f"  source {shlex.quote(str(activate))}", *exports, *tail]
+
+
 def guide_paths(form: str) -> list[str]:
     """The API calls the guide prints (tests/test_demo.py calls each of them)."""
     return [
@@ -503,6 +583,7 @@ def run_demo(settings: Settings, options: DemoOptions, stop: threading.Event) ->
         if not stop.is_set():
             demo.write_info()
             demo.print_guide()
+            demo.print_reach(stopped=False)
             demo.watch()
             if not stop.is_set():  # --duration ran out: show the store catching up
                 demo.catch_up()
@@ -512,4 +593,5 @@ def run_demo(settings: Settings, options: DemoOptions, stop: threading.Event) ->
         order = {"enumerators": 0, "scheduler": 1, "api": 2, "emulator": 3}
         codes = stop_all(sorted(demo.children, key=lambda c: order.get(c.name, 9)))
         console.print("stopped: " + ", ".join(f"{n} ({_how(c)})" for n, c in codes.items()))
+        demo.print_reach(stopped=True)
     return code

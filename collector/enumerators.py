@@ -21,10 +21,11 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import segno
 from sqlalchemy.engine import Engine
@@ -41,7 +42,8 @@ from collector.central import (
     revoke_app_user,
 )
 from collector.errors import CollectorError
-from collector.transport import InsecureTransport, check_transport
+from collector.formchoices import FormChoices, form_choices, label_in
+from collector.transport import InsecureTransport, check_transport, is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -157,37 +159,104 @@ class EnumeratorCode:
     forms: tuple[str, ...]
     png: bytes = field(repr=False)  # the QR code image: carries the token, never printed
     reused: bool = False
+    district_label: str | None = None  # the district's name in the page's language
+    form_titles: tuple[str, ...] = ()  # the forms' titles, in the order of ``forms``
 
 
-def training_page_html(codes: Sequence[EnumeratorCode], *, project_name: str) -> str:
+PAGE_LANGUAGES = ("en", "tg", "ru")
+"""The languages the printable page is written in (the programme's)."""
+
+# What the page says, per language. Tajik and Russian as the programme's trainers write
+# them; "ODK Collect" and the menu names are Collect's own (its Russian interface; Collect
+# has no Tajik one, so the Tajik page names the Russian menu items).
+PAGE_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "tablet set-up codes",
+        "count": "{n} enumerator(s), printed {date}.",
+        "warning": "Each code is a password to the project's forms: hand it only to its "
+        "enumerator, and destroy this page after the training.",
+        "district": "District",
+        "forms": "Forms",
+        "how": "ODK Collect → Configure with QR code → scan.",
+        "local": "These codes point to {host}, which only this computer can reach: "
+        "no tablet can send with them. For a test on this machine only.",
+    },
+    "tg": {
+        "title": "рамзҳои танзими планшет",
+        "count": "{n} пурсишгар, чоп шуд {date}.",
+        "warning": "Ҳар рамз рамзи махфӣ ба шаклҳои лоиҳа аст: онро танҳо ба пурсишгари худаш "
+        "диҳед ва пас аз омӯзиш ин саҳифаро нест кунед.",
+        "district": "Ноҳия",
+        "forms": "Шаклҳо",
+        "how": "ODK Collect → «Настроить с помощью QR-кода» → скан кунед.",
+        "local": "Ин рамзҳо ба {host} ишора мекунанд, ки танҳо ин компютер ба он дастрас "
+        "аст: ҳеҷ планшет бо онҳо фиристода наметавонад. Танҳо барои санҷиш.",
+    },
+    "ru": {
+        "title": "коды настройки планшетов",
+        "count": "Счётчиков: {n}, напечатано {date}.",
+        "warning": "Каждый код — это пароль к формам проекта: отдавайте его только его "
+        "счётчику и уничтожьте эту страницу после обучения.",
+        "district": "Район",
+        "forms": "Формы",
+        "how": "ODK Collect → «Настроить с помощью QR-кода» → сканировать.",
+        "local": "Эти коды указывают на {host}, доступный только с этого компьютера: "
+        "планшеты не смогут отправлять данные. Только для проверки.",
+    },
+}
+
+
+def training_page_html(
+    codes: Sequence[EnumeratorCode],
+    *,
+    project_name: str,
+    language: str = "en",
+    local_host: str | None = None,
+) -> str:
     """One printable HTML page, a card per enumerator: name, district, forms, QR code.
 
+    Written in ``language`` (en, tg or ru), with district and form names in it, not codes.
     Self-contained (images inline), so it can be printed or copied to a training laptop
-    as one file; A4 in print, two cards a row, no card split across pages.
+    as one file; A4 in print, two cards a row, no card split across pages. ``local_host``:
+    the codes point at this machine (``--allow-local``), which the page says loudly.
     """
+    t = PAGE_TEXTS.get(language, PAGE_TEXTS["en"])
     today = datetime.now(UTC).date().isoformat()
     cards = []
     for code in codes:
         image = base64.b64encode(code.png).decode("ascii")
-        district = f"<p class='district'>{html.escape(code.district)}</p>" if code.district else ""
-        forms = ", ".join(html.escape(f) for f in code.forms) or "—"
+        district_name = code.district_label or code.district
+        district = (
+            f"<p class='district'>{html.escape(t['district'])}: {html.escape(district_name)}</p>"
+            if district_name
+            else ""
+        )
+        names = code.form_titles or code.forms
+        forms = ", ".join(html.escape(f) for f in names) or "—"
         cards.append(
             "<section class='card'>"
             f"<h2>{html.escape(code.name)}</h2>{district}"
-            f"<img alt='Collect settings QR code for {html.escape(code.name)}' "
+            f"<img alt='QR: {html.escape(code.name)}' "
             f"src='data:image/png;base64,{image}'>"
-            f"<p class='forms'>Forms: {forms}</p>"
-            "<p class='how'>ODK Collect → Configure with QR code → scan.</p>"
+            f"<p class='forms'>{html.escape(t['forms'])}: {forms}</p>"
+            f"<p class='how'>{html.escape(t['how'])}</p>"
             "</section>"
         )
+    local = (
+        f"<p class='local'>{html.escape(t['local'].format(host=local_host))}</p>"
+        if local_host
+        else ""
+    )
+    count = html.escape(t["count"].format(n=len(codes), date=today))
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{html.escape(project_name)}: enumerator codes {today}</title>
+<html lang="{html.escape(language)}"><head><meta charset="utf-8">
+<title>{html.escape(project_name)}: {html.escape(t["title"])} {today}</title>
 <style>
   @page {{ size: A4; margin: 12mm; }}
   body {{ font-family: sans-serif; margin: 0; }}
   header {{ margin-bottom: 6mm; }}
   .warning {{ color: #a00; font-weight: bold; }}
+  .local {{ color: #fff; background: #a00; font-size: 16pt; padding: 3mm; }}
   .cards {{ display: grid; grid-template-columns: 1fr 1fr; gap: 6mm; }}
   .card {{ border: 1px solid #888; border-radius: 3mm; padding: 4mm; text-align: center;
            break-inside: avoid; page-break-inside: avoid; }}
@@ -197,10 +266,10 @@ def training_page_html(codes: Sequence[EnumeratorCode], *, project_name: str) ->
 </style></head>
 <body>
 <header>
-  <h1>{html.escape(project_name)}: tablet set-up codes</h1>
-  <p>{len(codes)} enumerator(s), printed {today}.
-  <span class="warning">Each code is a password to the project's forms: hand it only to its
-  enumerator, and destroy this page after the training.</span></p>
+  <h1>{html.escape(project_name)}: {html.escape(t["title"])}</h1>
+  {local}
+  <p>{count}
+  <span class="warning">{html.escape(t["warning"])}</span></p>
 </header>
 <div class="cards">
 {"".join(cards)}
@@ -210,7 +279,12 @@ def training_page_html(codes: Sequence[EnumeratorCode], *, project_name: str) ->
 
 
 def write_enumerator_files(
-    codes: Iterable[EnumeratorCode], out_dir: Path, *, project_name: str
+    codes: Iterable[EnumeratorCode],
+    out_dir: Path,
+    *,
+    project_name: str,
+    language: str = "en",
+    local_host: str | None = None,
 ) -> tuple[list[Path], Path]:
     """Write one PNG per enumerator and the printable page; return their paths."""
     codes = list(codes)
@@ -223,7 +297,10 @@ def write_enumerator_files(
         pngs.append(path)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     page = out_dir / f"training-page-{stamp}.html"
-    _write_private(page, training_page_html(codes, project_name=project_name).encode("utf-8"))
+    text = training_page_html(
+        codes, project_name=project_name, language=language, local_host=local_host
+    )
+    _write_private(page, text.encode("utf-8"))
     return pngs, page
 
 
@@ -238,6 +315,8 @@ class AddedEnumerators:
     pngs: list[Path]
     page: Path
     project_name: str
+    language: str = "en"
+    warnings: tuple[str, ...] = ()  # said loudly by the command (a code tablets cannot use)
 
 
 @dataclass(frozen=True)
@@ -279,12 +358,18 @@ def add_enumerators(
     district: str | None = None,
     forms: Sequence[str] | None = None,
     project_id: int | None = None,
+    allow_local: bool = False,
+    language: str | None = None,
 ) -> AddedEnumerators:
     """Create (or reuse) one app user per name, give it the forms, write its QR code.
 
     An active app user with the same display name is reused, so running the command twice
     makes no second account (and re-prints the same code). ``forms`` defaults to every
     published form of the project; a named form that is not published is an error.
+    A server URL only this machine reaches (loopback, ``localhost``) is refused, since no
+    tablet could use the code, unless ``allow_local`` (then a warning, on the page too).
+    ``district`` must be a choice (code or name) of the forms' ``district`` question. The
+    page is in ``language`` (en, tg, ru; default the first form's default language).
     """
     settings = central.settings
     pid = project_id or central.project_id
@@ -301,6 +386,29 @@ def add_enumerators(
         )
     except InsecureTransport as err:
         raise EnumeratorError(str(err)) from None
+    if language is not None and language not in PAGE_LANGUAGES:
+        raise EnumeratorError(
+            f"no page in language {language!r}: use one of {', '.join(PAGE_LANGUAGES)}"
+        )
+    local_host = _local_host(base_url)
+    warnings: list[str] = []
+    if local_host:
+        setting = (
+            "COLLECTOR_ENUMERATOR_SERVER_URL"
+            if settings.enumerator_server_url
+            else "COLLECTOR_CENTRAL_URL"
+        )
+        problem = (
+            f"the QR codes would point at {local_host} ({setting}), which only this machine "
+            "can reach: no tablet could send with them"
+        )
+        if not allow_local:
+            raise EnumeratorError(
+                f"{problem}. Set COLLECTOR_ENUMERATOR_SERVER_URL to Central's address as "
+                "tablets reach it (e.g. https://central.example.org), or pass --allow-local "
+                "for a test on this machine"
+            )
+        warnings.append(f"WARNING: {problem} (--allow-local)")
     published = published_form_ids(central, pid)
     if forms:
         target = list(dict.fromkeys(f.strip() for f in forms if f.strip()))
@@ -314,6 +422,15 @@ def add_enumerators(
         target = published
     if not target:
         raise EnumeratorError(f"project {pid} has no published form to give enumerators")
+
+    about = {form_id: _form_choices(central, pid, form_id) for form_id in target}
+    district = _checked_district(district, about)
+    page_language = language or next(
+        (c.default_language for c in about.values() if c.default_language in PAGE_LANGUAGES),
+        "en",
+    )
+    district_label = _district_label(district, about, page_language)
+    titles = tuple(about[f].title or f for f in target)
 
     existing: dict[str, AppUser] = {}
     for user in sorted(app_users(central, pid), key=lambda u: u.id):
@@ -340,7 +457,11 @@ def add_enumerators(
             app_language=settings.enumerator_app_language or None,
         )
         png = qr_png_bytes(collect_settings_payload(settings_json))
-        codes.append(EnumeratorCode(name, user.id, district, tuple(target), png, reused))
+        codes.append(
+            EnumeratorCode(
+                name, user.id, district, tuple(target), png, reused, district_label, titles
+            )
+        )
         log.info(
             "enumerator %r: app user %d %s, %d form(s)",
             name,
@@ -348,8 +469,64 @@ def add_enumerators(
             "reused" if reused else "created",
             len(target),
         )
-    pngs, page = write_enumerator_files(codes, out_dir, project_name=pname)
-    return AddedEnumerators(codes=codes, pngs=pngs, page=page, project_name=pname)
+    pngs, page = write_enumerator_files(
+        codes, out_dir, project_name=pname, language=page_language, local_host=local_host
+    )
+    return AddedEnumerators(
+        codes=codes,
+        pngs=pngs,
+        page=page,
+        project_name=pname,
+        language=page_language,
+        warnings=tuple(warnings),
+    )
+
+
+def _local_host(url: str) -> str | None:
+    """The host of ``url`` if only this machine can reach it (loopback, localhost, or
+    the any-address a server listens on), else None."""
+    host = urlsplit(url.strip()).hostname
+    if host and (is_loopback_host(host) or host in ("0.0.0.0", "::")):  # noqa: S104
+        return host
+    return None
+
+
+def _form_choices(central: Central, pid: int, form_id: str) -> FormChoices:
+    """The published XForm's title, default language and district choices."""
+    xml = central.request("GET", f"projects/{pid}/forms/{quote(form_id, safe='')}.xml")
+    return form_choices(xml.content)
+
+
+def _checked_district(district: str | None, about: Mapping[str, FormChoices]) -> str | None:
+    """The district's code: ``district`` as a code, or as a name in any language, of the
+    forms' ``district`` choices; anything else is refused, naming the choices."""
+    if district is None:
+        return None
+    wanted = " ".join(district.split())
+    choices: dict[str, dict[str, str]] = {}
+    for c in about.values():
+        for code, labels in c.districts.items():
+            choices.setdefault(code, labels)
+    if wanted in choices:
+        return wanted
+    for code, labels in choices.items():
+        if any(wanted.casefold() == label.casefold() for label in labels.values() if label):
+            return code
+    offered = ", ".join(sorted(choices)) or "none: the forms have no district question"
+    raise EnumeratorError(
+        f"district {wanted!r} is not a choice of the forms' district question (choices: {offered})"
+    )
+
+
+def _district_label(
+    district: str | None, about: Mapping[str, FormChoices], language: str
+) -> str | None:
+    if district is None:
+        return None
+    for c in about.values():
+        if district in c.districts:
+            return label_in(c.districts[district], language, district)
+    return district
 
 
 def list_enumerators(

@@ -101,7 +101,10 @@ def load_manifest(forms_dir: Path) -> Manifest:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ManifestError(f"{path}: not found; every forms folder needs a manifest") from exc
+        raise ManifestError(
+            f"{path}: not found; every forms folder needs a manifest "
+            f"(the forms folder is COLLECTOR_FORMS_DIR, now {forms_dir})"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
     unknown = set(data) - {"defaults", "forms"}

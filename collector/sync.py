@@ -566,6 +566,8 @@ def _forms_by_project(
     try:
         manifest = load_manifest(settings.forms_dir)
     except ManifestError:
+        if "forms_dir" in settings.model_fields_set and not settings.forms_dir.is_dir():
+            raise  # COLLECTOR_FORMS_DIR names a folder that is not there: a mistake
         return [(settings.central_project_id, names, None)]
     known = {e.form_id: e.project for e in manifest.forms}
     wanted = names if names is not None else list(known)

@@ -27,12 +27,14 @@ from emulator.openrosa import is_openrosa_path
 
 log = logging.getLogger("emulator")
 KEY_PATH = re.compile(r"^/v1/key/([^/]+)(/.*)$")
+TEST_PATH = re.compile(r"^/v1/test/([^/]+)(/.*)$")  # a draft token (draft_testing)
 SESSION_PATH = re.compile(r"^/v1/sessions/(?!current(?:/|$))[^/]+")
 
 
 def redact(path: str) -> str:
     """A request path fit for the log: app-user keys and session tokens are credentials."""
-    return SESSION_PATH.sub("/v1/sessions/***", KEY_PATH.sub(r"/v1/key/***\2", path))
+    path = TEST_PATH.sub(r"/v1/test/***\2", KEY_PATH.sub(r"/v1/key/***\2", path))
+    return SESSION_PATH.sub("/v1/sessions/***", path)
 
 
 class KeyPathMiddleware:
@@ -86,6 +88,7 @@ def build_app(
 ) -> Any:
     """The ASGI app over the SQLite file in ``data_dir`` (created on first start)."""
     from emulator import (
+        draft_testing,
         openrosa,
         routes_control,
         routes_core,
@@ -106,6 +109,7 @@ def build_app(
     routes = [
         *routes_entities.ROUTES,  # first: it answers for list-backed form attachments
         *openrosa.ROUTES,
+        *draft_testing.ROUTES,
         *routes_odata.ROUTES,
         *routes_submissions.ROUTES,
         *routes_forms.ROUTES,

@@ -35,6 +35,7 @@ from emulator.common import (
     xml_response,
 )
 from emulator.db import now_iso, transaction
+from emulator.draft_testing import clear_draft_submissions
 from emulator.formdefs import (
     XLSX_TYPES,
     def_xml,
@@ -323,6 +324,7 @@ async def draft_create(request: Request) -> Response:
             e.conn.execute("DELETE FROM form_defs WHERE id=?", (old_draft,))
     if old_draft is not None:
         e.xforms.pop(old_draft, None)
+    clear_draft_submissions(e.conn, form.id)  # a new draft starts with no test submissions
     return success()  # golden 16
 
 
@@ -373,6 +375,7 @@ async def draft_publish(request: Request) -> Response:
             "UPDATE forms SET current_def=?, draft_def=NULL WHERE id=?", (def_id, form.id)
         )
         rerender_submissions(e, form.id, def_id)
+        clear_draft_submissions(e.conn, form.id)  # Central: deleteDraftSubmissions on publish
     return success()  # golden 19
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import requests
 
+from collector import store
 from collector.demo import guide_paths
+from collector.keys import caller_for_token, create_key
 
 REPO = Path(__file__).resolve().parent.parent
 DURATION = 15
@@ -82,6 +84,14 @@ def test_demo__headless_run_serves_submissions(tmp_path: Path) -> None:
         "--rate",
         "4",
     ]
+    # an earlier run's key, in the store the demo will use: the new run must revoke it
+    demo_db = tmp_path / "data" / "demo" / "collector.db"
+    demo_db.parent.mkdir(parents=True)
+    engine = store.engine_for(f"sqlite:///{demo_db}")
+    store.create_schema(engine)
+    old_key = create_key(engine, name="demo-admin-20250101-000000", role="admin").token
+    kept_key = create_key(engine, name="field-office", role="viewer").token
+    engine.dispose()
     log_path = tmp_path / "demo.out"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -116,3 +126,31 @@ def test_demo__headless_run_serves_submissions(tmp_path: Path) -> None:
     # Stopped cleanly: nothing left answering on the demo's ports.
     assert not answers(info["api_url"] + "/health")
     assert not answers(info["central_url"] + "/_emulator/health")
+
+    # The earlier demo key stopped working; a key of the user's own did not.
+    engine = store.engine_for(f"sqlite:///{demo_db}")
+    assert caller_for_token(engine, old_key) is None
+    assert caller_for_token(engine, kept_key) is not None
+    assert caller_for_token(engine, info["keys"]["admin"]) is not None
+    engine.dispose()
+
+    # At the start and at the end it says how to reach it again, with demo.json's settings;
+    # at the end, that its URLs have stopped. The commands it prints work after it stopped.
+    settings = info["settings"]
+    assert settings["COLLECTOR_CENTRAL_URL"] == info["central_url"]
+    for name, value in settings.items():
+        assert out.count(f"export {name}=") >= 2, (name, out)
+        assert str(value) in out
+    assert out.index("To reach this demo") < out.index("The demo has stopped")
+    assert "no longer answer" in out
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    again = subprocess.run(
+        [sys.executable, "-m", "collector", "status"],
+        env={**env, **settings, "COLUMNS": "120"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    assert all(form in again.stdout for form in info["forms"]), again.stdout

@@ -247,7 +247,7 @@ def test_enumerators__scan_fill_send_sync_attribute_revoke_and_no_token_anywhere
     out_dir = settings.data_dir / "enumerators"
 
     added = runner.invoke(
-        cli_app, ["enumerators", "add", "Нодира Каримова", "-d", "nurek"], env=env
+        cli_app, ["enumerators", "add", "Нодира Каримова", "-d", "nurek", "--allow-local"], env=env
     )
     outputs.append(added.output)
     assert added.exit_code == 0, added.output
@@ -307,7 +307,7 @@ def test_enumerators__scan_fill_send_sync_attribute_revoke_and_no_token_anywhere
 
     # Activity: the enumerator on that tablet, one today; a second enumerator who never sent
     # anything is flagged silent once the setting's hours have passed
-    second = runner.invoke(cli_app, ["enumerators", "add", "Фарход"], env=env)
+    second = runner.invoke(cli_app, ["enumerators", "add", "Фарход", "--allow-local"], env=env)
     outputs.append(second.output)
     assert second.exit_code == 0, second.output
     later = store.now() + timedelta(hours=settings.enumerator_silent_hours + 1)
@@ -407,8 +407,12 @@ def test_enumerators__adding_the_same_name_twice_makes_one_app_user(central, pro
     settings = settings_for(central, project, tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
     engine = store.engine_for(settings)
     with Central(settings) as c:
-        first = add_enumerators(c, engine, ["Шаҳло", "Шаҳло "], out_dir=tmp_path / "a")
-        second = add_enumerators(c, engine, ["Шаҳло"], out_dir=tmp_path / "b", district="vahdat")
+        first = add_enumerators(
+            c, engine, ["Шаҳло", "Шаҳло "], out_dir=tmp_path / "a", allow_local=True
+        )
+        second = add_enumerators(
+            c, engine, ["Шаҳло"], out_dir=tmp_path / "b", district="vahdat", allow_local=True
+        )
         same = [u for u in app_users(c, project) if u.display_name == "Шаҳло"]
     assert len(same) == 1
     assert [x.app_user_id for x in first.codes + second.codes] == [same[0].id] * 2
@@ -427,9 +431,68 @@ def test_enumerators__unknown_form_is_refused_naming_it(central, project, tmp_pa
             ["Бахтиёр"],
             out_dir=tmp_path / "out",
             forms=["no_such_form"],
+            allow_local=True,
         )
     result = CliRunner().invoke(
         cli_app, ["enumerators", "revoke", "nobody-of-that-name"], env=cli_env(settings)
     )
     assert result.exit_code == 1
     assert "no active enumerator named 'nobody-of-that-name'" in result.output
+
+
+# --- issue 19: codes tablets can use, districts the forms know, the page in their language --
+
+
+def test_enumerators__loopback_server_is_refused_unless_allowed(central, project, tmp_path):
+    settings = settings_for(central, project, tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
+    local = settings.model_copy(update={"enumerator_server_url": "http://localhost:8383"})
+    engine = store.engine_for(settings)
+    with Central(local) as c:
+        with pytest.raises(EnumeratorError, match="--allow-local") as refused:
+            add_enumerators(c, engine, ["Фарангис"], out_dir=tmp_path / "no")
+        assert "localhost" in str(refused.value)
+        assert [u for u in app_users(c, project) if u.display_name == "Фарангис"] == []
+    assert not (tmp_path / "no").exists()
+
+    result = CliRunner().invoke(
+        cli_app, ["enumerators", "add", "Фарангис", "--allow-local"], env=cli_env(settings)
+    )
+    assert result.exit_code == 0, result.output
+    assert "WARNING" in result.output and "127.0.0.1" in result.output
+    (page,) = (settings.data_dir / "enumerators").glob("training-page-*.html")
+    assert "class='local'" in page.read_text("utf-8")
+
+
+def test_enumerators__district_must_be_one_of_the_forms_choices(central, project, tmp_path):
+    settings = settings_for(central, project, tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
+    engine = store.engine_for(settings)
+    with Central(settings) as c:
+        with pytest.raises(EnumeratorError, match=r"'nowhere'.*nurek, vahdat"):
+            add_enumerators(
+                c, engine, ["Сино"], out_dir=tmp_path / "a", district="nowhere", allow_local=True
+            )
+        assert [u for u in app_users(c, project) if u.display_name == "Сино"] == []
+        by_name = add_enumerators(
+            c, engine, ["Сино"], out_dir=tmp_path / "b", district="Ваҳдат", allow_local=True
+        )
+    assert by_name.codes[0].district == "vahdat"  # the Tajik name, stored as the code
+
+
+@pytest.mark.parametrize(
+    ("lang", "district", "word"),
+    [(None, "Норак", "Ноҳия"), ("ru", "Нурек", "Район"), ("en", "Nurek", "District")],
+)
+def test_enumerators__page_in_the_chosen_language_with_names(
+    central, project, tmp_path, lang, district, word
+):
+    """The visit form's default language is Tajik; its choice labels are the truth."""
+    settings = settings_for(central, project, tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
+    args = ["enumerators", "add", "Зебо", "-d", "nurek", "--allow-local"]
+    result = CliRunner().invoke(cli_app, [*args, *(["--lang", lang] if lang else [])],
+                                env=cli_env(settings))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (page,) = (settings.data_dir / "enumerators").glob("training-page-*.html")
+    text = page.read_text("utf-8")
+    assert f'<html lang="{lang or "tg"}">' in text
+    assert f"{word}: {district}" in text
+    assert ">nurek<" not in text and ": nurek<" not in text
