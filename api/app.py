@@ -21,6 +21,7 @@ from api.routes import (
     health,
     indicators,
     keys,
+    odata,
     reviews,
     submissions,
     sync_status,
@@ -76,6 +77,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         data_issues,
         keys,
         activity,
+        odata,
     ):
         app.include_router(module.router, prefix="/v1")
     return app
