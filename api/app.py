@@ -21,10 +21,12 @@ from api.routes import (
     health,
     indicators,
     keys,
+    odata,
     reviews,
     submissions,
     sync_status,
 )
+from api.ui import routes as ui
 from collector import migrations, store
 from collector.keys import ActiveKeyHashes
 from collector.settings import Settings
@@ -66,6 +68,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(CatchAll)
     app.add_middleware(GzipUnlessZipped)
     app.include_router(health.router)
+    app.mount("/ui/static", ui.static, name="ui-static")
+    app.include_router(ui.router)
     for module in (
         forms,
         submissions,
@@ -76,6 +80,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         data_issues,
         keys,
         activity,
+        odata,
     ):
         app.include_router(module.router, prefix="/v1")
     return app

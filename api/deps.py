@@ -51,7 +51,27 @@ def current_caller(
     engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    unauthorized = {"WWW-Authenticate": "Bearer"}
+    token = credentials.credentials if credentials is not None else None
+    return caller_for_request(
+        request,
+        engine,
+        token,
+        challenge={"WWW-Authenticate": "Bearer"},
+        how="send an API key as 'Authorization: Bearer <key>'",
+    )
+
+
+def caller_for_request(
+    request: Request,
+    engine: Engine,
+    token: str | None,
+    *,
+    challenge: dict[str, str],
+    how: str,
+) -> Caller:
+    """The caller a token names, with the limits every route applies; ``challenge`` and
+    ``how`` say how this route takes its key (Bearer here, Basic for the OData feed)."""
+    unauthorized = challenge
     # Requests without a valid key are limited per client address (SEC-9), but a valid key
     # gets through whatever its address's bucket says (SEC-22: one address is a partner
     # office's NAT or a carrier's CGNAT; a neighbour's bad keys must not lock managers out).
@@ -60,7 +80,6 @@ def current_caller(
     # is looked up, so a throttled flood of bad tokens costs no query per request.
     failures: RateLimiter = request.app.state.auth_failure_limiter
     client = request.client.host if request.client else ""
-    token = credentials.credentials if credentials is not None else None
     throttled = failures.wait(client) > 0
     caller = None
     if token is not None and (not throttled or token in request.app.state.active_key_hashes):
@@ -74,9 +93,7 @@ def current_caller(
                 {"Retry-After": retry_after_header(wait)},
             )
         if token is None:
-            raise HTTPException(
-                401, "send an API key as 'Authorization: Bearer <key>'", unauthorized
-            )
+            raise HTTPException(401, how, unauthorized)
         raise HTTPException(401, "unknown or revoked API key", unauthorized)
     limiter: RateLimiter | SharedRateLimiter = request.app.state.rate_limiter
     wait = limiter.acquire(caller.key_id)
