@@ -80,6 +80,9 @@ class FormField(SQLModel, table=True):
     binary: bool = False
     select_multiple: bool = False
     position: int = 0  # order in /fields (depth-first)
+    # The form's latest version no longer has it: kept (never dropped) with its answers,
+    # which Central's OData leaves out of old rows from then on (storage/pages.py).
+    retired: bool | None = Field(default=False)
 
 
 class FormChoice(SQLModel, table=True):

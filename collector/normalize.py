@@ -122,6 +122,12 @@ class ColumnSpec:
     kind: str  # text int decimal bool date datetime time geopoint json
     link_table: str | None = None  # select_multiple: its link table
 
+    def stored_names(self) -> tuple[str, ...]:
+        """The column(s) that hold this question's answer (a geopoint has four)."""
+        if self.kind == "geopoint":
+            return tuple(f"{self.name}_{p}" for p in ("lat", "lon", "alt", "acc"))
+        return (self.name,)
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -130,15 +136,13 @@ class TableSpec:
     keys: tuple[str, ...]  # keys from the parent table's row object to this repeat's list
     parent: str | None  # the parent table's name
     columns: tuple[ColumnSpec, ...]
+    retired: bool = False  # a repeat the form's current version no longer has
 
     def column_names(self) -> list[str]:
         """Every column of this table, system columns first, in a stable order."""
         names = list(SYSTEM_COLUMNS_REPEAT if self.repeat_path else SYSTEM_COLUMNS_MAIN)
         for c in self.columns:
-            if c.kind == "geopoint":
-                names += [f"{c.name}_lat", f"{c.name}_lon", f"{c.name}_alt", f"{c.name}_acc"]
-            else:
-                names.append(c.name)
+            names += c.stored_names()
         return names
 
 
@@ -157,6 +161,14 @@ class FormShape:
     def link_tables(self) -> list[tuple[str, str]]:
         """``(link table, owning table)`` for every select_multiple."""
         return [(c.link_table, t.name) for t in self.tables for c in t.columns if c.link_table]
+
+    def subtree(self, table_name: str) -> set[str]:
+        """``table_name``, the repeat tables inside it and all their link tables."""
+        names = {table_name}
+        for t in self.tables:  # parents come before children
+            if t.parent in names:
+                names.add(t.name)
+        return names | {link for link, owner in self.link_tables() if owner in names}
 
 
 def central_type_for_xls(xls_type: str) -> str:
@@ -248,11 +260,14 @@ def form_shape(
         if rep is None and f.get("name") == "district" and district_keys is None:
             district_keys = keys
 
+    retired = {f["path"] for f in fields if f.get("type") == "repeat" and f.get("retired")}
     tables = [TableSpec(main_name, None, (), None, tuple(cols[None]))]
     for r in repeats:
         keys, parent = meta[r]
         tables.append(
-            TableSpec(table_of_repeat[r], r, keys, table_of_repeat[parent], tuple(cols[r]))
+            TableSpec(
+                table_of_repeat[r], r, keys, table_of_repeat[parent], tuple(cols[r]), r in retired
+            )
         )
     return FormShape(xml_form_id, tuple(tables), district_keys, placement)
 
@@ -412,6 +427,15 @@ class PageRows:
     tables: dict[str, list[dict]] = field(default_factory=dict)
     issues: list[dict] = field(default_factory=list)
     max_seen: datetime | None = None  # newest submissionDate/updatedAt in the page
+    # Answers the OData row does not carry at all (its key is absent, not null): Central
+    # renders every row with the current version's fields (central-backend
+    # lib/data/odata.js generateDataFrame; lib/resources/odata.js reads form.def's fields),
+    # so a question a later version removed is missing from old rows. Absent is not null:
+    # the store keeps what it holds. instance id -> [(table, row id, column)].
+    absent: dict[str, list[tuple[str, str, ColumnSpec]]] = field(default_factory=dict)
+    # Retired repeats (no longer in the current version) whose key the row lacks: their
+    # stored rows stay. instance id -> table names (the repeat, its children, their links).
+    kept: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def instance_ids(self) -> list[str]:
@@ -485,18 +509,25 @@ def _filler(table: TableSpec) -> Filler:
     fill = _FILLERS.get(table)
     if fill is not None:
         return fill
-    env: dict[str, Any] = {"Misfit": Misfit, "geopoint": geopoint, "issue": _issue}
+    env: dict[str, Any] = {
+        "Misfit": Misfit, "geopoint": geopoint, "issue": _issue, "missing": _missing,
+    }  # fmt: skip
     code = ["def fill(obj, out, iid, rid, page, table):"]
     for i, c in enumerate(table.columns):
+        env[f"col{i}"] = c
         code.append(f"    v = obj.get({c.keys[0]!r})")
         for k in c.keys[1:]:
             code.append(f"    if v is not None: v = v.get({k!r}) if v.__class__ is dict else None")
         bad = f"page.issues.append(issue(iid, {c.path!r}, rid, table, v, why))"
+        # Only a null value pays for telling absent from null (one `in`, or a call).
+        gone = f"{c.keys[0]!r} not in obj" if len(c.keys) == 1 else f"missing(obj, {c.keys!r})"
+        note_absent = f"page.absent.setdefault(iid, []).append((table.name, rid, col{i}))"
         if c.kind == "geopoint":
-            geo = ", ".join(f"out[{c.name + '_' + p!r}]" for p in ("lat", "lon", "alt", "acc"))
+            geo = ", ".join(f"out[{n!r}]" for n in c.stored_names())
             code += [
                 "    if v is None:",
                 f"        {geo} = None, None, None, None",
+                f"        if {gone}: {note_absent}",
                 "    else:",
                 "        try:",
                 f"            {geo} = geopoint(v)",
@@ -507,13 +538,15 @@ def _filler(table: TableSpec) -> Filler:
             continue
         native = _NATIVE.get(c.kind)
         env[f"conv{i}"] = _CONVERT[c.kind]
-        if native is not None:
-            env[f"native{i}"] = native
-            code.append(f"    if v is None or v.__class__ is native{i}:")
-        else:
-            code.append("    if v is None:")
         code += [
-            f"        out[{c.name!r}] = v",
+            "    if v is None:",
+            f"        out[{c.name!r}] = None",
+            f"        if {gone}: {note_absent}",
+        ]
+        if native is not None:  # already of its type: stored as is
+            env[f"native{i}"] = native
+            code += [f"    elif v.__class__ is native{i}:", f"        out[{c.name!r}] = v"]
+        code += [
             "    else:",
             "        try:",
             f"            v = out[{c.name!r}] = conv{i}(v)",
@@ -535,6 +568,18 @@ def _filler(table: TableSpec) -> Filler:
     exec("\n".join(code), env)  # noqa: S102 (identifiers and paths enter as repr literals)
     fill = _FILLERS[table] = env["fill"]
     return fill
+
+
+def _missing(obj: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+    """Whether the path ``keys`` is absent from ``obj`` (a key missing at some level),
+    rather than present with null (a group's null or a non-object counts as present)."""
+    for k in keys:
+        if k not in obj:
+            return True
+        obj = obj[k]
+        if obj.__class__ is not dict:
+            return False
+    return False
 
 
 def _issue(
@@ -601,6 +646,8 @@ def _repeats(
     for child in children.get(table_name, ()):
         items = _dig(obj, child.keys)
         if not isinstance(items, list):
+            if child.retired and _missing(obj, child.keys):
+                page.kept.setdefault(instance_id, set()).add(child.name)
             continue
         rows = page.tables[child.name]
         for pos, item in enumerate(items, start=1):

@@ -34,18 +34,20 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 from sqlalchemy.engine import Engine
 
 from collector import store
-from collector.central import Central, CentralError, project_id_named
+from collector.central import Central, CentralError, CentralRejected, project_id_named
 from collector.central.odata import DELETED, ids_filter, odata_time, window_filter
 from collector.errors import CollectorError
 from collector.failures import failure_text
 from collector.manifest import ManifestError, load_manifest
-from collector.normalize import FormShape, PageRows, parse_datetime, rows_for_page
+from collector.normalize import FormShape, PageRows, parse_datetime, raw_json, rows_for_page
 from collector.pipeline import PageWriter, gc_paused, prefetched
 from collector.settings import Settings
+from collector.xmlanswers import answers_from_xml, fill_missing
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +189,7 @@ class FormSync:
 
     # --- the form's fields and tables --------------------------------------------------------
 
-    def _load_form(self, *, force: bool) -> None:
+    def _load_form(self, *, force: bool, older_versions: Iterable[str] = ()) -> None:
         form_id = store.form_id_for(self.engine, self.xml_form_id)
         state = store.sync_state(self.engine, form_id) if form_id else {}
         shape = store.stored_form_shape(self.engine, form_id) if form_id else None
@@ -195,7 +197,11 @@ class FormSync:
         if force or shape is None or state.get("fields_version") != version:
             fields = self.central.form_fields(self.xml_form_id, self.project_id)
             form_id, shape = store.save_central_form(
-                self.engine, self.form_json, fields, project_id=self.project_id
+                self.engine,
+                self.form_json,
+                fields,
+                project_id=self.project_id,
+                older_fields=self._older_fields(older_versions, version),
             )
         self.form_id, self.shape = form_id, shape
         self.tables = store.ensure_form_tables(self.engine, shape)
@@ -210,11 +216,29 @@ class FormSync:
         return bool(self._seen_versions(rows) - self.known_versions)
 
     def _refresh(self, rows: list[dict]) -> None:
-        """Read the form and its fields again (a new version), evolving its tables."""
+        """Read the form and its fields again (a new version), evolving its tables.
+
+        Rows of versions the store has not seen bring those versions' fields too: a
+        question they had and the current version lacks gets its column, and its
+        answers come from the submissions' XML (``_with_xml_answers``)."""
         seen = self._seen_versions(rows)
         self.form_json = self.central.form(self.xml_form_id, self.project_id)
-        self._load_form(force=True)
+        self._load_form(force=True, older_versions=seen - self.known_versions)
         self.known_versions |= seen  # older versions' rows: their fields are kept too
+
+    def _older_fields(self, versions: Iterable[str], current: str) -> list[dict]:
+        """The fields of these earlier versions (Central's ``/versions/{v}/fields``)."""
+        out: list[dict] = []
+        for v in sorted(set(versions) - {current, ""}):
+            try:
+                out += self.central.version_fields(self.xml_form_id, v, self.project_id)
+            except CentralRejected as err:
+                if err.status != 404:
+                    raise
+                log.info(
+                    "form %s: Central has no version %r to read fields of", self.xml_form_id, v
+                )
+        return out
 
     # --- passes ------------------------------------------------------------------------------
 
@@ -240,6 +264,8 @@ class FormSync:
                         writer = PageWriter(self._store_one, threaded=self._threaded_writes())
                         self._refresh(rows)
                     normalized = rows_for_page(self.shape, rows)
+                    if normalized.absent or normalized.kept:
+                        normalized = self._with_xml_answers(rows, normalized)
                     if normalized.max_seen and (newest is None or normalized.max_seen > newest):
                         newest = normalized.max_seen
                     self._note_deleted(rows)
@@ -253,6 +279,62 @@ class FormSync:
             finally:
                 writer.close()  # after an error: what was handed over is stored, then it stops
             return newest
+
+    def _with_xml_answers(self, rows: list[dict], normalized: PageRows) -> PageRows:
+        """The page again, with the answers its rows lack read from the submissions' XML.
+
+        Central's OData renders every row with the current version's fields, so a row
+        sent with an earlier version lacks the answers to questions since removed. A
+        submission the store holds keeps its stored answers (``storage/pages.py``); one it
+        has never seen, sent with another version than the current one, has them read
+        from its XML, which keeps every answer (one request per such submission, once:
+        afterwards it is held). Rows of the current version lack nothing Central has."""
+        current = self.form_json.get("version") or ""
+        lacking = normalized.absent.keys() | normalized.kept.keys()
+        candidates = [
+            r["__id"]
+            for r in rows
+            if r.get("__id") in lacking
+            and (r.get("__system") or {}).get("formVersion") not in (None, "", current)
+        ]
+        if not candidates:
+            return normalized
+        held = store.stored_instance_ids(self.engine, self.form_id, candidates)
+        wanted = [iid for iid in candidates if iid not in held]
+        if not wanted:
+            return normalized
+        repeats = [t.repeat_path for t in self.shape.tables if t.repeat_path]
+        filled: dict[str, dict] = {}
+        for iid in wanted:
+            try:
+                xml = self.central.submission_xml(self.xml_form_id, iid, self.project_id)
+            except CentralRejected as err:
+                if err.status != 404:
+                    raise
+                continue  # purged meanwhile: the next reconciliation sees it gone
+            try:
+                answers = answers_from_xml(xml, repeats)
+            except ParseError as err:
+                log.warning("form %s: XML of %s unreadable (%s)", self.xml_form_id, iid, err)
+                continue
+            filled[iid] = answers
+        if not filled:
+            return normalized
+        originals = {r["__id"]: r for r in rows if r.get("__id") in filled}
+        patched = [
+            fill_missing(r, filled[r["__id"]]) if r.get("__id") in filled else r for r in rows
+        ]
+        again = rows_for_page(self.shape, patched)
+        for sub in again.submissions:  # `raw` stays Central's OData row, as for every other
+            original = originals.get(sub["instance_id"])
+            if original is not None:
+                sub["raw"], sub["raw_hash"] = raw_json(original)
+        log.info(
+            "form %s: %d submissions of earlier versions had answers read from their XML",
+            self.xml_form_id,
+            len(filled),
+        )
+        return again
 
     def _threaded_writes(self) -> bool:
         """Store in a thread of its own on PostgreSQL only (``COLLECTOR_SYNC_WRITER``

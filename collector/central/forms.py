@@ -71,6 +71,16 @@ def form_fields(central: Central, form_id: str, project_id: int | None = None) -
     )
 
 
+def version_fields(
+    central: Central, form_id: str, version: str, project_id: int | None = None
+) -> list[dict]:
+    """``/versions/{version}/fields?odata=true``: an earlier version's fields."""
+    path = form_path(central, form_id, project_id) + central.session.urlformat(
+        "/versions/{v}/fields", v=version
+    )
+    return central.json("GET", path, params={"odata": "true"})
+
+
 def form_or_none(central: Central, form_id: str, project_id: int) -> dict | None:
     """The Form JSON (``publishedAt`` null when only a draft exists), or None on 404."""
     try:

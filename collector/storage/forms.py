@@ -6,6 +6,7 @@ Part of the store; import from ``collector.store``, its one facade.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,20 +83,35 @@ _PUBLIC_UNDESCRIBED = frozenset({"/meta/instanceID", "/meta/deprecatedID"})
 
 
 def _merge_fields(
-    conn: Connection, form_id: int, xml_form_id: str, central_fields: list[dict], spec: Any
+    conn: Connection,
+    form_id: int,
+    xml_form_id: str,
+    central_fields: list[dict],
+    spec: Any,
+    older_fields: Sequence[dict] = (),
 ) -> FormShape:
-    """Upsert ``form_field`` from Central's fields and/or the FormSpec; never drop a field."""
+    """Upsert ``form_field`` from Central's fields and/or the FormSpec; never drop a field.
+
+    ``older_fields``: fields of earlier versions (Central's ``/versions/{v}/fields``)
+    the store has not seen, so rows those versions sent have columns for every answer."""
     ff = T["form_field"]
     stored = {f["path"]: f for f in _stored_fields(conn, form_id)}
     by_spec = spec.field_by_path() if spec is not None else {}
     incoming = {f["path"]: dict(f) for f in central_fields}
     # Keep fields a newer version dropped, in their old place, so their columns stay.
     merged: list[dict] = []
+    placed: set[str] = set()
+    for f in older_fields:
+        path = f["path"]
+        if path not in incoming and path not in stored and path not in placed:
+            merged.append({**f, "retired": True})
+            placed.add(path)
     for path, old in stored.items():
         if path not in incoming:
             merged.append(
                 {"path": path, "name": old["name"], "type": old["type"],
-                 "binary": old["binary"], "selectMultiple": old["select_multiple"]}
+                 "binary": old["binary"], "selectMultiple": old["select_multiple"],
+                 "retired": True}
             )  # fmt: skip
     for f in central_fields:
         old = stored.get(f["path"])
@@ -134,6 +150,7 @@ def _merge_fields(
             "binary": bool(f.get("binary")),
             "select_multiple": bool(f.get("selectMultiple")),
             "position": pos,
+            "retired": bool(f.get("retired")),
         }
         if sf is not None:
             row |= {
@@ -224,8 +241,12 @@ def save_central_form(
     central_fields: list[dict],
     *,
     project_id: int | None = None,
+    older_fields: Sequence[dict] = (),
 ) -> tuple[int, FormShape]:
-    """Record a form as Central describes it (Form JSON + ``/fields``); evolve its tables."""
+    """Record a form as Central describes it (Form JSON + ``/fields``); evolve its tables.
+
+    ``older_fields``: earlier versions' fields, kept as retired where the current
+    version lacks them (their answers come from the submissions' XML)."""
     with engine.begin() as conn:
         form_id = _upsert_form(
             conn,
@@ -235,7 +256,7 @@ def save_central_form(
             version=form.get("version"),
             encrypted=bool(form.get("keyId")),
         )
-        shape = _merge_fields(conn, form_id, form["xmlFormId"], central_fields, None)
+        shape = _merge_fields(conn, form_id, form["xmlFormId"], central_fields, None, older_fields)
         _set_sync_state(conn, form_id, fields_version=form.get("version") or "")
     ensure_form_tables(engine, shape)
     return form_id, shape
@@ -252,7 +273,7 @@ def stored_form_shape(engine: Engine, form_id: int) -> FormShape | None:
         return None
     as_central = [
         {"path": f["path"], "name": f["name"], "type": f["type"], "binary": f["binary"],
-         "selectMultiple": f["select_multiple"]}
+         "selectMultiple": f["select_multiple"], "retired": bool(f.get("retired"))}
         for f in fields
     ]  # fmt: skip
     assigned = {f["path"]: f["column_name"] for f in fields if f["column_name"]}
