@@ -114,12 +114,17 @@ def create_form(central: Central, form_id: str, xform: bytes, project_id: int) -
     )
 
 
-def open_draft(central: Central, form_id: str, xform: bytes, project_id: int) -> None:
-    """Replace the form's draft with this definition; the published version is untouched."""
+def open_draft(
+    central: Central, form_id: str, xform: bytes, project_id: int, *, ignore_warnings: bool = True
+) -> None:
+    """Replace the form's draft with this definition; the published version is untouched.
+
+    Without ``ignore_warnings`` Central answers 400.16 with its warnings (a question
+    removed: lib/model/query/forms.js checkStructuralChange) and changes nothing."""
     central.json(
         "POST",
         form_path(central, form_id, project_id) + URLS.draft,
-        params={"ignoreWarnings": "true"},
+        params={"ignoreWarnings": "true"} if ignore_warnings else None,
         data=xform,
         headers=_xform_headers(central, form_id),
     )
