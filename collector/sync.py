@@ -33,6 +33,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
@@ -485,35 +486,96 @@ class FormSync:
     # --- attachments -------------------------------------------------------------------------
 
     def _attachments(self) -> None:
+        """Fetch the attachments stored submissions lack. One attachment's failure is
+        recorded on its row (tried again next run) and never fails the form's run; a
+        name no file may carry is refused and recorded, never requested."""
         pending = store.submissions_missing_attachments(self.engine, self.form_id)
         root = self.settings.data_dir / "attachments" / _safe(self.xml_form_id)
         for iid in pending:
             have = store.fetched_attachment_names(self.engine, self.form_id, iid)
-            for att in self.central.submission_attachments(self.xml_form_id, iid, self.project_id):
+            try:
+                listed = self.central.submission_attachments(self.xml_form_id, iid, self.project_id)
+            except CentralError as err:
+                log.warning("form %s: attachments of %s not listed: %s", self.xml_form_id, iid, err)
+                continue
+            for att in listed:
                 name = att.get("name")
-                if not name or name in have:
+                if not isinstance(name, str) or name in have:
+                    continue
+                refusal = attachment_name_refusal(name)
+                if refusal:
+                    log.warning(
+                        "form %s: attachment of %s refused: %s", self.xml_form_id, iid, refusal
+                    )
+                    store.save_attachment(
+                        self.engine, self.form_id, iid, name,
+                        present=bool(att.get("exists")), error=refusal, refused=True,
+                    )  # fmt: skip
                     continue
                 if not att.get("exists"):
                     store.save_attachment(self.engine, self.form_id, iid, name, present=False)
                     continue
-                data = self.central.attachment_bytes(self.xml_form_id, iid, name, self.project_id)
-                folder = root / _safe(iid)
-                folder.mkdir(parents=True, exist_ok=True)
-                target = folder / _safe(name)
-                tmp = target.with_suffix(target.suffix + ".part")
-                tmp.write_bytes(data)
-                tmp.replace(target)  # a half-written file never carries the final name
-                store.save_attachment(
-                    self.engine,
-                    self.form_id,
-                    iid,
-                    name,
-                    present=True,
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                    path=str(target.relative_to(self.settings.data_dir)),
-                )
-                self.result.attachments += 1
+                try:
+                    self._fetch_attachment(root / _safe(iid), iid, name)
+                except (CentralError, OSError) as err:
+                    log.warning(
+                        "form %s: attachment %r of %s failed, tried again next run: %s",
+                        self.xml_form_id, name, iid, err,
+                    )  # fmt: skip
+                    store.save_attachment(
+                        self.engine, self.form_id, iid, name, present=True, error=str(err)
+                    )
+
+    def _fetch_attachment(self, folder: Path, iid: str, name: str) -> None:
+        data = self.central.attachment_bytes(self.xml_form_id, iid, name, self.project_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / attachment_file_name(name)
+        tmp = target.with_name(target.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)  # a half-written file never carries the final name
+        store.save_attachment(
+            self.engine,
+            self.form_id,
+            iid,
+            name,
+            present=True,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            path=str(target.relative_to(self.settings.data_dir)),
+        )
+        self.result.attachments += 1
+
+
+def attachment_name_refusal(name: str) -> str | None:
+    """Why an attachment name cannot be fetched and saved, or None.
+
+    ``.`` and ``..`` (and any name of dots only) are path segments, not file names: an
+    HTTP client drops or climbs them (RFC 3986 5.2.4), so the request reaches another
+    resource, and as a file name they point at the folder itself or its parent. The
+    name is recorded, never requested."""
+    if not name.strip():
+        return "an empty attachment name"
+    if not name.strip().strip("."):
+        return f"attachment name {name!r} is not a file name (a path segment)"
+    if "/" in name or "\\" in name:
+        return f"attachment name {name!r} holds a path separator"
+    return None
+
+
+def attachment_file_name(name: str) -> str:
+    """A file name for an attachment, distinct per name within its submission.
+
+    A name that is safe as it is keeps it; one that cleaning changes gets 8 hex digits
+    of its sha1 before the extension, so ``consent signature.jpg`` and
+    ``consent_signature.jpg`` become two files."""
+    cleaned = _safe(name)
+    if cleaned == name:
+        return name
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
+    stem, dot, ext = cleaned.rpartition(".")
+    if not dot or not stem:
+        return f"{cleaned[:180]}-{digest}"
+    return f"{stem[:180]}-{digest}.{ext[:16]}"
 
 
 class _ReadCount:
