@@ -101,12 +101,44 @@ def table_name_for_form(xml_form_id: str) -> str:
     return ident(xml_form_id)
 
 
-def _unique(name: str, taken: set[str], path: str) -> str:
-    """``name``, or ``name`` with a hash of ``path`` when another column already has it."""
-    if name not in taken:
+def _unique(name: str, taken: set[str] | frozenset[str], path: str) -> str:
+    """``name``, or ``name`` with a hash of ``path`` when it is taken (deterministic: the
+    same name, taken set and path give the same answer; rehashed until free)."""
+    if name not in taken and not _reserved_by_database(name):
         return name
-    digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:8]
-    return ident(name[: MAX_IDENT - 9] + "_" + digest)
+    salt = path
+    while True:
+        digest = hashlib.sha1(salt.encode(), usedforsecurity=False).hexdigest()[:8]
+        out = ident(name[: MAX_IDENT - 9] + "_" + digest)
+        if out not in taken:
+            return out
+        salt += "#"
+
+
+unique_name = _unique  # for the store's registry (a form's wide table)
+
+
+def _reserved_by_database(name: str) -> bool:
+    """Names the databases keep for themselves (SQLite refuses ``sqlite_*`` tables;
+    PostgreSQL's catalogues are ``pg_*``)."""
+    return name.startswith(("sqlite_", "pg_"))
+
+
+def _geopoint_names(name: str) -> set[str]:
+    return {f"{name}_{p}" for p in ("lat", "lon", "alt", "acc")}
+
+
+def _column_name(name: str, taken: set[str], path: str, kind: str) -> str:
+    """A column name free in ``taken``; a geopoint's four expansions must all be free."""
+    if kind != "geopoint":
+        return _unique(name, taken, path)
+    salt = path
+    candidate = name
+    while candidate in taken or _geopoint_names(candidate) & taken:
+        digest = hashlib.sha1(salt.encode(), usedforsecurity=False).hexdigest()[:8]
+        candidate = ident(name[: MAX_IDENT - 13] + "_" + digest)
+        salt += "#"
+    return candidate
 
 
 # --- the shape of a form's tables ----------------------------------------------------------
@@ -198,14 +230,24 @@ def form_shape(
     xml_form_id: str,
     fields: Sequence[Mapping[str, Any]],
     assigned: Mapping[str, str] | None = None,
+    *,
+    main_name: str | None = None,
+    assigned_tables: Mapping[str, str] | None = None,
+    reserved: Iterable[str] = (),
 ) -> FormShape:
     """The tables for a form with these fields (Central's ``/fields`` dicts, depth-first).
 
-    ``assigned`` maps a path to the column name the store already gave it, so names stay
-    stable when a later version adds a question whose name would collide.
+    ``assigned`` maps a path to the column name the store already gave it, and
+    ``assigned_tables`` a repeat's path (or a select_multiple's path + ``#link``) to its
+    table, so names stay stable when a later version adds a name that would collide.
+    ``main_name`` is the wide table's registered name (default: from the form id);
+    ``reserved`` are table names a new table must not take (the store's own tables,
+    other forms'). Every new name is checked against every name it could collide with,
+    a geopoint's four expansions included, and made distinct deterministically.
     """
     assigned = assigned or {}
-    main_name = table_name_for_form(xml_form_id)
+    assigned_tables = assigned_tables or {}
+    main_name = main_name or table_name_for_form(xml_form_id)
     repeats = [f["path"] for f in fields if f.get("type") == "repeat"]
 
     def enclosing_repeat(path: str) -> str | None:
@@ -219,17 +261,25 @@ def form_shape(
     cols: dict[str | None, list[ColumnSpec]] = {None: []}
     taken: dict[str | None, set[str]] = {None: set(SYSTEM_COLUMNS_MAIN)}
     meta: dict[str | None, tuple[tuple[str, ...], str | None]] = {None: ((), None)}
-    used_tables = {main_name}
+    used_tables = {main_name, *reserved, *assigned_tables.values()}
     for r in repeats:  # depth-first order: a parent repeat comes before its children
         parent = enclosing_repeat(r)
         rel = r[len(parent) :] if parent else r
-        name = ident(f"{main_name}__{r.strip('/').replace('/', '__')}")
-        name = _unique(name, used_tables, r)
+        name = assigned_tables.get(r)
+        if name is None:
+            name = ident(f"{main_name}__{r.strip('/').replace('/', '__')}")
+            name = _unique(name, used_tables, r)
         used_tables.add(name)
         table_of_repeat[r] = name
         cols[r] = []
         taken[r] = set(SYSTEM_COLUMNS_REPEAT)
         meta[r] = (tuple(rel.strip("/").split("/")), parent)
+    for f in fields:  # names already given are taken before any new one is chosen
+        if f["path"] in assigned and f.get("type") not in ("structure", "repeat"):
+            names = taken[enclosing_repeat(f["path"])]
+            names.add(assigned[f["path"]])
+            if f.get("type") == "geopoint" and not f.get("binary"):
+                names.update(_geopoint_names(assigned[f["path"]]))
 
     placement: dict[str, tuple[str, str | None, str | None]] = {}
     district_keys = None
@@ -242,18 +292,22 @@ def form_shape(
         rel = path[len(rep) :] if rep else path
         keys = tuple(rel.strip("/").split("/"))
         table = table_of_repeat[rep]
-        name = assigned.get(path) or ident("__".join(keys))
-        if path not in assigned:
-            name = _unique(name, taken[rep], path)
+        if path in placement:  # two questions with one OData path: the first one only
+            continue
         kind = _KIND_OF_CENTRAL_TYPE.get(ftype or "string", "text")
         if f.get("binary"):
             kind = "text"
+        name = assigned.get(path) or ident("__".join(keys))
+        if path not in assigned:
+            name = _column_name(name, taken[rep], path, kind)
         taken[rep].add(name)
         if kind == "geopoint":
-            taken[rep].update({f"{name}_lat", f"{name}_lon", f"{name}_alt", f"{name}_acc"})
+            taken[rep].update(_geopoint_names(name))
         link = None
         if f.get("selectMultiple"):
-            link = _unique(ident(f"{table}__{name}"), used_tables, path + "#link")
+            link = assigned_tables.get(path + "#link")
+            if link is None:
+                link = _unique(ident(f"{table}__{name}"), used_tables, path + "#link")
             used_tables.add(link)
         cols[rep].append(ColumnSpec(path, keys, name, kind, link))
         placement[path] = (table, name, link)
