@@ -31,23 +31,14 @@ from typing import Any
 
 import orjson
 
-MAX_IDENT = 63
+from collector.layout import (
+    SYSTEM_COLUMNS_MAIN,
+    SYSTEM_COLUMNS_REPEAT,
+    column_kind,
+    geopoint_columns,
+)
 
-# Central's /fields type -> our column kind (central-backend lib/data/schema.js getFormFields)
-_KIND_OF_CENTRAL_TYPE = {
-    "string": "text",
-    "int": "int",
-    "decimal": "decimal",
-    "boolean": "bool",
-    "date": "date",
-    "dateTime": "datetime",
-    "time": "time",
-    "geopoint": "geopoint",
-    "geotrace": "json",
-    "geoshape": "json",
-    "binary": "text",
-    "barcode": "text",
-}
+MAX_IDENT = 63
 
 # XLSForm type -> Central's /fields type, for forms we know only from their XLSForm.
 _CENTRAL_TYPE_OF_XLS = {
@@ -73,17 +64,6 @@ _CENTRAL_TYPE_OF_XLS = {
     "file": "binary",
     "background-audio": "binary",
 }
-
-SYSTEM_COLUMNS_MAIN = (
-    "instance_id",
-    "form_version",
-    "submitted_at",
-    "updated_at",
-    "deleted_at",
-    "review_state",
-)
-SYSTEM_COLUMNS_REPEAT = ("instance_id", "row_id", "parent_row_id", "position")
-LINK_COLUMNS = ("instance_id", "row_id", "position", "value")
 
 
 def ident(name: str) -> str:
@@ -125,7 +105,7 @@ def _reserved_by_database(name: str) -> bool:
 
 
 def _geopoint_names(name: str) -> set[str]:
-    return {f"{name}_{p}" for p in ("lat", "lon", "alt", "acc")}
+    return set(geopoint_columns(name))
 
 
 def _column_name(name: str, taken: set[str], path: str, kind: str) -> str:
@@ -156,9 +136,7 @@ class ColumnSpec:
 
     def stored_names(self) -> tuple[str, ...]:
         """The column(s) that hold this question's answer (a geopoint has four)."""
-        if self.kind == "geopoint":
-            return tuple(f"{self.name}_{p}" for p in ("lat", "lon", "alt", "acc"))
-        return (self.name,)
+        return geopoint_columns(self.name) if self.kind == "geopoint" else (self.name,)
 
 
 @dataclass(frozen=True)
@@ -294,9 +272,7 @@ def form_shape(
         table = table_of_repeat[rep]
         if path in placement:  # two questions with one OData path: the first one only
             continue
-        kind = _KIND_OF_CENTRAL_TYPE.get(ftype or "string", "text")
-        if f.get("binary"):
-            kind = "text"
+        kind = column_kind(ftype, binary=bool(f.get("binary")))
         name = assigned.get(path) or ident("__".join(keys))
         if path not in assigned:
             name = _column_name(name, taken[rep], path, kind)
