@@ -113,6 +113,21 @@ def print_plans(plans: list[FormPlan], title: str) -> None:
             f"  {escape(p.form_id):<26} [{colour}]{p.action.value:<11}[/{colour}] "
             f"{escape(versions)}  ({escape(p.reason)}; project '{escape(p.project)}')"
         )
+        print_changes(p)
+
+
+def print_changes(p: FormPlan) -> None:
+    """The questions a new version adds, removes and retypes against the published one."""
+    c = p.changes
+    if c.added:
+        _out.print(f"      added:   {escape(', '.join(c.added))}")
+    if c.removed:
+        _out.print(f"      removed: {escape(', '.join(c.removed))}")
+    for r in c.retyped:
+        _out.print(f"      [red]retyped[/red]: {escape(r.path)} {escape(r.old)} -> {escape(r.new)}")
+        _out.print(f"        [red]error[/red] {escape(r.message())}")
+    for w in p.warnings:
+        _out.print(f"        [yellow]warning[/yellow] {escape(w)}")
 
 
 def _refuse_invalid(exc: FormsInvalid) -> typer.Exit:
@@ -134,6 +149,8 @@ def plan_command(
     except FormsInvalid as exc:
         raise _refuse_invalid(exc) from exc
     print_plans(plans, f"Plan against {settings.central_url}:")
+    if any(p.action is Action.BLOCKED for p in plans):
+        raise typer.Exit(1)  # a push of these cannot succeed: said above, and why
 
 
 @forms_app.command("push")
@@ -145,6 +162,12 @@ def push_command(
         help="Upload one form as a draft to test on a tablet (its test QR code is written); "
         "nothing published changes. Then: collector forms publish FORM.",
     ),
+    accept_warnings: bool = typer.Option(
+        False,
+        "--accept-warnings",
+        help="Publish even when the plan warns (a question removed: its answers leave "
+        "Central's OData; collector's store keeps them).",
+    ),
 ) -> None:
     """Check, then create or update on Central every form that changed; record fields."""
     settings = _settings()
@@ -155,7 +178,13 @@ def push_command(
     engine = store.engine_for(settings)
     try:
         with Central(settings) as central:
-            results = push_forms(central, manifest, forms, record=store_recorder(engine))
+            results = push_forms(
+                central,
+                manifest,
+                forms,
+                record=store_recorder(engine),
+                accept_warnings=accept_warnings,
+            )
     except FormsInvalid as exc:  # its findings first, then the one line
         raise _refuse_invalid(exc) from exc
     finally:

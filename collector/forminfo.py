@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from collector import models
 from collector.errors import QueryError
 from collector.formspec import LANGUAGES, is_staff_identity_type
+from collector.layout import SYSTEM_MAIN, SYSTEM_REPEAT, column_kind, sql_type
 
 form_t = models.Form.__table__
 field_t = models.FormField.__table__
@@ -136,39 +137,11 @@ class FormInfo:
         return labels.get(lang) or labels.get(self.default_language) or value
 
 
-_SQL_TYPE = {
-    "int": sa.Integer,
-    "decimal": sa.Float,
-    "boolean": sa.Boolean,
-    "date": sa.Date,
-    "dateTime": lambda: sa.DateTime(timezone=True),
-    "time": sa.Time,
-}
-
-
 def column_type(f: FieldInfo) -> sa.types.TypeEngine:
     """The SQL type of a field's column, so binds and results convert on both databases."""
-    if f.is_geopoint:
-        return sa.Float()
-    if f.binary or f.select_multiple:
+    if f.select_multiple:
         return sa.Text()
-    return _SQL_TYPE.get(f.type, sa.Text)()
-
-
-SYSTEM_MAIN = {
-    "instance_id": sa.Text,
-    "form_version": sa.Text,
-    "submitted_at": lambda: sa.DateTime(timezone=True),
-    "updated_at": lambda: sa.DateTime(timezone=True),
-    "deleted_at": lambda: sa.DateTime(timezone=True),
-    "review_state": sa.Text,
-}
-SYSTEM_REPEAT = {
-    "instance_id": sa.Text,
-    "row_id": sa.Text,
-    "parent_row_id": sa.Text,
-    "position": sa.Integer,
-}
+    return sql_type(column_kind(f.type, binary=f.binary))  # what the sync created
 
 
 def table_for(form: FormInfo, repeat_path: str | None = None) -> sa.TableClause:
@@ -192,7 +165,7 @@ def table_for(form: FormInfo, repeat_path: str | None = None) -> sa.TableClause:
     columns = [sa.column(n, t()) for n, t in system.items()]
     for f in fields:
         for c in f.value_columns():
-            columns.append(sa.column(c, column_type(f) if not f.is_geopoint else sa.Float()))
+            columns.append(sa.column(c, column_type(f)))
     return sa.table(name, *columns)
 
 

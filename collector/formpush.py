@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import mimetypes
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from sqlalchemy.engine import Engine
@@ -33,6 +33,7 @@ from collector.central import forms as central_forms
 from collector.central import projects as central_projects
 from collector.errors import FormsError
 from collector.formcheck import CheckResult, check_manifest_forms
+from collector.formdiff import FieldChanges, field_changes, xform_fields
 from collector.formspec import FormSpec
 from collector.manifest import FormEntry, Manifest
 from collector.xlsform import convert_xlsform, form_spec, read_xlsform
@@ -75,8 +76,46 @@ class PushFailed(FormsError):
             else "Only its draft changed; the published version is as it was"
         )
         super().__init__(
-            f"{form_id}: {step} failed: {cause}. {state}. Run push again to finish{finished}."
+            f"{form_id}: {step} failed: {cause}. {state}. {_next_step(cause)}{finished}."
         )
+
+
+def _next_step(cause: CentralError) -> str:
+    """What the designer should do next: a rerun only where a rerun can succeed.
+
+    Central's refusals of the form itself answer the same way every time: 400.17
+    (``fieldTypeConflict``, lib/util/problem.js) until the question is renamed, 400.16
+    (``formWarnings``) until the warnings are accepted."""
+    if not isinstance(cause, CentralRejected) or cause.status in (408, 409, 429):
+        return "Run push again to finish"
+    if cause.code == 400.17:
+        return (
+            "A push cannot succeed while a question changes type: keep its type, or ask "
+            "the new question under a new name, then push"
+        )
+    if cause.code == 400.16:
+        return (
+            f"Central's warnings: {_warnings_text(cause.details)}. Push with "
+            "--accept-warnings to publish anyway"
+        )
+    return "Fix what Central says, then push again"
+
+
+def _warnings_text(details: object) -> str:
+    """Central's 400.16 ``details.warnings`` (lib/model/query/forms.js rejectIfWarnings)
+    as one line: each workflow warning's type and what it names."""
+    warnings = details.get("warnings") if isinstance(details, dict) else None
+    if not isinstance(warnings, dict):
+        return str(details)
+    parts = []
+    for w in warnings.get("workflowWarnings") or []:
+        if isinstance(w, dict):
+            what = w.get("details")
+            what = ", ".join(map(str, what)) if isinstance(what, list) else str(what)
+            parts.append(f"{w.get('type')}: {what}")
+    for w in warnings.get("xlsFormWarnings") or []:
+        parts.append(str(w))
+    return "; ".join(parts) or str(details)
 
 
 @dataclass(frozen=True)
@@ -111,6 +150,12 @@ class FormPlan:
     version: str | None = None  # the version a push would publish
     media: tuple[str, ...] = ()  # media files that differ (all, for a new definition)
     exists: bool = False  # the form exists on Central (perhaps as a draft only)
+    changes: FieldChanges = field(default_factory=FieldChanges)  # vs the published version
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What a push publishes only when the designer accepts it (``--accept-warnings``)."""
+        return (self.changes.removal_warning(),) if self.changes.removed else ()
 
 
 @dataclass(frozen=True)
@@ -229,11 +274,20 @@ def plan_form(central: Central, form: LocalForm, project_ids: dict[str, int | No
         )
     version = new_version(form, {v for v in taken if v})
     if definition_changed:
+        changes = field_changes(central.form_fields(entry.form_id, pid), xform_fields(form.xform))
+        if changes.retyped:
+            return replace(
+                base,
+                action=Action.BLOCKED,
+                changes=changes,
+                reason="; ".join(r.message() for r in changes.retyped),
+            )
         return replace(
             base,
             action=Action.NEW_VERSION,
             version=version,
             media=all_media,
+            changes=changes,
             reason=f"the definition differs from published version {current}",
         )
     return replace(
@@ -265,7 +319,13 @@ class _Progress:
 
 
 def _push_one(
-    central: Central, form: LocalForm, plan: FormPlan, pid: int, progress: _Progress
+    central: Central,
+    form: LocalForm,
+    plan: FormPlan,
+    pid: int,
+    progress: _Progress,
+    *,
+    accept_warnings: bool = False,
 ) -> None:
     """Draft, media, publish: the published version changes only at the last call."""
     form_id = form.entry.form_id
@@ -280,7 +340,9 @@ def _push_one(
             if err.status != 409:  # 409.3: it exists after all (an earlier answer was lost)
                 raise
     if not created:
-        central_forms.open_draft(central, form_id, xform, pid)
+        # Central's own warnings (400.16: a question removed, ...) stop the push unless
+        # the designer accepted them; the plan said so first.
+        central_forms.open_draft(central, form_id, xform, pid, ignore_warnings=accept_warnings)
     for name in sorted(form.media):
         progress.step = f"uploading {name}"
         central_forms.upload_draft_attachment(
@@ -296,18 +358,22 @@ def push_forms(
     names: list[str] | None = None,
     *,
     record: Recorder | None = None,
+    accept_warnings: bool = False,
 ) -> list[PushResult]:
     """Check, plan, and push every form that changed; see the module docstring.
 
     ``record(form_spec, central_fields, project_id)`` is called for every form after the
     push (changed or not) so the store holds its fields, labels and sensitivity.
+    A plan with warnings (a question removed) is pushed only with ``accept_warnings``.
     """
     local = checked_forms(manifest, manifest.select(names))
     project_ids: dict[str, int | None] = {}
     plans = [plan_form(central, form, project_ids) for form in local]
-    blocked = [p for p in plans if p.action is Action.BLOCKED]
+    blocked = [f"{p.form_id}: {p.reason}" for p in plans if p.action is Action.BLOCKED]
+    if not accept_warnings:
+        blocked += [f"{p.form_id}: {w}" for p in plans for w in p.warnings]
     if blocked:
-        raise PushBlocked("; ".join(f"{p.form_id}: {p.reason}" for p in blocked))
+        raise PushBlocked("; ".join(blocked))
     results: list[PushResult] = []
     done: list[str] = []
     for form, plan in zip(local, plans, strict=True):
@@ -323,7 +389,7 @@ def push_forms(
                     pid = central_projects.create_project(central, plan.project)
                 project_ids[plan.project] = pid
             if plan.action is not Action.NOTHING:
-                _push_one(central, form, plan, pid, progress)
+                _push_one(central, form, plan, pid, progress, accept_warnings=accept_warnings)
                 done.append(form.entry.form_id)
             published = plan.version if plan.action is not Action.NOTHING else None
             if record is not None:

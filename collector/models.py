@@ -80,6 +80,9 @@ class FormField(SQLModel, table=True):
     binary: bool = False
     select_multiple: bool = False
     position: int = 0  # order in /fields (depth-first)
+    # The form's latest version no longer has it: kept (never dropped) with its answers,
+    # which Central's OData leaves out of old rows from then on (storage/pages.py).
+    retired: bool | None = Field(default=False)
 
 
 class FormChoice(SQLModel, table=True):
@@ -170,6 +173,10 @@ class Attachment(SQLModel, table=True):
     path: str | None = None  # relative to settings.data_dir
     fetched_at: datetime | None = Field(default=None, sa_column=_ts())
     tries: int = 0
+    # Why the last try failed (kept until one succeeds), or why the name is refused.
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    # A name no file may carry (empty, ".", ".."): recorded, never fetched or retried.
+    refused: bool | None = Field(default=False)
 
 
 class DataIssue(SQLModel, table=True):

@@ -31,23 +31,14 @@ from typing import Any
 
 import orjson
 
-MAX_IDENT = 63
+from collector.layout import (
+    SYSTEM_COLUMNS_MAIN,
+    SYSTEM_COLUMNS_REPEAT,
+    column_kind,
+    geopoint_columns,
+)
 
-# Central's /fields type -> our column kind (central-backend lib/data/schema.js getFormFields)
-_KIND_OF_CENTRAL_TYPE = {
-    "string": "text",
-    "int": "int",
-    "decimal": "decimal",
-    "boolean": "bool",
-    "date": "date",
-    "dateTime": "datetime",
-    "time": "time",
-    "geopoint": "geopoint",
-    "geotrace": "json",
-    "geoshape": "json",
-    "binary": "text",
-    "barcode": "text",
-}
+MAX_IDENT = 63
 
 # XLSForm type -> Central's /fields type, for forms we know only from their XLSForm.
 _CENTRAL_TYPE_OF_XLS = {
@@ -74,17 +65,6 @@ _CENTRAL_TYPE_OF_XLS = {
     "background-audio": "binary",
 }
 
-SYSTEM_COLUMNS_MAIN = (
-    "instance_id",
-    "form_version",
-    "submitted_at",
-    "updated_at",
-    "deleted_at",
-    "review_state",
-)
-SYSTEM_COLUMNS_REPEAT = ("instance_id", "row_id", "parent_row_id", "position")
-LINK_COLUMNS = ("instance_id", "row_id", "position", "value")
-
 
 def ident(name: str) -> str:
     """A safe SQL identifier for ``name``: lower case, ``[a-z0-9_]``, <= 63 characters."""
@@ -101,12 +81,44 @@ def table_name_for_form(xml_form_id: str) -> str:
     return ident(xml_form_id)
 
 
-def _unique(name: str, taken: set[str], path: str) -> str:
-    """``name``, or ``name`` with a hash of ``path`` when another column already has it."""
-    if name not in taken:
+def _unique(name: str, taken: set[str] | frozenset[str], path: str) -> str:
+    """``name``, or ``name`` with a hash of ``path`` when it is taken (deterministic: the
+    same name, taken set and path give the same answer; rehashed until free)."""
+    if name not in taken and not _reserved_by_database(name):
         return name
-    digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:8]
-    return ident(name[: MAX_IDENT - 9] + "_" + digest)
+    salt = path
+    while True:
+        digest = hashlib.sha1(salt.encode(), usedforsecurity=False).hexdigest()[:8]
+        out = ident(name[: MAX_IDENT - 9] + "_" + digest)
+        if out not in taken:
+            return out
+        salt += "#"
+
+
+unique_name = _unique  # for the store's registry (a form's wide table)
+
+
+def _reserved_by_database(name: str) -> bool:
+    """Names the databases keep for themselves (SQLite refuses ``sqlite_*`` tables;
+    PostgreSQL's catalogues are ``pg_*``)."""
+    return name.startswith(("sqlite_", "pg_"))
+
+
+def _geopoint_names(name: str) -> set[str]:
+    return set(geopoint_columns(name))
+
+
+def _column_name(name: str, taken: set[str], path: str, kind: str) -> str:
+    """A column name free in ``taken``; a geopoint's four expansions must all be free."""
+    if kind != "geopoint":
+        return _unique(name, taken, path)
+    salt = path
+    candidate = name
+    while candidate in taken or _geopoint_names(candidate) & taken:
+        digest = hashlib.sha1(salt.encode(), usedforsecurity=False).hexdigest()[:8]
+        candidate = ident(name[: MAX_IDENT - 13] + "_" + digest)
+        salt += "#"
+    return candidate
 
 
 # --- the shape of a form's tables ----------------------------------------------------------
@@ -122,6 +134,10 @@ class ColumnSpec:
     kind: str  # text int decimal bool date datetime time geopoint json
     link_table: str | None = None  # select_multiple: its link table
 
+    def stored_names(self) -> tuple[str, ...]:
+        """The column(s) that hold this question's answer (a geopoint has four)."""
+        return geopoint_columns(self.name) if self.kind == "geopoint" else (self.name,)
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -130,15 +146,13 @@ class TableSpec:
     keys: tuple[str, ...]  # keys from the parent table's row object to this repeat's list
     parent: str | None  # the parent table's name
     columns: tuple[ColumnSpec, ...]
+    retired: bool = False  # a repeat the form's current version no longer has
 
     def column_names(self) -> list[str]:
         """Every column of this table, system columns first, in a stable order."""
         names = list(SYSTEM_COLUMNS_REPEAT if self.repeat_path else SYSTEM_COLUMNS_MAIN)
         for c in self.columns:
-            if c.kind == "geopoint":
-                names += [f"{c.name}_lat", f"{c.name}_lon", f"{c.name}_alt", f"{c.name}_acc"]
-            else:
-                names.append(c.name)
+            names += c.stored_names()
         return names
 
 
@@ -157,6 +171,14 @@ class FormShape:
     def link_tables(self) -> list[tuple[str, str]]:
         """``(link table, owning table)`` for every select_multiple."""
         return [(c.link_table, t.name) for t in self.tables for c in t.columns if c.link_table]
+
+    def subtree(self, table_name: str) -> set[str]:
+        """``table_name``, the repeat tables inside it and all their link tables."""
+        names = {table_name}
+        for t in self.tables:  # parents come before children
+            if t.parent in names:
+                names.add(t.name)
+        return names | {link for link, owner in self.link_tables() if owner in names}
 
 
 def central_type_for_xls(xls_type: str) -> str:
@@ -186,14 +208,24 @@ def form_shape(
     xml_form_id: str,
     fields: Sequence[Mapping[str, Any]],
     assigned: Mapping[str, str] | None = None,
+    *,
+    main_name: str | None = None,
+    assigned_tables: Mapping[str, str] | None = None,
+    reserved: Iterable[str] = (),
 ) -> FormShape:
     """The tables for a form with these fields (Central's ``/fields`` dicts, depth-first).
 
-    ``assigned`` maps a path to the column name the store already gave it, so names stay
-    stable when a later version adds a question whose name would collide.
+    ``assigned`` maps a path to the column name the store already gave it, and
+    ``assigned_tables`` a repeat's path (or a select_multiple's path + ``#link``) to its
+    table, so names stay stable when a later version adds a name that would collide.
+    ``main_name`` is the wide table's registered name (default: from the form id);
+    ``reserved`` are table names a new table must not take (the store's own tables,
+    other forms'). Every new name is checked against every name it could collide with,
+    a geopoint's four expansions included, and made distinct deterministically.
     """
     assigned = assigned or {}
-    main_name = table_name_for_form(xml_form_id)
+    assigned_tables = assigned_tables or {}
+    main_name = main_name or table_name_for_form(xml_form_id)
     repeats = [f["path"] for f in fields if f.get("type") == "repeat"]
 
     def enclosing_repeat(path: str) -> str | None:
@@ -207,17 +239,25 @@ def form_shape(
     cols: dict[str | None, list[ColumnSpec]] = {None: []}
     taken: dict[str | None, set[str]] = {None: set(SYSTEM_COLUMNS_MAIN)}
     meta: dict[str | None, tuple[tuple[str, ...], str | None]] = {None: ((), None)}
-    used_tables = {main_name}
+    used_tables = {main_name, *reserved, *assigned_tables.values()}
     for r in repeats:  # depth-first order: a parent repeat comes before its children
         parent = enclosing_repeat(r)
         rel = r[len(parent) :] if parent else r
-        name = ident(f"{main_name}__{r.strip('/').replace('/', '__')}")
-        name = _unique(name, used_tables, r)
+        name = assigned_tables.get(r)
+        if name is None:
+            name = ident(f"{main_name}__{r.strip('/').replace('/', '__')}")
+            name = _unique(name, used_tables, r)
         used_tables.add(name)
         table_of_repeat[r] = name
         cols[r] = []
         taken[r] = set(SYSTEM_COLUMNS_REPEAT)
         meta[r] = (tuple(rel.strip("/").split("/")), parent)
+    for f in fields:  # names already given are taken before any new one is chosen
+        if f["path"] in assigned and f.get("type") not in ("structure", "repeat"):
+            names = taken[enclosing_repeat(f["path"])]
+            names.add(assigned[f["path"]])
+            if f.get("type") == "geopoint" and not f.get("binary"):
+                names.update(_geopoint_names(assigned[f["path"]]))
 
     placement: dict[str, tuple[str, str | None, str | None]] = {}
     district_keys = None
@@ -230,29 +270,34 @@ def form_shape(
         rel = path[len(rep) :] if rep else path
         keys = tuple(rel.strip("/").split("/"))
         table = table_of_repeat[rep]
+        if path in placement:  # two questions with one OData path: the first one only
+            continue
+        kind = column_kind(ftype, binary=bool(f.get("binary")))
         name = assigned.get(path) or ident("__".join(keys))
         if path not in assigned:
-            name = _unique(name, taken[rep], path)
-        kind = _KIND_OF_CENTRAL_TYPE.get(ftype or "string", "text")
-        if f.get("binary"):
-            kind = "text"
+            name = _column_name(name, taken[rep], path, kind)
         taken[rep].add(name)
         if kind == "geopoint":
-            taken[rep].update({f"{name}_lat", f"{name}_lon", f"{name}_alt", f"{name}_acc"})
+            taken[rep].update(_geopoint_names(name))
         link = None
         if f.get("selectMultiple"):
-            link = _unique(ident(f"{table}__{name}"), used_tables, path + "#link")
+            link = assigned_tables.get(path + "#link")
+            if link is None:
+                link = _unique(ident(f"{table}__{name}"), used_tables, path + "#link")
             used_tables.add(link)
         cols[rep].append(ColumnSpec(path, keys, name, kind, link))
         placement[path] = (table, name, link)
         if rep is None and f.get("name") == "district" and district_keys is None:
             district_keys = keys
 
+    retired = {f["path"] for f in fields if f.get("type") == "repeat" and f.get("retired")}
     tables = [TableSpec(main_name, None, (), None, tuple(cols[None]))]
     for r in repeats:
         keys, parent = meta[r]
         tables.append(
-            TableSpec(table_of_repeat[r], r, keys, table_of_repeat[parent], tuple(cols[r]))
+            TableSpec(
+                table_of_repeat[r], r, keys, table_of_repeat[parent], tuple(cols[r]), r in retired
+            )
         )
     return FormShape(xml_form_id, tuple(tables), district_keys, placement)
 
@@ -412,6 +457,15 @@ class PageRows:
     tables: dict[str, list[dict]] = field(default_factory=dict)
     issues: list[dict] = field(default_factory=list)
     max_seen: datetime | None = None  # newest submissionDate/updatedAt in the page
+    # Answers the OData row does not carry at all (its key is absent, not null): Central
+    # renders every row with the current version's fields (central-backend
+    # lib/data/odata.js generateDataFrame; lib/resources/odata.js reads form.def's fields),
+    # so a question a later version removed is missing from old rows. Absent is not null:
+    # the store keeps what it holds. instance id -> [(table, row id, column)].
+    absent: dict[str, list[tuple[str, str, ColumnSpec]]] = field(default_factory=dict)
+    # Retired repeats (no longer in the current version) whose key the row lacks: their
+    # stored rows stay. instance id -> table names (the repeat, its children, their links).
+    kept: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def instance_ids(self) -> list[str]:
@@ -485,18 +539,25 @@ def _filler(table: TableSpec) -> Filler:
     fill = _FILLERS.get(table)
     if fill is not None:
         return fill
-    env: dict[str, Any] = {"Misfit": Misfit, "geopoint": geopoint, "issue": _issue}
+    env: dict[str, Any] = {
+        "Misfit": Misfit, "geopoint": geopoint, "issue": _issue, "missing": _missing,
+    }  # fmt: skip
     code = ["def fill(obj, out, iid, rid, page, table):"]
     for i, c in enumerate(table.columns):
+        env[f"col{i}"] = c
         code.append(f"    v = obj.get({c.keys[0]!r})")
         for k in c.keys[1:]:
             code.append(f"    if v is not None: v = v.get({k!r}) if v.__class__ is dict else None")
         bad = f"page.issues.append(issue(iid, {c.path!r}, rid, table, v, why))"
+        # Only a null value pays for telling absent from null (one `in`, or a call).
+        gone = f"{c.keys[0]!r} not in obj" if len(c.keys) == 1 else f"missing(obj, {c.keys!r})"
+        note_absent = f"page.absent.setdefault(iid, []).append((table.name, rid, col{i}))"
         if c.kind == "geopoint":
-            geo = ", ".join(f"out[{c.name + '_' + p!r}]" for p in ("lat", "lon", "alt", "acc"))
+            geo = ", ".join(f"out[{n!r}]" for n in c.stored_names())
             code += [
                 "    if v is None:",
                 f"        {geo} = None, None, None, None",
+                f"        if {gone}: {note_absent}",
                 "    else:",
                 "        try:",
                 f"            {geo} = geopoint(v)",
@@ -507,13 +568,15 @@ def _filler(table: TableSpec) -> Filler:
             continue
         native = _NATIVE.get(c.kind)
         env[f"conv{i}"] = _CONVERT[c.kind]
-        if native is not None:
-            env[f"native{i}"] = native
-            code.append(f"    if v is None or v.__class__ is native{i}:")
-        else:
-            code.append("    if v is None:")
         code += [
-            f"        out[{c.name!r}] = v",
+            "    if v is None:",
+            f"        out[{c.name!r}] = None",
+            f"        if {gone}: {note_absent}",
+        ]
+        if native is not None:  # already of its type: stored as is
+            env[f"native{i}"] = native
+            code += [f"    elif v.__class__ is native{i}:", f"        out[{c.name!r}] = v"]
+        code += [
             "    else:",
             "        try:",
             f"            v = out[{c.name!r}] = conv{i}(v)",
@@ -535,6 +598,18 @@ def _filler(table: TableSpec) -> Filler:
     exec("\n".join(code), env)  # noqa: S102 (identifiers and paths enter as repr literals)
     fill = _FILLERS[table] = env["fill"]
     return fill
+
+
+def _missing(obj: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+    """Whether the path ``keys`` is absent from ``obj`` (a key missing at some level),
+    rather than present with null (a group's null or a non-object counts as present)."""
+    for k in keys:
+        if k not in obj:
+            return True
+        obj = obj[k]
+        if obj.__class__ is not dict:
+            return False
+    return False
 
 
 def _issue(
@@ -601,6 +676,8 @@ def _repeats(
     for child in children.get(table_name, ()):
         items = _dig(obj, child.keys)
         if not isinstance(items, list):
+            if child.retired and _missing(obj, child.keys):
+                page.kept.setdefault(instance_id, set()).add(child.name)
             continue
         rows = page.tables[child.name]
         for pos, item in enumerate(items, start=1):

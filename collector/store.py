@@ -63,6 +63,7 @@ from collector.storage.pages import (
     live_count,
     mark_gone,
     store_page,
+    stored_instance_ids,
 )
 from collector.storage.ratebuckets import RATE_BUCKETS, ensure_rate_buckets, take_rate_token
 from collector.storage.runs import (
@@ -254,6 +255,7 @@ __all__ = [  # the facade: every public name of collector/storage, and the ones 
     "store_page",
     "store_secret",
     "stored_form_shape",
+    "stored_instance_ids",
     "submissions_missing_attachments",
     "sync_state",
     "take_rate_token",

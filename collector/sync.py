@@ -33,19 +33,22 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 from sqlalchemy.engine import Engine
 
 from collector import store
-from collector.central import Central, CentralError, project_id_named
+from collector.central import Central, CentralError, CentralRejected, project_id_named
 from collector.central.odata import DELETED, ids_filter, odata_time, window_filter
 from collector.errors import CollectorError
 from collector.failures import failure_text
 from collector.manifest import ManifestError, load_manifest
-from collector.normalize import FormShape, PageRows, parse_datetime, rows_for_page
+from collector.normalize import FormShape, PageRows, parse_datetime, raw_json, rows_for_page
 from collector.pipeline import PageWriter, gc_paused, prefetched
 from collector.settings import Settings
+from collector.xmlanswers import answers_from_xml, fill_missing
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +190,7 @@ class FormSync:
 
     # --- the form's fields and tables --------------------------------------------------------
 
-    def _load_form(self, *, force: bool) -> None:
+    def _load_form(self, *, force: bool, older_versions: Iterable[str] = ()) -> None:
         form_id = store.form_id_for(self.engine, self.xml_form_id)
         state = store.sync_state(self.engine, form_id) if form_id else {}
         shape = store.stored_form_shape(self.engine, form_id) if form_id else None
@@ -195,7 +198,11 @@ class FormSync:
         if force or shape is None or state.get("fields_version") != version:
             fields = self.central.form_fields(self.xml_form_id, self.project_id)
             form_id, shape = store.save_central_form(
-                self.engine, self.form_json, fields, project_id=self.project_id
+                self.engine,
+                self.form_json,
+                fields,
+                project_id=self.project_id,
+                older_fields=self._older_fields(older_versions, version),
             )
         self.form_id, self.shape = form_id, shape
         self.tables = store.ensure_form_tables(self.engine, shape)
@@ -210,11 +217,29 @@ class FormSync:
         return bool(self._seen_versions(rows) - self.known_versions)
 
     def _refresh(self, rows: list[dict]) -> None:
-        """Read the form and its fields again (a new version), evolving its tables."""
+        """Read the form and its fields again (a new version), evolving its tables.
+
+        Rows of versions the store has not seen bring those versions' fields too: a
+        question they had and the current version lacks gets its column, and its
+        answers come from the submissions' XML (``_with_xml_answers``)."""
         seen = self._seen_versions(rows)
         self.form_json = self.central.form(self.xml_form_id, self.project_id)
-        self._load_form(force=True)
+        self._load_form(force=True, older_versions=seen - self.known_versions)
         self.known_versions |= seen  # older versions' rows: their fields are kept too
+
+    def _older_fields(self, versions: Iterable[str], current: str) -> list[dict]:
+        """The fields of these earlier versions (Central's ``/versions/{v}/fields``)."""
+        out: list[dict] = []
+        for v in sorted(set(versions) - {current, ""}):
+            try:
+                out += self.central.version_fields(self.xml_form_id, v, self.project_id)
+            except CentralRejected as err:
+                if err.status != 404:
+                    raise
+                log.info(
+                    "form %s: Central has no version %r to read fields of", self.xml_form_id, v
+                )
+        return out
 
     # --- passes ------------------------------------------------------------------------------
 
@@ -240,6 +265,8 @@ class FormSync:
                         writer = PageWriter(self._store_one, threaded=self._threaded_writes())
                         self._refresh(rows)
                     normalized = rows_for_page(self.shape, rows)
+                    if normalized.absent or normalized.kept:
+                        normalized = self._with_xml_answers(rows, normalized)
                     if normalized.max_seen and (newest is None or normalized.max_seen > newest):
                         newest = normalized.max_seen
                     self._note_deleted(rows)
@@ -253,6 +280,62 @@ class FormSync:
             finally:
                 writer.close()  # after an error: what was handed over is stored, then it stops
             return newest
+
+    def _with_xml_answers(self, rows: list[dict], normalized: PageRows) -> PageRows:
+        """The page again, with the answers its rows lack read from the submissions' XML.
+
+        Central's OData renders every row with the current version's fields, so a row
+        sent with an earlier version lacks the answers to questions since removed. A
+        submission the store holds keeps its stored answers (``storage/pages.py``); one it
+        has never seen, sent with another version than the current one, has them read
+        from its XML, which keeps every answer (one request per such submission, once:
+        afterwards it is held). Rows of the current version lack nothing Central has."""
+        current = self.form_json.get("version") or ""
+        lacking = normalized.absent.keys() | normalized.kept.keys()
+        candidates = [
+            r["__id"]
+            for r in rows
+            if r.get("__id") in lacking
+            and (r.get("__system") or {}).get("formVersion") not in (None, "", current)
+        ]
+        if not candidates:
+            return normalized
+        held = store.stored_instance_ids(self.engine, self.form_id, candidates)
+        wanted = [iid for iid in candidates if iid not in held]
+        if not wanted:
+            return normalized
+        repeats = [t.repeat_path for t in self.shape.tables if t.repeat_path]
+        filled: dict[str, dict] = {}
+        for iid in wanted:
+            try:
+                xml = self.central.submission_xml(self.xml_form_id, iid, self.project_id)
+            except CentralRejected as err:
+                if err.status != 404:
+                    raise
+                continue  # purged meanwhile: the next reconciliation sees it gone
+            try:
+                answers = answers_from_xml(xml, repeats)
+            except ParseError as err:
+                log.warning("form %s: XML of %s unreadable (%s)", self.xml_form_id, iid, err)
+                continue
+            filled[iid] = answers
+        if not filled:
+            return normalized
+        originals = {r["__id"]: r for r in rows if r.get("__id") in filled}
+        patched = [
+            fill_missing(r, filled[r["__id"]]) if r.get("__id") in filled else r for r in rows
+        ]
+        again = rows_for_page(self.shape, patched)
+        for sub in again.submissions:  # `raw` stays Central's OData row, as for every other
+            original = originals.get(sub["instance_id"])
+            if original is not None:
+                sub["raw"], sub["raw_hash"] = raw_json(original)
+        log.info(
+            "form %s: %d submissions of earlier versions had answers read from their XML",
+            self.xml_form_id,
+            len(filled),
+        )
+        return again
 
     def _threaded_writes(self) -> bool:
         """Store in a thread of its own on PostgreSQL only (``COLLECTOR_SYNC_WRITER``
@@ -406,35 +489,96 @@ class FormSync:
     # --- attachments -------------------------------------------------------------------------
 
     def _attachments(self) -> None:
+        """Fetch the attachments stored submissions lack. One attachment's failure is
+        recorded on its row (tried again next run) and never fails the form's run; a
+        name no file may carry is refused and recorded, never requested."""
         pending = store.submissions_missing_attachments(self.engine, self.form_id)
         root = self.settings.data_dir / "attachments" / _safe(self.xml_form_id)
         for iid in pending:
             have = store.fetched_attachment_names(self.engine, self.form_id, iid)
-            for att in self.central.submission_attachments(self.xml_form_id, iid, self.project_id):
+            try:
+                listed = self.central.submission_attachments(self.xml_form_id, iid, self.project_id)
+            except CentralError as err:
+                log.warning("form %s: attachments of %s not listed: %s", self.xml_form_id, iid, err)
+                continue
+            for att in listed:
                 name = att.get("name")
-                if not name or name in have:
+                if not isinstance(name, str) or name in have:
+                    continue
+                refusal = attachment_name_refusal(name)
+                if refusal:
+                    log.warning(
+                        "form %s: attachment of %s refused: %s", self.xml_form_id, iid, refusal
+                    )
+                    store.save_attachment(
+                        self.engine, self.form_id, iid, name,
+                        present=bool(att.get("exists")), error=refusal, refused=True,
+                    )  # fmt: skip
                     continue
                 if not att.get("exists"):
                     store.save_attachment(self.engine, self.form_id, iid, name, present=False)
                     continue
-                data = self.central.attachment_bytes(self.xml_form_id, iid, name, self.project_id)
-                folder = root / _safe(iid)
-                folder.mkdir(parents=True, exist_ok=True)
-                target = folder / _safe(name)
-                tmp = target.with_suffix(target.suffix + ".part")
-                tmp.write_bytes(data)
-                tmp.replace(target)  # a half-written file never carries the final name
-                store.save_attachment(
-                    self.engine,
-                    self.form_id,
-                    iid,
-                    name,
-                    present=True,
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                    path=str(target.relative_to(self.settings.data_dir)),
-                )
-                self.result.attachments += 1
+                try:
+                    self._fetch_attachment(root / _safe(iid), iid, name)
+                except (CentralError, OSError) as err:
+                    log.warning(
+                        "form %s: attachment %r of %s failed, tried again next run: %s",
+                        self.xml_form_id, name, iid, err,
+                    )  # fmt: skip
+                    store.save_attachment(
+                        self.engine, self.form_id, iid, name, present=True, error=str(err)
+                    )
+
+    def _fetch_attachment(self, folder: Path, iid: str, name: str) -> None:
+        data = self.central.attachment_bytes(self.xml_form_id, iid, name, self.project_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / attachment_file_name(name)
+        tmp = target.with_name(target.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)  # a half-written file never carries the final name
+        store.save_attachment(
+            self.engine,
+            self.form_id,
+            iid,
+            name,
+            present=True,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            path=str(target.relative_to(self.settings.data_dir)),
+        )
+        self.result.attachments += 1
+
+
+def attachment_name_refusal(name: str) -> str | None:
+    """Why an attachment name cannot be fetched and saved, or None.
+
+    ``.`` and ``..`` (and any name of dots only) are path segments, not file names: an
+    HTTP client drops or climbs them (RFC 3986 5.2.4), so the request reaches another
+    resource, and as a file name they point at the folder itself or its parent. The
+    name is recorded, never requested."""
+    if not name.strip():
+        return "an empty attachment name"
+    if not name.strip().strip("."):
+        return f"attachment name {name!r} is not a file name (a path segment)"
+    if "/" in name or "\\" in name:
+        return f"attachment name {name!r} holds a path separator"
+    return None
+
+
+def attachment_file_name(name: str) -> str:
+    """A file name for an attachment, distinct per name within its submission.
+
+    A name that is safe as it is keeps it; one that cleaning changes gets 8 hex digits
+    of its sha1 before the extension, so ``consent signature.jpg`` and
+    ``consent_signature.jpg`` become two files."""
+    cleaned = _safe(name)
+    if cleaned == name:
+        return name
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
+    stem, dot, ext = cleaned.rpartition(".")
+    if not dot or not stem:
+        return f"{cleaned[:180]}-{digest}"
+    return f"{stem[:180]}-{digest}.{ext[:16]}"
 
 
 class _ReadCount:

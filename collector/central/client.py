@@ -247,6 +247,16 @@ class Central:
     def form_fields(self, form_id: str, project_id: int | None = None) -> list[dict]:
         return forms.form_fields(self, form_id, project_id)
 
+    def version_fields(
+        self, form_id: str, version: str, project_id: int | None = None
+    ) -> list[dict]:
+        return forms.version_fields(self, form_id, version, project_id)
+
+    def submission_xml(
+        self, form_id: str, instance_id: str, project_id: int | None = None
+    ) -> bytes:
+        return submissions.submission_xml(self, form_id, instance_id, project_id)
+
     def odata_page(self, url_or_path: str, params: dict[str, str] | None = None) -> dict:
         return odata.page(self, url_or_path, params)
 

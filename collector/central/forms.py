@@ -71,6 +71,16 @@ def form_fields(central: Central, form_id: str, project_id: int | None = None) -
     )
 
 
+def version_fields(
+    central: Central, form_id: str, version: str, project_id: int | None = None
+) -> list[dict]:
+    """``/versions/{version}/fields?odata=true``: an earlier version's fields."""
+    path = form_path(central, form_id, project_id) + central.session.urlformat(
+        "/versions/{v}/fields", v=version
+    )
+    return central.json("GET", path, params={"odata": "true"})
+
+
 def form_or_none(central: Central, form_id: str, project_id: int) -> dict | None:
     """The Form JSON (``publishedAt`` null when only a draft exists), or None on 404."""
     try:
@@ -104,12 +114,17 @@ def create_form(central: Central, form_id: str, xform: bytes, project_id: int) -
     )
 
 
-def open_draft(central: Central, form_id: str, xform: bytes, project_id: int) -> None:
-    """Replace the form's draft with this definition; the published version is untouched."""
+def open_draft(
+    central: Central, form_id: str, xform: bytes, project_id: int, *, ignore_warnings: bool = True
+) -> None:
+    """Replace the form's draft with this definition; the published version is untouched.
+
+    Without ``ignore_warnings`` Central answers 400.16 with its warnings (a question
+    removed: lib/model/query/forms.js checkStructuralChange) and changes nothing."""
     central.json(
         "POST",
         form_path(central, form_id, project_id) + URLS.draft,
-        params={"ignoreWarnings": "true"},
+        params={"ignoreWarnings": "true"} if ignore_warnings else None,
         data=xform,
         headers=_xform_headers(central, form_id),
     )

@@ -49,6 +49,17 @@ def attachment_bytes(
     return central.request("GET", path).content
 
 
+def submission_xml(
+    central: Central, form_id: str, instance_id: str, project_id: int | None = None
+) -> bytes:
+    """A submission's XML (REST ``submissions/{id}.xml``): every answer it was sent with,
+    whichever version's fields OData renders it with."""
+    path = form_path(central, form_id, project_id) + central.session.urlformat(
+        "/submissions/{iid}.xml", iid=instance_id
+    )
+    return central.request("GET", path).content
+
+
 def set_review_state(
     central: Central,
     form_id: str,

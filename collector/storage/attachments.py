@@ -26,7 +26,7 @@ def submissions_missing_attachments(engine: Engine, form_id: int, limit: int = 5
         .where(
             att.c.form_id == sub.c.form_id,
             att.c.instance_id == sub.c.instance_id,
-            att.c.sha256.is_not(None),
+            sa.or_(att.c.sha256.is_not(None), att.c.refused.is_(True)),
         )
         .scalar_subquery()
     )
@@ -45,6 +45,7 @@ def submissions_missing_attachments(engine: Engine, form_id: int, limit: int = 5
 
 
 def fetched_attachment_names(engine: Engine, form_id: int, instance_id: str) -> set[str]:
+    """Names done with: fetched, or refused (a name no file may carry)."""
     att = T["attachment"]
     with engine.connect() as conn:
         return set(
@@ -52,7 +53,7 @@ def fetched_attachment_names(engine: Engine, form_id: int, instance_id: str) -> 
                 sa.select(att.c.name).where(
                     att.c.form_id == form_id,
                     att.c.instance_id == instance_id,
-                    att.c.sha256.is_not(None),
+                    sa.or_(att.c.sha256.is_not(None), att.c.refused.is_(True)),
                 )
             ).scalars()
         )
@@ -68,7 +69,11 @@ def save_attachment(
     sha256: str | None = None,
     size: int | None = None,
     path: str | None = None,
+    error: str | None = None,
+    refused: bool = False,
 ) -> None:
+    """Record one attachment: fetched (``sha256``), missing in Central, failed (``error``,
+    tried again next run) or refused (``refused``, never tried again)."""
     att = T["attachment"]
     with engine.begin() as conn:
         row = conn.execute(
@@ -77,7 +82,8 @@ def save_attachment(
             )
         ).first()
         values = {"present": present, "sha256": sha256, "size": size, "path": path,
-                  "fetched_at": now() if sha256 else None}  # fmt: skip
+                  "fetched_at": now() if sha256 else None, "error": error,
+                  "refused": refused}  # fmt: skip
         if row:
             conn.execute(
                 att.update().where(att.c.id == row.id).values(tries=row.tries + 1, **values)

@@ -6,18 +6,22 @@ Part of the store; import from ``collector.store``, its one facade.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
 
 from collector.normalize import (
     FormShape,
     fields_from_spec,
     form_shape,
     table_name_for_form,
+    unique_name,
 )
 from collector.storage.engine import T, create_schema, now
+from collector.storage.ratebuckets import RATE_BUCKETS
 from collector.storage.runs import _set_sync_state
 from collector.storage.tables import ensure_form_tables
 
@@ -42,7 +46,9 @@ def _upsert_form(conn: Connection, xml_form_id: str, **values: Any) -> int:
         existing = conn.execute(
             form.insert().values(
                 xml_form_id=xml_form_id,
-                table_name=table_name_for_form(xml_form_id),
+                table_name=unique_name(
+                    table_name_for_form(xml_form_id), names_taken(conn, None), xml_form_id
+                ),
                 created_at=now(),
                 updated_at=now(),
                 **values,
@@ -71,6 +77,42 @@ def form_versions(engine: Engine, form_id: int) -> set[str]:
         return set(conn.execute(sa.select(fv.c.version).where(fv.c.form_id == form_id)).scalars())
 
 
+def names_taken(conn: Connection, form_id: int | None) -> set[str]:
+    """Table names a form's new table must not take: the store's own tables, every
+    table and view in the database, and every table the registry (``form.table_name``,
+    ``form_field.table_name``/``link_table``) gives another form. The form's own names
+    (``form_id``) are left out, so its existing tables stay its own."""
+    inspector = sa.inspect(conn)
+    taken = set(SQLModel.metadata.tables) | {RATE_BUCKETS} | set(inspector.get_table_names())
+    taken |= set(inspector.get_view_names())
+    form, ff = T["form"], T["form_field"]
+    own: set[str] = set()
+    for fid, name in conn.execute(sa.select(form.c.id, form.c.table_name)):
+        (own if fid == form_id else taken).add(name)
+    for fid, table, link in conn.execute(sa.select(ff.c.form_id, ff.c.table_name, ff.c.link_table)):
+        for name in (table, link):
+            if name:
+                (own if fid == form_id else taken).add(name)
+    return taken - own
+
+
+def _form_table_name(conn: Connection, form_id: int) -> str:
+    return conn.execute(
+        sa.select(T["form"].c.table_name).where(T["form"].c.id == form_id)
+    ).scalar_one()
+
+
+def _assigned_tables(fields: list[dict]) -> dict[str, str]:
+    """The registry's tables of a form's repeats (path) and select_multiples (path#link)."""
+    out = {}
+    for f in fields:
+        if f.get("type") == "repeat" and f.get("table_name"):
+            out[f["path"]] = f["table_name"]
+        if f.get("link_table"):
+            out[f["path"] + "#link"] = f["link_table"]
+    return out
+
+
 def _stored_fields(conn: Connection, form_id: int) -> list[dict]:
     ff = T["form_field"]
     rows = conn.execute(sa.select(ff).where(ff.c.form_id == form_id).order_by(ff.c.position))
@@ -82,20 +124,35 @@ _PUBLIC_UNDESCRIBED = frozenset({"/meta/instanceID", "/meta/deprecatedID"})
 
 
 def _merge_fields(
-    conn: Connection, form_id: int, xml_form_id: str, central_fields: list[dict], spec: Any
+    conn: Connection,
+    form_id: int,
+    xml_form_id: str,
+    central_fields: list[dict],
+    spec: Any,
+    older_fields: Sequence[dict] = (),
 ) -> FormShape:
-    """Upsert ``form_field`` from Central's fields and/or the FormSpec; never drop a field."""
+    """Upsert ``form_field`` from Central's fields and/or the FormSpec; never drop a field.
+
+    ``older_fields``: fields of earlier versions (Central's ``/versions/{v}/fields``)
+    the store has not seen, so rows those versions sent have columns for every answer."""
     ff = T["form_field"]
     stored = {f["path"]: f for f in _stored_fields(conn, form_id)}
     by_spec = spec.field_by_path() if spec is not None else {}
     incoming = {f["path"]: dict(f) for f in central_fields}
     # Keep fields a newer version dropped, in their old place, so their columns stay.
     merged: list[dict] = []
+    placed: set[str] = set()
+    for f in older_fields:
+        path = f["path"]
+        if path not in incoming and path not in stored and path not in placed:
+            merged.append({**f, "retired": True})
+            placed.add(path)
     for path, old in stored.items():
         if path not in incoming:
             merged.append(
                 {"path": path, "name": old["name"], "type": old["type"],
-                 "binary": old["binary"], "selectMultiple": old["select_multiple"]}
+                 "binary": old["binary"], "selectMultiple": old["select_multiple"],
+                 "retired": True}
             )  # fmt: skip
     for f in central_fields:
         old = stored.get(f["path"])
@@ -107,7 +164,15 @@ def _merge_fields(
             f = {**f, "type": old["type"]}
         merged.append(dict(f))
     assigned = {p: f["column_name"] for p, f in stored.items() if f.get("column_name")}
-    shape = form_shape(xml_form_id, merged, assigned)
+    merged = _one_per_path(xml_form_id, merged)
+    shape = form_shape(
+        xml_form_id,
+        merged,
+        assigned,
+        main_name=_form_table_name(conn, form_id),
+        assigned_tables=_assigned_tables(list(stored.values())),
+        reserved=names_taken(conn, form_id),
+    )
     tables_of_repeat = {t.repeat_path: t.name for t in shape.tables if t.repeat_path}
     for pos, f in enumerate(merged):
         path = f["path"]
@@ -134,6 +199,7 @@ def _merge_fields(
             "binary": bool(f.get("binary")),
             "select_multiple": bool(f.get("selectMultiple")),
             "position": pos,
+            "retired": bool(f.get("retired")),
         }
         if sf is not None:
             row |= {
@@ -156,6 +222,23 @@ def _merge_fields(
         else:
             conn.execute(ff.insert().values(**row))
     return shape
+
+
+def _one_per_path(xml_form_id: str, fields: list[dict]) -> list[dict]:
+    """The fields with one per path: Central's OData cleans names (``имя`` and
+    ``фамилия`` both become ``__``: lib/util/util.js sanitizeOdataIdentifier), and its
+    rows then carry one value under that name. The first keeps the column; the form
+    still syncs, and the log names the questions that share it."""
+    seen: dict[str, dict] = {}
+    for f in fields:
+        first = seen.setdefault(f["path"], f)
+        if first is not f:
+            log.error(
+                "form %s: questions %r and %r share the OData name %s; Central's OData "
+                "serves one value for both, stored in %s's column (rename one to keep both)",
+                xml_form_id, first.get("name"), f.get("name"), f["path"], first.get("name"),
+            )  # fmt: skip
+    return list(seen.values())
 
 
 def _enclosing_repeat(path: str, repeats: dict[str | None, str]) -> str | None:
@@ -224,8 +307,12 @@ def save_central_form(
     central_fields: list[dict],
     *,
     project_id: int | None = None,
+    older_fields: Sequence[dict] = (),
 ) -> tuple[int, FormShape]:
-    """Record a form as Central describes it (Form JSON + ``/fields``); evolve its tables."""
+    """Record a form as Central describes it (Form JSON + ``/fields``); evolve its tables.
+
+    ``older_fields``: earlier versions' fields, kept as retired where the current
+    version lacks them (their answers come from the submissions' XML)."""
     with engine.begin() as conn:
         form_id = _upsert_form(
             conn,
@@ -235,7 +322,7 @@ def save_central_form(
             version=form.get("version"),
             encrypted=bool(form.get("keyId")),
         )
-        shape = _merge_fields(conn, form_id, form["xmlFormId"], central_fields, None)
+        shape = _merge_fields(conn, form_id, form["xmlFormId"], central_fields, None, older_fields)
         _set_sync_state(conn, form_id, fields_version=form.get("version") or "")
     ensure_form_tables(engine, shape)
     return form_id, shape
@@ -244,16 +331,25 @@ def save_central_form(
 def stored_form_shape(engine: Engine, form_id: int) -> FormShape | None:
     """The per-form tables as the stored fields define them (None if none stored)."""
     with engine.connect() as conn:
-        xml_form_id = conn.execute(
-            sa.select(T["form"].c.xml_form_id).where(T["form"].c.id == form_id)
-        ).scalar()
+        row = conn.execute(
+            sa.select(T["form"].c.xml_form_id, T["form"].c.table_name).where(
+                T["form"].c.id == form_id
+            )
+        ).first()
         fields = _stored_fields(conn, form_id)
-    if xml_form_id is None or not fields:
+    if row is None or not fields:
         return None
+    xml_form_id, main_name = row
     as_central = [
         {"path": f["path"], "name": f["name"], "type": f["type"], "binary": f["binary"],
-         "selectMultiple": f["select_multiple"]}
+         "selectMultiple": f["select_multiple"], "retired": bool(f.get("retired"))}
         for f in fields
     ]  # fmt: skip
     assigned = {f["path"]: f["column_name"] for f in fields if f["column_name"]}
-    return form_shape(xml_form_id, as_central, assigned)
+    return form_shape(
+        xml_form_id,
+        as_central,
+        assigned,
+        main_name=main_name,
+        assigned_tables=_assigned_tables(fields),
+    )

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -81,6 +82,8 @@ def store_page(
         if not changed:
             return result
         stamp = now()
+        replaced = [iid for iid in changed if iid in held]
+        carried = _carry_over(conn, form_id, shape, page, tables, replaced)
         # None of the page stored yet (a first sync): a plain insert, no staging table;
         # should another writer race us, the unique keys fail this page, which rolls back
         # and is read again next run.
@@ -94,13 +97,14 @@ def store_page(
         main = shape.main.name
         main_rows = {r["instance_id"]: r for r in page.tables[main] if r["instance_id"] in changed}
         write(conn, tables[main], list(main_rows.values()), ("instance_id",))
-        replaced = [iid for iid in changed if iid in held]
         child_tables = [n for n in page.tables if n != main]
         issue_t = T["data_issue"]
         for chunk in _chunks(replaced):
             for name in child_tables:
                 t = tables[name]
-                conn.execute(t.delete().where(t.c.instance_id.in_(chunk)))
+                ids = [i for i in chunk if name not in carried.kept_tables.get(i, ())]
+                if ids:
+                    conn.execute(t.delete().where(t.c.instance_id.in_(ids)))
             conn.execute(
                 issue_t.delete().where(
                     issue_t.c.form_id == form_id, issue_t.c.instance_id.in_(chunk)
@@ -110,14 +114,111 @@ def store_page(
             rows = page.tables[name]
             if len(changed) != len(subs):
                 rows = [r for r in rows if r["instance_id"] in changed]
-            _insert_rows(conn, tables[name], rows)
+            _insert_rows(conn, tables[name], rows + carried.rows.get(name, []))
         issues = [
             {"form_id": form_id, **i, "found_at": stamp}
             for i in page.issues
             if i["instance_id"] in changed
         ]
-        _insert_rows(conn, issue_t, issues)
+        _insert_rows(conn, issue_t, issues + carried.issues)
     return result
+
+
+@dataclass
+class _Carried:
+    """What a replaced submission keeps of its stored rows (see :func:`_carry_over`)."""
+
+    rows: dict[str, list[dict]] = field(default_factory=dict)  # link table -> rows again
+    issues: list[dict] = field(default_factory=list)  # data_issue rows again
+    kept_tables: dict[str, set[str]] = field(default_factory=dict)  # iid -> tables untouched
+
+
+_ISSUE_COLUMNS = ("form_id", "instance_id", "path", "row_key", "value", "reason", "found_at")
+
+
+def _carry_over(
+    conn: Connection,
+    form_id: int,
+    shape: FormShape,
+    page: PageRows,
+    tables: dict[str, sa.Table],
+    replaced: list[str],
+) -> _Carried:
+    """Keep the stored answers a re-read row does not carry (``PageRows.absent``/``kept``).
+
+    Central renders an old submission with the current version's fields, so after a
+    question is removed its key is missing from every row (not null: a key present with
+    null is a value Central really cleared, and clears). Rewriting the row from OData
+    would erase the answer, which Central's XML still holds; so the new wide and repeat
+    rows get the stored values of their absent columns, an absent select_multiple's link
+    rows and an absent answer's data issues are written again, and a retired repeat's
+    tables are left as they are. Costs nothing when nothing is absent."""
+    out = _Carried()
+    for iid in replaced:
+        for name in page.kept.get(iid, ()):
+            out.kept_tables.setdefault(iid, set()).update(shape.subtree(name))
+    ids = [iid for iid in replaced if iid in page.absent]
+    if not ids and not out.kept_tables:
+        return out
+    wanted: dict[str, dict[tuple[str, str], list]] = {}  # table -> (iid, row id) -> columns
+    for iid in ids:
+        for table_name, rid, col in page.absent[iid]:
+            wanted.setdefault(table_name, {}).setdefault((iid, rid), []).append(col)
+    issue_keys: set[tuple[str, str, str | None]] = set()
+    links: dict[str, set[tuple[str, str]]] = {}
+    for table_name, by_row in wanted.items():
+        t = tables[table_name]
+        is_main = table_name == shape.main.name
+        names = sorted({n for cols in by_row.values() for c in cols for n in c.stored_names()})
+        keys = [t.c.instance_id] if is_main else [t.c.instance_id, t.c.row_id]
+        stored: dict[tuple[str, str], Any] = {}
+        for chunk in _chunks(sorted({iid for iid, _ in by_row})):
+            query = sa.select(*keys, *(t.c[n] for n in names)).where(t.c.instance_id.in_(chunk))
+            for r in conn.execute(query):
+                m = r._mapping
+                stored[(m["instance_id"], m["instance_id"] if is_main else m["row_id"])] = m
+        for row in page.tables[table_name]:
+            key = (row["instance_id"], row["instance_id"] if is_main else row["row_id"])
+            old = stored.get(key)
+            if old is not None and key in by_row:
+                for c in by_row[key]:
+                    for n in c.stored_names():
+                        row[n] = old[n]
+        for (iid, rid), cols in by_row.items():
+            for c in cols:
+                issue_keys.add((iid, c.path, None if is_main else rid))
+                if c.link_table:
+                    links.setdefault(c.link_table, set()).add((iid, rid))
+    for link, rows_of in links.items():
+        t = tables[link]
+        for chunk in _chunks(sorted({iid for iid, _ in rows_of})):
+            query = sa.select(t.c.instance_id, t.c.row_id, t.c.position, t.c.value).where(
+                t.c.instance_id.in_(chunk)
+            )
+            out.rows.setdefault(link, []).extend(
+                dict(r._mapping)
+                for r in conn.execute(query)
+                if (r.instance_id, r.row_id) in rows_of
+            )
+    kept_paths = {
+        (iid, c.path)
+        for iid, names in out.kept_tables.items()
+        for t in shape.tables
+        if t.name in names
+        for c in t.columns
+    }
+    issue_t = T["data_issue"]
+    for chunk in _chunks(sorted({*ids, *out.kept_tables})):
+        query = sa.select(*(issue_t.c[n] for n in _ISSUE_COLUMNS)).where(
+            issue_t.c.form_id == form_id, issue_t.c.instance_id.in_(chunk)
+        )
+        out.issues.extend(
+            dict(r._mapping)
+            for r in conn.execute(query)
+            if (r.instance_id, r.path, r.row_key) in issue_keys
+            or (r.instance_id, r.path) in kept_paths
+        )
+    return out
 
 
 def _held(conn: Connection, form_id: int, ids: list[str]) -> dict[str, tuple[str, bool]]:
@@ -136,6 +237,12 @@ def _held(conn: Connection, form_id: int, ids: list[str]) -> dict[str, tuple[str
         rows = conn.exec_driver_sql(head + f"? AND instance_id IN ({marks})", (form_id, *chunk))
         held.update((iid, (h, bool(d))) for iid, h, d in rows)
     return held
+
+
+def stored_instance_ids(engine: Engine, form_id: int, ids: list[str]) -> set[str]:
+    """Which of ``ids`` the store already holds for this form."""
+    with engine.connect() as conn:
+        return set(_held(conn, form_id, ids))
 
 
 def analyze_after_bulk(engine: Engine, shape: FormShape) -> None:

@@ -6,11 +6,11 @@ Part of the store; import from ``collector.store``, its one facade.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from collector.layout import LINK, SYSTEM_MAIN, SYSTEM_REPEAT, sql_type
 from collector.normalize import (
     FormShape,
     TableSpec,
@@ -20,17 +20,6 @@ from collector.storage.engine import lock_schema
 log = logging.getLogger("collector.store")
 
 # --- per-form tables -------------------------------------------------------------------------
-
-_SQL_TYPES: dict[str, Any] = {
-    "text": sa.Text,
-    "int": sa.BigInteger,
-    "decimal": sa.Double,
-    "bool": sa.Boolean,
-    "date": sa.Date,
-    "datetime": lambda: sa.DateTime(timezone=True),
-    "time": sa.Time,
-    "json": sa.Text,
-}
 
 
 def form_tables(shape: FormShape) -> dict[str, sa.Table]:
@@ -43,10 +32,7 @@ def form_tables(shape: FormShape) -> dict[str, sa.Table]:
         out[link] = sa.Table(
             link,
             md,
-            sa.Column("instance_id", sa.Text, nullable=False, index=True),
-            sa.Column("row_id", sa.Text, nullable=False),
-            sa.Column("position", sa.Integer, nullable=False),
-            sa.Column("value", sa.Text, nullable=False),
+            *(sa.Column(n, t(), nullable=False, index=n == "instance_id") for n, t in LINK.items()),
         )
     return out
 
@@ -54,27 +40,17 @@ def form_tables(shape: FormShape) -> dict[str, sa.Table]:
 def _columns_of(t: TableSpec) -> list[sa.Column]:
     if t.repeat_path is None:
         cols = [
-            sa.Column("instance_id", sa.Text, primary_key=True),
-            sa.Column("form_version", sa.Text),
-            sa.Column("submitted_at", sa.DateTime(timezone=True)),
-            sa.Column("updated_at", sa.DateTime(timezone=True)),
-            sa.Column("deleted_at", sa.DateTime(timezone=True)),
-            sa.Column("review_state", sa.Text),
+            sa.Column(n, typ(), primary_key=n == "instance_id") for n, typ in SYSTEM_MAIN.items()
         ]
     else:
         # Child rows are replaced whole per submission inside one transaction, so they
         # need no unique key; a plain index on instance_id inserts 1.5x faster (SQLite).
         cols = [
-            sa.Column("instance_id", sa.Text, nullable=False, index=True),
-            sa.Column("row_id", sa.Text, nullable=False),
-            sa.Column("parent_row_id", sa.Text),
-            sa.Column("position", sa.Integer, nullable=False),
+            sa.Column(n, typ(), nullable=n == "parent_row_id", index=n == "instance_id")
+            for n, typ in SYSTEM_REPEAT.items()
         ]
     for c in t.columns:
-        if c.kind == "geopoint":
-            cols += [sa.Column(f"{c.name}_{p}", sa.Double) for p in ("lat", "lon", "alt", "acc")]
-        else:
-            cols.append(sa.Column(c.name, _SQL_TYPES[c.kind]()))
+        cols += [sa.Column(n, sql_type(c.kind)) for n in c.stored_names()]
     return cols
 
 
