@@ -140,6 +140,18 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+def apply_schema(conn: sqlite3.Connection, script: str) -> None:
+    """``CREATE ... IF NOT EXISTS`` statements one by one, never ``executescript``.
+
+    ``executescript`` COMMITs first, so a module that makes its tables on first use inside
+    a route's ``transaction()`` would end that transaction early (draft publish did: 500).
+    Plain ``execute`` of DDL joins the open transaction, as SQLite allows.
+    """
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 def connect(data_dir: Path) -> sqlite3.Connection:
     """Open (creating if needed) ``central.sqlite`` in ``data_dir`` with the schema applied."""
     data_dir.mkdir(parents=True, exist_ok=True)

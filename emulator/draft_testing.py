@@ -23,7 +23,7 @@ from starlette.routing import Route
 from emulator import errors
 from emulator.auth import require_actor
 from emulator.common import FormRow, base_url, emu, find_form, int_param, ok, project_row
-from emulator.db import now_iso
+from emulator.db import apply_schema, now_iso
 from emulator.errors import OPENROSA_HEADERS, XML_TYPE, openrosa_message
 from emulator.errors import xml_escape as escape
 from emulator.openrosa import _parts, require_openrosa_version
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS draft_submissions (
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
+    apply_schema(conn, SCHEMA)
 
 
 def clear_draft_submissions(conn: sqlite3.Connection, form_id: int) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from emulator import errors
-from emulator.db import now_iso, transaction
+from emulator.db import apply_schema, now_iso, transaction
 from emulator.entity_forms import EntityDeclaration, declaration, submitted_entity
 from emulator.errors import CentralError
 
@@ -73,7 +73,7 @@ _UUID = re.compile(
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
+    apply_schema(conn, SCHEMA)
 
 
 def valid_dataset_name(name: Any) -> bool:
