@@ -43,6 +43,8 @@ class OneLineErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except CollectorError as err:
+            if ctx.find_root().params.get("debug"):
+                raise  # --debug: the traceback, whatever the error
             _err.print(
                 f"[red]error:[/red] {escape(one_line(err))}", highlight=False, soft_wrap=True
             )
