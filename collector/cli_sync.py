@@ -111,13 +111,13 @@ def status_table(statuses: list[store.FormStatus]) -> Table:
     """One line per form that fits 80 columns: no vertical rules, short cells, the long
     texts (errors, watermarks) printed after the table by ``status_errors``."""
     table = Table(
-        title="sync status", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+        title="sync status", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
         title_justify="left",
     )  # fmt: skip
     table.add_column("form", no_wrap=True)
     table.add_column("last run", no_wrap=True)
     table.add_column("result", no_wrap=True)
-    for col in ("stored", "deleted", "issues"):
+    for col in ("stored", "del", "issues"):  # "del": deleted on Central, kept marked
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("lag", no_wrap=True)
     for s in statuses:
