@@ -29,7 +29,8 @@ test-slow: $(STAMP)
 
 # The Central-facing tests again, against a real ODK Central built and started on loopback
 # by ../shared/real-central/build.sh (seconds when built before; a first build a minute or
-# two). Only tests using the `central` fixture run; emulator-fault tests skip, saying why.
+# two). Only tests using the `central` fixture run; emulator-fault tests skip, saying why;
+# the `slow` fault sweeps (emulator faults only) are left out.
 REAL_CENTRAL ?= ../shared/real-central/build.sh
 test-real-central: $(STAMP)
 	bash $(REAL_CENTRAL)

@@ -375,7 +375,8 @@ async def draft_publish(request: Request) -> Response:
             "UPDATE forms SET current_def=?, draft_def=NULL WHERE id=?", (def_id, form.id)
         )
         rerender_submissions(e, form.id, def_id)
-        clear_draft_submissions(e.conn, form.id)  # Central: deleteDraftSubmissions on publish
+    # outside the transaction: its schema check runs DDL, which commits (sqlite3)
+    clear_draft_submissions(e.conn, form.id)  # Central: deleteDraftSubmissions on publish
     return success()  # golden 19
 
 

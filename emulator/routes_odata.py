@@ -249,11 +249,19 @@ def _sort_key(spec: str) -> tuple[int, bool]:
     """(column index in COLUMNS, descending) for one ``$orderby`` term."""
     parts = spec.split()
     field = parts[0] if parts else ""
-    if field not in SORTABLE or len(parts) > 2:
-        raise odata_error(errors.not_implemented(f"$orderby {spec}"))
-    desc = len(parts) == 2 and parts[1].lower() == "desc"
-    if len(parts) == 2 and parts[1].lower() not in ("asc", "desc"):
-        raise odata_error(errors.not_implemented(f"$orderby {spec}"))
+    # lib/data/odata-filter.js odataOrderBy: an unknown field or order word is
+    # Problem.internal.unsupportedODataField, 501.5 (the real Central, on $orderby=name)
+    bad = field if field not in SORTABLE else (parts[1] if len(parts) > 1 else None)
+    if field not in SORTABLE or (len(parts) > 1 and parts[1].lower() not in ("asc", "desc")):
+        raise odata_error(
+            errors.CentralError(
+                501.5,
+                "The given OData filter expression references fields not supported by this "
+                f"server: {bad}",
+                {"text": bad},
+            )
+        )
+    desc = len(parts) > 1 and parts[1].lower() == "desc"
     return SORTABLE[field], desc
 
 
@@ -336,10 +344,10 @@ def _submissions(
     parts.append(orjson.dumps(_context(request, form, "Submissions")))
     if more and last_id is not None:
         path = request.url.path
-        if opts.orderby:
-            link = opts.next_link(base_url(request), path, None, opts.skip + (top or 0))
-        else:
-            link = opts.next_link(base_url(request), path, encode_skiptoken(last_id), None)
+        # Central's nextLink carries a $skiptoken even under $orderby (lib/util/odata.js
+        # nextUrlFor), and following it is 501.1 "$orderby and $skiptoken together": the
+        # real Central cannot page an ordered feed, and neither does the emulator
+        link = opts.next_link(base_url(request), path, encode_skiptoken(last_id), None)
         parts += [b',"@odata.nextLink":', orjson.dumps(link)]
     if opts.count:
         total = _count(e, form, flt, hide_deleted, names, narrow)

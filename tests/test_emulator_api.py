@@ -399,10 +399,12 @@ def test_orderby_sorts_with_nulls_as_postgresql(s: Setup) -> None:
     desc = [r["__id"] for r in s.odata("?$orderby=__system/updatedAt desc").json()["value"]]
     assert desc == [c, a, b]  # DESC NULLS LAST
     paged = s.odata("?$orderby=__system/updatedAt asc&$top=2").json()
-    nxt = s.http.get(paged["@odata.nextLink"], timeout=30).json()
-    assert [r["__id"] for r in paged["value"] + nxt["value"]] == asc
+    assert [r["__id"] for r in paged["value"]] == asc[:2]
+    # the real Central's nextLink carries a $skiptoken it then refuses beside $orderby
+    nxt = s.http.get(paged["@odata.nextLink"], timeout=30)
+    assert (nxt.status_code, nxt.json()["code"]) == (501, 501.1)
     bad = s.odata("?$orderby=name")
-    assert (bad.status_code, bad.json()["code"]) == (501, 501.1)
+    assert (bad.status_code, bad.json()["code"]) == (501, 501.5)  # unsupportedODataField
 
 
 def test_openrosa_routes_require_the_version_header(s: Setup) -> None:
