@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     scheduler_lead_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often a standby scheduler tries to take the lead."
     )
+    scheduler_request_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader looks for syncs asked through the API."
+    )
     scheduler_misfire_grace_seconds: int = Field(
         default=300, ge=1, description="A run late by more than this is skipped, not run."
     )
