@@ -9,7 +9,7 @@ passed down; nothing deeper reads the environment. Every variable has the prefix
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         ge=1,
         le=100_000,
         description="OData $top per page: few pages (Central pays ~150 ms each), bounded memory.",
+    )
+    sync_writer: Literal["", "thread", "inline"] = Field(
+        default="",
+        description="Store pages in a thread of their own ('thread') or the reading one "
+        "('inline'); '' = thread on PostgreSQL, inline on SQLite. For measuring.",
     )
     sync_overlap_seconds: int = Field(
         default=300, ge=0, description="Re-read this much before the watermark (central#1615)."
