@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_sync_request"
-down_revision = "0001_baseline"
+revision = "0004_sync_request"
+down_revision = "0003_attachment_error"
 branch_labels = None
 depends_on = None
 
