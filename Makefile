@@ -1,18 +1,38 @@
-# Two commands for a newcomer: `make demo` and `make test`. Each builds .venv itself.
+# Two commands for a newcomer: `make demo` and `make test`. Each builds .venv itself, from
+# the lock file (uv.lock, exported with hashes to requirements/*.txt), so two installs a
+# month apart get the same versions. `make lock` updates them after pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
+BENCH := $(VENV)/.bench
+UV_VERSION := 0.13.9
 
-.PHONY: demo test test-slow test-real-central lint bench clean
+.PHONY: demo test test-slow test-real-central lint bench lock clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
 
-demo: $(STAMP)
+# What the demo and a deployment run: runtime dependencies only, then collector itself.
+$(RUNTIME): requirements/runtime.txt pyproject.toml | $(BIN)/python
+	$(PIP) --require-hashes -r requirements/runtime.txt
+	$(PIP) --no-deps -e .
+	touch $@
+
+# + the test tools (pytest, ruff, schemathesis, QR decoders, pyodk): make test, make lint.
+$(STAMP): requirements/dev.txt $(RUNTIME)
+	$(PIP) --require-hashes -r requirements/dev.txt
+	touch $@
+
+# + what the benchmarks compare against (pandas, pyodk).
+$(BENCH): requirements/bench.txt $(RUNTIME)
+	$(PIP) --require-hashes -r requirements/bench.txt
+	touch $@
+
+demo: $(RUNTIME)
 	$(BIN)/collector demo $(DEMO_ARGS)
 
 lint: $(STAMP)
@@ -37,8 +57,16 @@ test-real-central: $(STAMP)
 	set -a && eval "$$(bash $(REAL_CENTRAL) env)" && set +a && \
 	  $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(BENCH)
 	$(BIN)/python -m bench
+
+# After a change to pyproject.toml's dependencies: resolve again, export with hashes.
+lock: | $(BIN)/python
+	$(PIP) uv==$(UV_VERSION)
+	$(BIN)/uv lock
+	$(BIN)/uv export --frozen --no-emit-project --no-dev --no-header -q -o requirements/runtime.txt
+	$(BIN)/uv export --frozen --no-emit-project --no-dev --extra dev --no-header -q -o requirements/dev.txt
+	$(BIN)/uv export --frozen --no-emit-project --no-dev --extra bench --no-header -q -o requirements/bench.txt
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

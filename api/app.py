@@ -7,8 +7,11 @@ each get their own. ``collector api`` serves it with uvicorn.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from api.compression import GzipUnlessZipped
 from api.errors import CatchAll, install_error_handlers
@@ -53,7 +56,15 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.engine = engine if engine is not None else store.engine_for(settings)
     # A store behind this release's schema is refused here, in one line (StoreBehind):
     # `collector store upgrade` moves it, once, before the replicas start.
-    migrations.check_current(app.state.engine)
+    # An unreachable store is not refused: replicas start and answer 503 until it is back
+    # (the scheduler, and store-init before them, check the schema again anyway).
+    try:
+        migrations.check_current(app.state.engine)
+    except OperationalError as err:
+        logging.getLogger("api").warning(
+            "store unreachable at start (%s): its schema version is not checked",
+            type(err.orig).__name__,
+        )
     per_minute = settings.api_rate_limit_per_minute
     app.state.rate_limiter = (
         SharedRateLimiter(app.state.engine, per_minute)

@@ -15,9 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from collector import store
-from collector.central import Central, CentralError
+from collector.central import Central
 from collector.enumerators import (
-    EnumeratorError,
     add_enumerators,
     list_enumerators,
     revoke_enumerator,
@@ -31,11 +30,6 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    return typer.Exit(1)
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -68,21 +62,18 @@ def add(
     """Create (or reuse) an app user per name, give it the forms, write its QR code."""
     settings = Settings()
     target = out_dir or settings.data_dir / "enumerators"
-    try:
-        with Central(settings) as central:
-            engine = store.engine_for(settings)
-            added = add_enumerators(
-                central,
-                engine,
-                names,
-                out_dir=target,
-                district=district,
-                forms=_split(forms) or None,
-                allow_local=allow_local,
-                language=lang,
-            )
-    except (EnumeratorError, CentralError) as e:
-        raise _fail(str(e)) from None
+    with Central(settings) as central:
+        engine = store.engine_for(settings)
+        added = add_enumerators(
+            central,
+            engine,
+            names,
+            out_dir=target,
+            district=district,
+            forms=_split(forms) or None,
+            allow_local=allow_local,
+            language=lang,
+        )
     table = Table(title=f"Enumerators of {added.project_name}")
     for column in ("name", "app user", "district", "forms", "QR code"):
         table.add_column(column)
@@ -107,11 +98,8 @@ def list_(
 ) -> None:
     """Enumerators of the project: app user, district, forms, active or revoked."""
     settings = Settings()
-    try:
-        with Central(settings) as central:
-            rows = list_enumerators(central, store.engine_for(settings))
-    except (EnumeratorError, CentralError) as e:
-        raise _fail(str(e)) from None
+    with Central(settings) as central:
+        rows = list_enumerators(central, store.engine_for(settings))
     table = Table(title=f"Enumerators of project {settings.central_project_id}")
     for column in ("name", "app user", "district", "status", "forms", "created"):
         table.add_column(column)
@@ -133,11 +121,8 @@ def list_(
 def revoke(name: str = typer.Argument(..., help="The enumerator's name, as added.")) -> None:
     """Cut a (lost) tablet off: Central refuses the enumerator's code from now on."""
     settings = Settings()
-    try:
-        with Central(settings) as central:
-            ids = revoke_enumerator(central, store.engine_for(settings), name)
-    except (EnumeratorError, CentralError) as e:
-        raise _fail(str(e)) from None
+    with Central(settings) as central:
+        ids = revoke_enumerator(central, store.engine_for(settings), name)
     out.print(
         f"Revoked {name!r} (app user {', '.join(map(str, ids))}): its QR code no longer works.",
         highlight=False,

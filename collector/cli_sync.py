@@ -15,7 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from collector import store
-from collector.central import CentralError
 from collector.settings import Settings
 
 out = Console()
@@ -68,17 +67,14 @@ def register(app: typer.Typer, settings_from_env) -> None:
                     bar.update(tasks[form], total=total)
                 bar.advance(tasks[form], advance)
 
-            try:
-                results = sync_forms(
-                    settings,
-                    forms or None,
-                    progress=progress,
-                    reconcile=reconcile or None,
-                    runner="cli",
-                )
-            except CentralError as exc:
-                err.print(f"[red]sync failed: {exc}[/red]")
-                raise typer.Exit(1) from None
+            # Central unreachable or refusing: one line and exit 1 (collector.cli_errors)
+            results = sync_forms(
+                settings,
+                forms or None,
+                progress=progress,
+                reconcile=reconcile or None,
+                runner="cli",
+            )
         failed = 0
         for r in results:
             if r.status == "ok":

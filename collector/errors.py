@@ -16,6 +16,7 @@
     │   ├── FormsInvalid              ``forms check`` found errors (collector.formpush)
     │   ├── PushBlocked               a plan cannot be pushed as it is
     │   └── PushFailed                Central failed mid-push; published versions unchanged
+    ├── CatalogueError              the indicator catalogue file (collector.indicators)
     ├── SyncError                   a form that cannot be synced (collector.sync)
     ├── SyncStopped                 asked to stop between pages (not a failure)
     ├── StoreError                  the store as a whole (collector.store)

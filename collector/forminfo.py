@@ -20,6 +20,7 @@ from collector import models
 from collector.errors import QueryError
 from collector.formspec import LANGUAGES, is_staff_identity_type
 from collector.layout import SYSTEM_MAIN, SYSTEM_REPEAT, column_kind, sql_type
+from collector.storage.caches import caches_for
 
 form_t = models.Form.__table__
 field_t = models.FormField.__table__
@@ -259,9 +260,6 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
     )
 
 
-_FORM_CACHE: dict[tuple[str, int, str], tuple[tuple[Any, ...], FormInfo]] = {}
-
-
 def form_info(engine: Engine, xml_form_id: str) -> FormInfo | None:
     """The form with its fields and choices, or None if the store does not know it.
 
@@ -273,13 +271,13 @@ def form_info(engine: Engine, xml_form_id: str) -> FormInfo | None:
         row = conn.execute(sa.select(form_t).where(form_t.c.xml_form_id == xml_form_id)).first()
         if row is None:
             return None
-        key = (str(engine.url), id(engine), xml_form_id)
+        cache = caches_for(engine).form_info
         stamp = (row.id, row.updated_at, row.version, row.title)
-        hit = _FORM_CACHE.get(key)
+        hit = cache.get(xml_form_id)
         if hit is not None and hit[0] == stamp:
             return hit[1]
         info = _form_info(conn, row)
-        _FORM_CACHE[key] = (stamp, info)
+        cache[xml_form_id] = (stamp, info)
         return info
 
 

@@ -247,3 +247,22 @@ class Enumerator(SQLModel, table=True):
     district: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+# --- sync requests (issue 16 item 7) -----------------------------------------------------
+
+
+class SyncRequest(SQLModel, table=True):
+    """A sync asked for through the API (``POST /v1/sync/run``), run by the leading
+    scheduler, never by the API process: only the leader pulls ("exactly one pulls")."""
+
+    __tablename__ = "sync_request"
+    id: int | None = Field(default=None, primary_key=True)
+    forms: list[str] | None = Field(default=None, sa_column=Column(JSON))  # None: all
+    requested_by: str | None = None  # the API key's name
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    picked_by: str | None = None  # runner id (host:pid) of the scheduler that took it
+    picked_at: datetime | None = Field(default=None, sa_column=_ts(index=True))
+    done_at: datetime | None = Field(default=None, sa_column=_ts())
+    status: str = "pending"  # pending | running | ok | failed
+    error: str | None = Field(default=None, sa_column=Column(Text))

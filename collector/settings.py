@@ -9,7 +9,7 @@ passed down; nothing deeper reads the environment. Every variable has the prefix
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         le=100_000,
         description="OData $top per page: few pages (Central pays ~150 ms each), bounded memory.",
     )
+    sync_writer: Literal["", "thread", "inline"] = Field(
+        default="",
+        description="Store pages in a thread of their own ('thread') or the reading one "
+        "('inline'); '' = thread on PostgreSQL, inline on SQLite. For measuring.",
+    )
     sync_overlap_seconds: int = Field(
         default=300, ge=0, description="Re-read this much before the watermark (central#1615)."
     )
@@ -66,6 +71,9 @@ class Settings(BaseSettings):
     )
     scheduler_lead_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often a standby scheduler tries to take the lead."
+    )
+    scheduler_request_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader looks for syncs asked through the API."
     )
     scheduler_misfire_grace_seconds: int = Field(
         default=300, ge=1, description="A run late by more than this is skipped, not run."

@@ -338,12 +338,11 @@ class FormSync:
         return again
 
     def _threaded_writes(self) -> bool:
-        """Store in a thread of its own on PostgreSQL only (``COLLECTOR_SYNC_WRITER``
-        overrides for measuring). SQLite's driver gives the GIL back around every row's
+        """Store in a thread of its own on PostgreSQL only (``settings.sync_writer``,
+        ``COLLECTOR_SYNC_WRITER``, overrides for measuring). SQLite's driver gives the GIL back around every row's
         step; with normalizing busy in the other thread each row then waits out Python's
         switch interval (a convoy), and the whole sync ran 1.7x slower that way."""
-        forced = os.environ.get("COLLECTOR_SYNC_WRITER")
-        if forced:
+        if forced := self.settings.sync_writer:
             return forced == "thread"
         return store.is_postgres(self.engine)
 

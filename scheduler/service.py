@@ -26,11 +26,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.failures import failure_text
 from scheduler.leader import LeaderLock
@@ -61,8 +62,19 @@ class SchedulerStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+class SyncRequests(Protocol):
+    """Syncs asked for through the API (collector.storage.sync_requests, via the wiring)."""
+
+    def take(self) -> list[tuple[int, list[str] | None]]:
+        """The waiting requests as (id, forms or None for all), now marked as taken."""
+        ...
+
+    def finish(self, request_id: int, *, ok: bool, error: str | None) -> None: ...
+
+
 class SchedulerService:
-    """One scheduler process: a leader lock, one job per form, a clean stop."""
+    """One scheduler process: a leader lock, one job per form, a clean stop; while it
+    leads, it also runs the syncs asked for through the API (``requests``)."""
 
     def __init__(
         self,
@@ -76,6 +88,9 @@ class SchedulerService:
         first_run_stagger_seconds: float = 1.0,
         retry_first_seconds: float = 30.0,
         retry_max_seconds: float = 900.0,
+        requests: SyncRequests | None = None,
+        request_poll_seconds: float = 2.0,
+        run_on_lead: bool = True,
     ) -> None:
         if not schedules:
             raise ValueError("no forms to schedule: the forms manifest lists none")
@@ -88,6 +103,9 @@ class SchedulerService:
         self.first_run_stagger = first_run_stagger_seconds
         self.retry_first = retry_first_seconds
         self.retry_max = retry_max_seconds
+        self.requests = requests
+        self.request_poll_seconds = request_poll_seconds
+        self.run_on_lead = run_on_lead  # False: wait for each form's schedule (tests)
         self.stats = SchedulerStats()
         self._failures: dict[str, int] = {}  # form -> failed runs in a row
         self._form_locks = {s.form_id: threading.Lock() for s in self.schedules}
@@ -105,20 +123,33 @@ class SchedulerService:
         died stops after the page in flight without waiting for the loop to notice."""
         return self._stop.is_set() or not self._leading.is_set() or not self.lock.still_held()
 
-    def _run_form(self, form_id: str) -> None:
-        """One scheduled run: pull only if this process still leads, right now."""
+    def _run_form(self, form_id: str) -> bool:
+        """One run: pull only if this process still leads, right now; False if it failed
+        or was skipped. A retry, a scheduled run and a requested one of the same form never
+        overlap: when one is underway, the others are not needed."""
         if self._should_stop() or not self.lock.still_held():
             log.info("%s: skipped, this process does not lead", form_id)
-            return
+            return False
         lock = self._form_locks.setdefault(form_id, threading.Lock())
         if not lock.acquire(blocking=False):
-            return  # a retry and the scheduled run met: one is enough
+            return True  # a run of this form is underway
         try:
-            self._run_form_now(form_id)
+            return self._run_form_now(form_id)
         finally:
             lock.release()
 
-    def _run_form_now(self, form_id: str) -> None:
+    def _run_requests(self) -> None:
+        """Run the syncs asked for through the API, oldest first (only while leading)."""
+        if self.requests is None or self._should_stop():
+            return
+        for request_id, forms in self.requests.take():
+            names = forms or [s.form_id for s in self.schedules]
+            log.info("sync request %d: %s", request_id, ", ".join(names))
+            failed = [f for f in names if not self._run_form(f)]
+            error = f"not synced: {', '.join(failed)} (see sync_run)" if failed else None
+            self.requests.finish(request_id, ok=not failed, error=error)
+
+    def _run_form_now(self, form_id: str) -> bool:
         started = time.monotonic()
         try:
             result = self.sync_one(form_id, self._should_stop)
@@ -128,7 +159,7 @@ class SchedulerService:
             self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
             log.error("%s: sync failed: %s", form_id, exc)
             self._retry_later(form_id)
-            return
+            return False
         except Exception as exc:
             self.stats.errors[form_id] = self.stats.errors.get(form_id, 0) + 1
             # Not log.exception: a database's message can quote a submission (failure_text).
@@ -139,10 +170,11 @@ class SchedulerService:
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
             self._retry_later(form_id)
-            return
+            return False
         self._failures.pop(form_id, None)
         self.stats.runs[form_id] = self.stats.runs.get(form_id, 0) + 1
         log.info("%s: synced in %.1f s: %s", form_id, time.monotonic() - started, result)
+        return True
 
     def retry_delay(self, failures: int) -> float:
         """Seconds before retrying after ``failures`` failed runs in a row (1, 2, ...)."""
@@ -207,6 +239,14 @@ class SchedulerService:
                 name=f"sync {s.form_id}",
                 replace_existing=True,
             )
+        if self.requests is not None:
+            scheduler.add_job(
+                self._run_requests,
+                IntervalTrigger(seconds=self.request_poll_seconds),
+                id="sync-requests",
+                name="syncs asked for through the API",
+                replace_existing=True,
+            )
         return scheduler
 
     def _take_lead(self, scheduler: BackgroundScheduler) -> None:
@@ -215,7 +255,7 @@ class SchedulerService:
         self.stats.became_leader += 1
         log.info("leading (%s): pulling on schedule", self.lock.description)
         now = datetime.now(UTC)
-        for i, s in enumerate(self.schedules):
+        for i, s in enumerate(self.schedules if self.run_on_lead else ()):
             scheduler.modify_job(
                 s.form_id, next_run_time=now + timedelta(seconds=i * self.first_run_stagger)
             )

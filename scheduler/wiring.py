@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from collector.errors import CollectorError
@@ -112,21 +114,50 @@ def _describe(result: Any) -> str:
     )
 
 
+@dataclass
+class StoreSyncRequests:
+    """The service's view of ``sync_request`` rows (collector.storage.sync_requests)."""
+
+    engine: Engine
+    runner: str
+
+    def take(self) -> list[tuple[int, list[str] | None]]:
+        from collector.storage import sync_requests
+
+        return [(p.id, p.forms) for p in sync_requests.take_pending(self.engine, self.runner)]
+
+    def finish(self, request_id: int, *, ok: bool, error: str | None) -> None:
+        from collector.storage import sync_requests
+
+        sync_requests.finish(self.engine, request_id, ok=ok, error=error)
+
+
+def store_engine(settings: Settings) -> Engine:
+    from collector import store
+
+    return store.engine_for(settings)
+
+
 def build_service(
-    settings: Settings, *, forms: Sequence[str] = (), workers: int = 1
+    settings: Settings, *, forms: Sequence[str] = (), workers: int = 1, run_on_lead: bool = True
 ) -> SchedulerService:
     """The scheduler for these settings: manifest schedules, the right lock, the sync."""
     try:
         schedules = form_schedules(settings, forms)
+        runner = runner_id()
+        sync_one = sync_function(settings, runner)
         return SchedulerService(
             schedules,
             leader_lock_for(settings),
-            sync_function(settings, runner_id()),
+            sync_one,
             poll_seconds=settings.scheduler_lead_poll_seconds,
             misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
             workers=workers,
             retry_first_seconds=settings.scheduler_retry_first_seconds,
             retry_max_seconds=settings.scheduler_retry_max_seconds,
+            requests=StoreSyncRequests(store_engine(settings), runner),
+            request_poll_seconds=settings.scheduler_request_poll_seconds,
+            run_on_lead=run_on_lead,
         )
     except SchedulerSetupError:
         raise

@@ -411,7 +411,17 @@ def test_api__data_issues_listed_and_scoped_by_district(api):
     assert len(page["items"]) == 1 and page["next_after"] == page["items"][0]["id"]
 
 
-def test_api__admin_starts_a_sync_and_status_shows_it(api):
+def test_api__admin_asks_the_scheduler_to_sync_and_status_shows_it(api):
+    """Issue 16 item 7: the API writes a request; the leading scheduler runs it, the API
+    process never syncs (it would pull beside the leader, outside its lock)."""
+    import threading
+
+    from collector.storage import sync_requests
+    from scheduler.leader import leader_lock_for
+    from scheduler.service import SchedulerService
+    from scheduler.triggers import FormSchedule
+    from scheduler.wiring import StoreSyncRequests, sync_function
+
     before = {
         f["form_id"]: f["last_run"]["started_at"]
         for f in api.get("/v1/sync/status", "viewer").json()
@@ -420,15 +430,55 @@ def test_api__admin_starts_a_sync_and_status_shows_it(api):
     assert api.post("/v1/sync/run", "admin", form="no_such_form").status_code == 404
     r = api.post("/v1/sync/run", "admin", form="roundtable")
     assert r.status_code == 202, r.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        now = {f["form_id"]: f for f in api.get("/v1/sync/status", "viewer").json()}
-        run = now["roundtable"]["last_run"]
-        if run["started_at"] != before["roundtable"] and run["status"] != "running":
-            break
-        time.sleep(0.2)
-    assert run["status"] == "ok" and run["started_at"] != before["roundtable"]
-    assert now["household_visit"]["last_run"]["started_at"] == before["household_visit"]
+    request_id = r.json()["request_id"]
+    again = api.post("/v1/sync/run", "admin")
+    assert again.status_code == 409 and "waits for the scheduler" in again.json()["detail"]
+    engine = api.synced.engine
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT status, forms, requested_by FROM sync_request WHERE id = :i"),
+            {"i": request_id},
+        ).one()
+    assert row.status == "pending" and row.requested_by == "admin"
+    now = {f["form_id"]: f for f in api.get("/v1/sync/status", "viewer").json()}
+    assert now["roundtable"]["last_run"]["started_at"] == before["roundtable"]  # not run here
+
+    settings = api.synced.settings
+    service = SchedulerService(
+        [FormSchedule(f, interval_seconds=86400, jitter_seconds=0) for f in before],
+        leader_lock_for(settings),
+        sync_function(settings, "test-scheduler"),
+        poll_seconds=0.1,
+        requests=StoreSyncRequests(engine, "test-scheduler"),
+        request_poll_seconds=0.2,
+        run_on_lead=False,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = {f["form_id"]: f for f in api.get("/v1/sync/status", "viewer").json()}
+            run = now["roundtable"]["last_run"]
+            if run["started_at"] != before["roundtable"] and run["status"] != "running":
+                break
+            time.sleep(0.2)
+        assert run["status"] == "ok" and run["started_at"] != before["roundtable"]
+        assert now["household_visit"]["last_run"]["started_at"] == before["household_visit"]
+        while time.monotonic() < deadline and sync_requests.waiting_since(engine) is None:
+            with engine.connect() as conn:
+                status = conn.execute(
+                    sa.text("SELECT status FROM sync_request WHERE id = :i"), {"i": request_id}
+                ).scalar()
+            if status == "ok":
+                break
+            time.sleep(0.1)
+        assert status == "ok"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert service.stats.runs == {"roundtable": 1}
 
 
 def test_api__who_sent_it_is_for_managers(api):

@@ -25,8 +25,8 @@ def _modules():
     for package in (collector, api, scheduler):
         yield package
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            if info.name.endswith("__main__"):
-                continue  # runs a command when imported
+            if info.name.endswith(("__main__", "migrations.env")):
+                continue  # runs a command (or Alembic's environment) when imported
             yield importlib.import_module(info.name)
 
 

@@ -40,4 +40,6 @@ def test_cli__central_unreachable_is_one_line_and_exit_1(tmp_path, monkeypatch):
     monkeypatch.setenv("COLLECTOR_DATA_DIR", str(tmp_path))
     result = CliRunner().invoke(app, ["sync"])
     assert result.exit_code == 1
-    assert "sync failed" in result.output and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Central connection failed" in lines[0], result.output
+    assert "Traceback" not in result.output

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
 
 from api.deps import (
     AdminDep,
@@ -23,13 +21,11 @@ from collector import store
 from collector.forminfo import UnknownName, all_forms
 from collector.keys import Caller, Role
 from collector.queries import last_ok_runs
-from collector.settings import Settings
+from collector.storage import sync_requests
 from collector.times import UtcTime
 
 router = APIRouter(tags=["sync"])
 log = logging.getLogger(__name__)
-
-_running = threading.Lock()
 
 
 class RunOut(BaseModel):
@@ -55,6 +51,7 @@ class FormSyncOut(BaseModel):
 
 class SyncStartedOut(BaseModel):
     forms: list[str]
+    request_id: int
     note: str
 
 
@@ -120,28 +117,30 @@ def sync_status(caller: ViewerDep, engine: EngineDep, settings: SettingsDep) -> 
 def start_sync(
     caller: AdminDep,
     engine: EngineDep,
-    settings: SettingsDep,
-    background: BackgroundTasks,
     form: Annotated[list[str] | None, Query(description="Forms to sync; all by default.")] = None,
 ) -> SyncStartedOut:
-    """Start a sync now, in the background; its progress shows in ``/v1/sync/status``."""
+    """Ask the leading scheduler to sync now; its progress shows in ``/v1/sync/status``.
+
+    The API never syncs itself: it writes a request row that the scheduler holding the
+    leader lock picks up within ``COLLECTOR_SCHEDULER_REQUEST_POLL_SECONDS`` (only one
+    process pulls at a time). 409 while an earlier request still waits for a scheduler."""
     names = split_list(form)
     known = {f.xml_form_id for f in all_forms(engine)}
     for n in names:
         if known and n not in known:
             raise UnknownName("form", n)
-    if not _running.acquire(blocking=False):
-        raise HTTPException(409, "a sync started through the API is still running")
-    background.add_task(_sync, settings, engine, names or None)
-    return SyncStartedOut(forms=names or sorted(known), note="started; see /v1/sync/status")
-
-
-def _sync(settings: Settings, engine: Engine, names: list[str] | None) -> None:
-    from collector import sync  # imported only when a sync is asked for
-
-    try:
-        sync.sync_forms(settings, names, engine=engine)
-    except Exception as err:  # each form's failure is in sync_run; this is Central unreachable
-        log.warning("sync started from the API failed: %s", type(err).__name__)
-    finally:
-        _running.release()
+    request_id = sync_requests.request_sync(engine, names or None, caller.name)
+    if request_id is None:
+        since = _utc(sync_requests.waiting_since(engine))
+        raise HTTPException(
+            409,
+            f"a sync asked for at {since:%Y-%m-%d %H:%M:%S}Z still waits for the scheduler "
+            "(is `collector scheduler` running?)"
+            if since
+            else "a sync asked for earlier still waits for the scheduler",
+        )
+    return SyncStartedOut(
+        forms=names or sorted(known),
+        request_id=request_id,
+        note="queued for the leading scheduler; see /v1/sync/status",
+    )

@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.errors import CollectorError
+
 CATALOGUE = Path(__file__).with_name("catalogue.toml")
 SUBMITTED = "submitted"  # in ``dated_by``: the date Central received the submission
 START = "start"  # Collect's start of the interview (a dateTime)
 
 
-class CatalogueError(ValueError):
+class CatalogueError(CollectorError, ValueError):
     """``catalogue.toml`` says something the code cannot compute."""
+
+    exit_code = 2  # a file to fix, as the manifest is
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,12 @@ Part of the store; import from ``collector.store``, its one facade.
 from __future__ import annotations
 
 import secrets
-import threading
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from collector.storage.caches import caches_for
 from collector.storage.engine import T, is_postgres, lock_schema, now
-
-_CACHE: dict[tuple[str, str], bytes] = {}
-_LOCK = threading.Lock()
 
 
 def store_secret(engine: Engine, name: str) -> bytes:
@@ -23,11 +20,11 @@ def store_secret(engine: Engine, name: str) -> bytes:
     It lives in the store so that every API replica and every restart uses the same one
     (a secret per process would answer the same question differently, and differences
     average away), with no setting to forget. Two processes making it at once: the first
-    insert wins and both read that one. Cached per database for the process's life.
+    insert wins and both read that one. Cached by the engine (``caches_for``).
     """
-    key = (engine.url.render_as_string(hide_password=True), name)
-    with _LOCK:
-        cached = _CACHE.get(key)
+    caches = caches_for(engine)
+    with caches.lock:
+        cached = caches.secrets.get(name)
     if cached is not None:
         return cached
     table = T["store_secret"]
@@ -51,6 +48,6 @@ def store_secret(engine: Engine, name: str) -> bytes:
             )
             value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar_one()
     secret = bytes.fromhex(value)
-    with _LOCK:
-        _CACHE[key] = secret
+    with caches.lock:
+        caches.secrets[name] = secret
     return secret

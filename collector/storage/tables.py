@@ -15,6 +15,7 @@ from collector.normalize import (
     FormShape,
     TableSpec,
 )
+from collector.storage.caches import caches_for
 from collector.storage.engine import lock_schema
 
 log = logging.getLogger("collector.store")
@@ -54,24 +55,21 @@ def _columns_of(t: TableSpec) -> list[sa.Column]:
     return cols
 
 
-_ENSURED: dict[tuple[str, tuple], dict[str, sa.Table]] = {}
-
-
 def ensure_form_tables(engine: Engine, shape: FormShape) -> dict[str, sa.Table]:
     """Create the form's tables, or add the columns a new version brought. Never drops.
 
-    Remembered per database and shape for the life of the process, so a sync with
-    nothing new does not inspect the schema every time.
+    Remembered per engine and shape (``caches_for(engine)``), so a sync with nothing new
+    does not inspect the schema every time.
     """
+    known = caches_for(engine).form_tables
     key = (
-        engine.url.render_as_string(hide_password=True),
         tuple((t.name, tuple(t.column_names())) for t in shape.tables),
         tuple(shape.link_tables()),
     )
-    if key in _ENSURED:
+    if key in known:
         with engine.connect() as conn:  # one cheap query: the database may be new
             if sa.inspect(conn).has_table(shape.main.name):
-                return _ENSURED[key]
+                return known[key]
     tables = form_tables(shape)
     with engine.begin() as conn:
         lock_schema(conn)
@@ -87,5 +85,5 @@ def ensure_form_tables(engine: Engine, shape: FormShape) -> dict[str, sa.Table]:
                     ddl_type = col.type.compile(dialect=conn.dialect)
                     conn.exec_driver_sql(f'ALTER TABLE "{name}" ADD COLUMN "{col.name}" {ddl_type}')
                     log.info("table %s: added column %s %s", name, col.name, ddl_type)
-    _ENSURED[key] = tables
+    known[key] = tables
     return tables
