@@ -169,6 +169,28 @@ class _Visitor(AstToSqlAlchemyCoreVisitor):
         except KeyError:
             raise odata_errors.InvalidFieldException(node.name) from None
 
+    def visit_Compare(self, node: odata_ast.Compare) -> Any:
+        """A comparison whose literal fits its column's type (PostgreSQL refuses
+        ``district = 1``; the caller gets a 422 naming it instead of a 500)."""
+        left, right = self.visit(node.left), self.visit(node.right)
+        for col, lit in ((left, right), (right, left)):
+            if isinstance(col, sa.ColumnClause):
+                for one in lit if isinstance(lit, list | tuple) else [lit]:
+                    if isinstance(one, sa.BindParameter) and one.value is not None:
+                        _check_literal(col, one.value)
+        return self.visit(node.comparator)(left, right)
+
+
+def _check_literal(col: sa.ColumnClause, value: Any) -> None:
+    if isinstance(col.type, sa.DateTime):
+        ok = isinstance(value, date)
+    elif isinstance(col.type, sa.Date):
+        ok = isinstance(value, date) and not isinstance(value, datetime)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise TypeError(f"{col.name} cannot be compared with {value!r}")
+
 
 def filterable(form: FormInfo, scope: Scope, wide: sa.TableClause) -> dict[str, Any]:
     """The names ``$filter`` may use: submission dates, district, review state, and the
@@ -194,7 +216,10 @@ def parse_filter(text: str, columns: dict[str, Any]) -> sa.ColumnElement[bool]:
         )
     try:
         tree = ODataParser().parse(ODataLexer().tokenize(text))
-        return _Visitor(columns).visit(tree)
+        clause = _Visitor(columns).visit(tree)
+        if not isinstance(getattr(clause, "type", None), sa.Boolean):
+            raise TypeError("a $filter must be a condition (true or false), e.g. district eq 'x'")
+        return clause
     except odata_errors.InvalidFieldException as err:
         raise InvalidValue(
             "$filter", text, f"{err}; filter on {', '.join(sorted(columns))}"

@@ -51,6 +51,8 @@ BODIES = {
     "/v1/forms/{form_id}/export.{fmt}": {},
 }
 READ_ONLY_POSTS = {"/v1/forms/{form_id}/submissions/query", "/v1/forms/{form_id}/export.{fmt}"}
+# The page's sign-in and sign-out forms change nothing in the store, for any caller.
+PAGE_POSTS = {"/ui/login", "/ui/logout"}
 
 
 def instance_ids(api: LiveApi, form: str) -> list[str]:
@@ -81,23 +83,29 @@ def path_values(api: LiveApi, route: APIRoute) -> list[dict[str, str]]:
     names = [p.name for p in route.dependant.path_params]
     if not names:
         return [{}]
-    known = {"form_id", "instance_id", "fmt", "indicator_id", "key_id"}
+    known = {"form_id", "instance_id", "fmt", "indicator_id", "key_id", "entity_set"}
     unknown = set(names) - known
     assert not unknown, f"{route.path_format}: teach the leak test to fill {sorted(unknown)}"
     out = []
     forms = FORMS if "form_id" in names else [None]
     for form in forms:
         ids = instance_ids(api, form) if "instance_id" in names else [None]
-        fmts = ["csv", "xlsx", "geojson"] if "fmt" in names else [None]
+        fmts = ["csv", "csv.zip", "xlsx", "geojson"] if "fmt" in names else [None]
+        sets = [None]
+        if "entity_set" in names:  # the OData feed's tables: main and every repeat
+            spec = api.synced.specs[form]
+            repeats = [f.name for f in spec.fields if f.type == "begin_repeat"]
+            sets = ["Submissions", *(f"Submissions_{r}" for r in repeats)]
         inds = list(INDICATORS_BY_ID) if "indicator_id" in names else [None]
         keys = ["1"] if "key_id" in names else [None]
-        for iid, fmt, ind, key in itertools.product(ids, fmts, inds, keys):
+        for iid, fmt, ind, key, es in itertools.product(ids, fmts, inds, keys, sets):
             values = {
                 "form_id": form,
                 "instance_id": iid,
                 "fmt": fmt,
                 "indicator_id": ind,
                 "key_id": key,
+                "entity_set": es,
             }
             out.append({k: v for k, v in values.items() if k in names})
     return out
@@ -134,6 +142,9 @@ def body_text(content: bytes, content_type: str) -> str:
         with zipfile.ZipFile(io.BytesIO(content)) as z:  # and every raw part, to be sure
             text += "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
         return text
+    if content.startswith(b"PK"):  # the CSV zip: every entry, inflated
+        with zipfile.ZipFile(io.BytesIO(content)) as z:
+            return "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
     return content.decode("utf-8", "replace")
 
 
@@ -159,6 +170,7 @@ def walk(api: LiveApi, key: str | None) -> tuple[dict[str, str], set[str]]:
                         and key.startswith(("viewer", "analyst"))
                         and method != "GET"
                         and not (key.startswith("analyst") and full_path in READ_ONLY_POSTS)
+                        and full_path not in PAGE_POSTS
                     ):
                         assert r.status_code in (401, 403, 404, 422), (method, url, r.status_code)
                     bodies[f"{method} {url} {params} -> {r.status_code}"] = body_text(
@@ -190,7 +202,9 @@ def test_api_leaks__no_sensitive_value_for_viewer_or_analyst(api):
         for call, text in bodies.items():
             leaked = [n for n in SENSITIVE_NEEDLES if n in text]
             assert not leaked, f"{key}: {call} shows {leaked}"
-            if "/v1/forms/" in call and ("/submissions" in call or "/export" in call):
+            if ("/v1/forms/" in call and ("/submissions" in call or "/export" in call)) or (
+                "/v1/odata/" in call
+            ):
                 cols = [c for c in SENSITIVE_COLUMNS if c in text]
                 assert not cols, f"{key}: {call} names sensitive columns {cols}"
     assert MARK_HOME in seen["analyst"] and MARK_OTHER in seen["analyst"]  # the walk sees rows

@@ -213,3 +213,29 @@ def test_odata__basic_auth_roles_and_audit(feed):
             .all()
         )
     assert len(got) - before == sum(1 for r in rows if r.get("visit__household_id") is not None)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"$filter": "district eq 'kulob' or (submitted_at gt 2026-13-45T99:00:00Z)"},
+        {"$filter": "contains(district, 'ku')"},
+        {"$filter": "district in ('kulob', 'khujand')"},
+        {"$filter": "now() gt submitted_at"},
+        {"$filter": "x" * 2001},
+        {"$filter": "district eq 1 and review_state eq null"},
+        {"$filter": "submitted_at/year eq 2026"},
+        {"$filter": "any(d: d eq 'x')"},
+        {"$filter": "'" * 50},
+        {"$top": "-1"},
+        {"$top": "99999999999"},
+        {"$skip": "abc"},
+        {"$skiptoken": "eyJzIjoiYSIsInIiOjF9"},
+        {"$count": "maybe"},
+    ],
+)
+def test_odata__odd_queries_get_a_clear_4xx_or_an_answer_never_a_500(feed, params):
+    r = _get(feed, "analyst", "/v1/odata/household_visit.svc/Submissions", **params)
+    assert r.status_code in (200, 400, 422), (params, r.status_code, r.text[:300])
+    r = _get(feed, "analyst", "/v1/odata/household_visit.svc/Submissions_children", **params)
+    assert r.status_code in (200, 400, 422), (params, r.status_code, r.text[:300])

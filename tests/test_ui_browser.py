@@ -90,7 +90,7 @@ def test_ui__page_renders_per_role_with_the_apis_numbers(api, browser, key, tmp_
     context, page = _signed_in(browser, api, key)
     try:
         assert page.locator("#role").inner_text() == key.split("-")[0]
-        for indicator in ("women_visited", "roundtables_held"):
+        for indicator in ("home_visits", "roundtables_held"):
             truth = _api_cells(api, key, indicator)
             shown = _page_cells(page, indicator)
             assert set(shown) == set(truth), (indicator, shown, truth)
@@ -124,7 +124,7 @@ def test_ui__viewer_sees_suppressed_cells_as_suppressed_and_manager_the_value(
     for key in ("viewer", "manager"):
         context, page = _signed_in(browser, api, key)
         try:
-            row = page.locator(f'#ind-women_visited tr[data-district="{RARE_DISTRICT}"] td').first
+            row = page.locator(f'#ind-home_visits tr[data-district="{RARE_DISTRICT}"] td').first
             if key == "viewer":
                 assert row.inner_text() == "suppressed" and row.get_attribute("data-suppressed")
                 dot = page.locator(f'#map g.dot[data-district="{RARE_DISTRICT}"]')
@@ -148,7 +148,7 @@ def test_ui__language_switch_changes_labels(api, browser, tmp_path_factory):
             for c in api.synced.specs["household_visit"].choices
             if (c.list_name, c.value) == ("district", HOME_DISTRICT)
         )
-        cell = page.locator(f'#ind-women_visited tr[data-district="{HOME_DISTRICT}"] th')
+        cell = page.locator(f'#ind-home_visits tr[data-district="{HOME_DISTRICT}"] th')
         assert cell.inner_text() == tg_kulob
         _shot(page, tmp_path_factory, api, "lang-tg")
         page.click("#lang-ru")

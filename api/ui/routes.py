@@ -38,7 +38,7 @@ CENTROIDS: dict[str, list[float]] = {
     for k, v in json.loads((HERE / "static" / "district_centroids.json").read_text()).items()
     if not k.startswith("_")
 }
-MAP_INDICATOR = "women_visited"
+MAP_INDICATOR = "home_visits"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -125,7 +125,7 @@ def page(request: Request, engine: EngineDep, settings: SettingsDep) -> Response
         "caller": caller,
         "blocks": blocks,
         "map": _map(map_block) if map_block else None,
-        "sync": sync_status.sync_status(caller, engine),
+        "sync": sync_status.sync_status(caller, engine, settings),
         "issues": issues,
         "forms": [f.xml_form_id for f in all_forms(engine)] if caller.role >= Role.analyst else [],
         "note": t["suppressed_note"].format(
