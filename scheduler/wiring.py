@@ -90,7 +90,7 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
     def sync_one(form_id: str, should_stop: Callable[[], bool]) -> Any:
         try:
             with Central(settings) as central:
-                (result,) = sync_forms(
+                results = sync_forms(
                     settings,
                     [form_id],
                     engine=engine,
@@ -100,6 +100,9 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
                 )
         except CentralError as exc:
             raise RunFailed(str(exc)) from exc
+        if not results:  # asked to stop before the form began: nothing read, nothing written
+            return "stopped before it began"
+        (result,) = results
         if result.status == "failed":
             raise RunFailed(str(result.error))
         return _describe(result)
