@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pyxform.errors import PyXFormError
 
+from collector.entitycheck import entity_findings
 from collector.findings import LANGUAGE_NAMES, Finding, Findings
 from collector.formrules import (
     NAME_PATTERN,
@@ -230,6 +231,8 @@ def _pyxform_finding(xlsform: XLSForm, out: Findings, exc: PyXFormError) -> None
 def check_manifest_forms(manifest: Manifest, entries: Iterable[FormEntry]) -> list[CheckResult]:
     """Check each manifest entry's form with its media, plus the media the manifest lists."""
     results = []
+    entries = list(entries)
+    by_entities = entity_findings(e.file for e in entries)  # rules across the forms
     for entry in entries:
         result = check_form(
             entry.file,
@@ -250,5 +253,6 @@ def check_manifest_forms(manifest: Manifest, entries: Iterable[FormEntry]) -> li
             for m in entry.media
             if not m.is_file()
         ]
+        extra += by_entities.get(entry.file, [])
         results.append(CheckResult(result.path, (*result.findings, *extra), result.conversion))
     return results

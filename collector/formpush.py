@@ -32,6 +32,7 @@ from collector.central import Central, CentralError, CentralRejected
 from collector.central import forms as central_forms
 from collector.central import projects as central_projects
 from collector.errors import FormsError
+from collector.entityforms import entries_in_push_order
 from collector.formcheck import CheckResult, check_manifest_forms
 from collector.formdiff import FieldChanges, field_changes, xform_fields
 from collector.formspec import FormSpec
@@ -366,7 +367,8 @@ def push_forms(
     push (changed or not) so the store holds its fields, labels and sensitivity.
     A plan with warnings (a question removed) is pushed only with ``accept_warnings``.
     """
-    local = checked_forms(manifest, manifest.select(names))
+    # a form writing an entity list before the forms that read it (entityforms.push_order)
+    local = checked_forms(manifest, entries_in_push_order(manifest.select(names)))
     project_ids: dict[str, int | None] = {}
     plans = [plan_form(central, form, project_ids) for form in local]
     blocked = [f"{p.form_id}: {p.reason}" for p in plans if p.action is Action.BLOCKED]

@@ -30,7 +30,13 @@ from collector.xlsform import convert_xlsform, form_spec, read_xlsform
 
 REPO = Path(__file__).resolve().parent.parent
 FORMS = REPO / "forms"
-FORM_IDS = ("household_visit", "roundtable", "info_centre_consultation", "awareness_event")
+FORM_IDS = (
+    "household_visit",
+    "roundtable",
+    "info_centre_consultation",
+    "awareness_event",
+    "woman_registration",
+)
 
 
 # --- the good forms -----------------------------------------------------------------------
@@ -454,7 +460,7 @@ def test_cli_check__programme_forms_exit_0(monkeypatch) -> None:
     monkeypatch.setenv("COLLECTOR_FORMS_DIR", str(FORMS))
     result = CliRunner().invoke(app, ["forms", "check"])
     assert result.exit_code == 0, result.output
-    assert "4 form(s), 0 error(s)" in result.output
+    assert "5 form(s), 0 error(s)" in result.output
 
 
 def test_cli_check__broken_form_exits_1_with_json_findings(tmp_path: Path, monkeypatch) -> None:

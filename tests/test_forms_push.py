@@ -109,7 +109,7 @@ def test_push__creates_the_four_forms_then_a_second_push_writes_nothing(
 ) -> None:
     manifest = load_manifest(forms_dir)
     before = plan_forms(client, manifest)
-    assert [p.action for p in before] == [Action.CREATE] * 4
+    assert [p.action for p in before] == [Action.CREATE] * len(FORM_IDS)
     assert {p.form_id for p in before} == set(FORM_IDS)
 
     engine = store.engine_for(client.settings)
@@ -127,8 +127,8 @@ def test_push__creates_the_four_forms_then_a_second_push_writes_nothing(
 
     wire = Wire(client)
     again = push_forms(client, manifest, record=store_recorder(engine))
-    assert [r.plan.action for r in again] == [Action.NOTHING] * 4
-    assert [r.published_version for r in again] == [None] * 4
+    assert [r.plan.action for r in again] == [Action.NOTHING] * len(FORM_IDS)
+    assert [r.published_version for r in again] == [None] * len(FORM_IDS)
     assert wire.calls and wire.writes == []
     for result in results:
         assert len(central_forms.form_versions(client, result.plan.form_id, pid)) == 1
@@ -197,7 +197,7 @@ def test_push__changed_media_only_publishes_a_new_version_with_the_new_file(
         central_forms.form_attachment_bytes(client, "household_visit", "jamoats.csv", pid)
         == csv.read_bytes()
     )
-    assert [p.action for p in plan_forms(client, manifest)] == [Action.NOTHING] * 4
+    assert [p.action for p in plan_forms(client, manifest)] == [Action.NOTHING] * len(FORM_IDS)
 
 
 def test_push__designer_version_is_used_and_a_stale_one_blocks(
@@ -318,7 +318,7 @@ def test_push__failure_half_way_leaves_published_version_and_rerun_finishes(
             central_forms.form_attachment_bytes(client, "household_visit", "jamoats.csv", pid)
             == (forms_dir / "jamoats.csv").read_bytes()
         )
-        assert [p.action for p in plan_forms(client, manifest)] == [Action.NOTHING] * 4
+        assert [p.action for p in plan_forms(client, manifest)] == [Action.NOTHING] * len(FORM_IDS)
 
 
 @pytest.mark.emulator
@@ -365,10 +365,10 @@ def test_cli_plan_and_push__report_per_form_and_exit_codes(
     runner = CliRunner()
     plan = runner.invoke(app, ["forms", "plan"])
     assert plan.exit_code == 0, plan.output
-    assert plan.output.count(" create ") == 4
+    assert plan.output.count(" create ") == 5
     push = runner.invoke(app, ["forms", "push"])
     assert push.exit_code == 0, push.output
-    assert "4 form(s) published, 0 unchanged" in push.output
+    assert "5 form(s) published, 0 unchanged" in push.output
     assert central.password not in push.output
     again = runner.invoke(app, ["forms", "push", "roundtable"])
     assert again.exit_code == 0 and "0 form(s) published, 1 unchanged" in again.output

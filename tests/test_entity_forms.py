@@ -1,0 +1,111 @@
+"""The programme's register form and the entity rules of ``forms check`` and ``forms push``.
+
+Truth comes from pyxform's XForm (the converter Central runs), read with the standard
+library: the registration form must declare the ``women`` list, create only with consent,
+and save each property from the question the programme intends.
+"""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import openpyxl
+
+from collector.entitycheck import entity_findings
+from collector.entityforms import entity_use, push_order, sensitive_properties
+from collector.formcheck import check_form
+from collector.manifest import load_manifest
+from collector.xlsform import convert_xlsform, read_xlsform
+from emulator.entity_forms import declaration
+
+REPO = Path(__file__).resolve().parent.parent
+FORMS = REPO / "forms"
+REGISTRATION = FORMS / "woman_registration.xlsx"
+XF = "{http://www.w3.org/2002/xforms}"
+SAVETO = "{http://www.opendatakit.org/xforms/entities}saveto"
+
+
+def test_registration_form_passes_check_and_declares_the_women_list() -> None:
+    result = check_form(REGISTRATION)
+    assert result.findings == (), [f.message for f in result.findings]
+    xform = convert_xlsform(REGISTRATION).xform.encode()
+    root = ET.fromstring(xform)  # noqa: S314 - pyxform's output for our own form
+    saveto = {b.get("nodeset"): b.get(SAVETO) for b in root.iter(f"{XF}bind") if b.get(SAVETO)}
+    assert saveto == {
+        "/data/registration/district": "district",
+        "/data/registration/jamoat": "jamoat",
+        "/data/registration/village": "village",
+        "/data/registration/woman_name": "woman_name",
+        "/data/registration/woman_phone": "woman_phone",
+        "/data/registration/birth_year": "birth_year",
+        "/data/registration/household_size": "household_size",
+        "/data/registration/children_count": "children_count",
+        "/data/registration/husband_situation": "husband_situation",
+    }
+    binds = {b.get("nodeset"): b for b in root.iter(f"{XF}bind")}
+    create = binds["/data/meta/entity/@create"]
+    assert "consent" in (create.get("calculate") or "")
+    # the emulator reads the same declaration Central does
+    decl = declaration(xform)
+    assert decl is not None and decl.dataset == "women" and decl.actions == ("create",)
+
+
+def test_registration_identifying_properties_and_label_are_sensitive() -> None:
+    use = entity_use(read_xlsform(REGISTRATION))
+    assert use.list_name == "women" and use.registers
+    assert use.sensitive_properties() == {"village", "woman_name", "woman_phone"}
+    assert use.label_sensitive
+    assert "woman_registration" in [f.form_id for f in load_manifest(FORMS).forms]
+
+
+def _follow_up(tmp_path: Path, village_sensitive: str | None) -> Path:
+    """A follow-up that saves the village again, with or without the sensitive mark."""
+    path = tmp_path / "follow_up.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "survey"
+    ws.append(["type", "name", "label::English (en)", "save_to", "sensitive"])
+    ws.append(["select_one_from_file women.csv", "woman", "Woman", None, None])
+    ws.append(["text", "village", "Village now", "village", village_sensitive])
+    ws.append(["date", "visit_date", "Visit date", "last_visit", None])
+    ent = wb.create_sheet("entities")
+    ent.append(["list_name", "entity_id"])
+    ent.append(["women", "${woman}"])
+    st = wb.create_sheet("settings")
+    st.append(["form_id"])
+    st.append(["follow_up"])
+    wb.save(path)
+    return path
+
+
+def test_a_property_saved_from_a_sensitive_question_must_be_sensitive_everywhere(
+    tmp_path: Path,
+) -> None:
+    reg = tmp_path / "woman_registration.xlsx"
+    shutil.copy(REGISTRATION, reg)
+    unmarked = _follow_up(tmp_path, None)
+    found = entity_findings([reg, unmarked])
+    assert list(found) == [unmarked]
+    [finding] = found[unmarked]
+    assert (finding.code, finding.sheet, finding.row, finding.column) == (
+        "entity-property-sensitive",
+        "survey",
+        3,
+        "E",
+    )
+    assert "village" in finding.message and "women" in finding.message
+    marked = _follow_up(tmp_path, "yes")
+    assert entity_findings([reg, marked]) == {}
+    uses = [entity_use(read_xlsform(p)) for p in (reg, marked)]
+    assert sensitive_properties(uses) == {"women": {"village", "woman_name", "woman_phone"}}
+
+
+def test_push_order_puts_the_list_writer_before_its_readers(tmp_path: Path) -> None:
+    reg = entity_use(read_xlsform(REGISTRATION))
+    follow = entity_use(read_xlsform(_follow_up(tmp_path, "yes")))
+    assert follow.reads == ("women",) and not follow.registers
+    other = entity_use(read_xlsform(FORMS / "roundtable.xlsx"))
+    assert push_order([follow, other, reg]) == ["woman_registration", "follow_up", "roundtable"]
+    assert push_order([other, reg, follow]) == ["roundtable", "woman_registration", "follow_up"]
