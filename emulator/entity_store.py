@@ -585,15 +585,33 @@ def process_pending(conn: sqlite3.Connection, project_id: int) -> None:
         declare_published_forms(conn, project_id)
         pending = conn.execute(
             "SELECT v.id, v.xml, v.submitter_id, v.user_agent, v.instance_id, v.created_at, "
-            "x.dataset_id, x.actions, d.xml FROM submission_versions v "
+            "x.dataset_id, x.actions, d.xml, f.xml_form_id, v.device_id, s.id, s.created_at, "
+            "s.updated_at, s.review_state FROM submission_versions v "
+            "JOIN submissions s ON s.id=v.submission_id "
             "JOIN forms f ON f.id=v.form_id JOIN ds_form_defs x ON x.def_id=v.def_id "
             "JOIN form_defs d ON d.id=v.def_id "
             "WHERE f.project_id=? AND x.dataset_id<>0 "
             "AND v.id NOT IN (SELECT version_id FROM entity_events) ORDER BY v.id",
             (project_id,),
         ).fetchall()
-        for vid, xml, submitter, agent, iid, created, ds_id, actions, form_xml in pending:
+        for (vid, xml, submitter, agent, iid, _created, ds_id, actions, form_xml, xml_form_id,
+             device, sub_id, sub_created, sub_updated, review) in pending:  # fmt: skip
             decl = declaration(bytes(form_xml))
+            # the shape of a real Central's version source (its audit event and submission)
+            source = {
+                "event": {
+                    "actorId": submitter,
+                    "action": "submission.create" if sub_updated is None
+                    else "submission.update.version",
+                    "details": {"instanceId": iid, "submissionId": sub_id,
+                                "submissionDefId": vid},
+                },
+                "submission": {
+                    "xmlFormId": xml_form_id, "instanceId": iid, "submitterId": submitter,
+                    "deviceId": device, "createdAt": sub_created, "updatedAt": sub_updated,
+                    "reviewState": review, "userAgent": agent, "deletedAt": None,
+                },
+            }  # fmt: skip
             def_id: int | None = None
             error: str | None = None
             if decl is not None:
@@ -607,8 +625,7 @@ def process_pending(conn: sqlite3.Connection, project_id: int) -> None:
                         bytes(xml),
                         submitter,
                         agent,
-                        iid,
-                        created,
+                        source,
                     )
                 except CentralError as exc:
                     error = f"{exc.code}: {exc.message}"
@@ -627,8 +644,7 @@ def _apply_submission(
     xml: bytes,
     submitter: int,
     agent: str | None,
-    instance_id: str,
-    created: str,
+    source: dict,
 ) -> int | None:
     """lib/model/query/entities.js _processEntityData: update before create when both are
     asked; an update of an unknown entity becomes a create if create is asked too."""
@@ -643,7 +659,6 @@ def _apply_submission(
                 400.31,
                 f"The submission attempts an entity {action}, which the form does not allow.",
             )
-    source = {"submission": {"instanceId": instance_id, "submitterId": submitter}}
     entity_uuid = normalize_uuid(sub.id)
     if _is_on(sub.update):
         try:

@@ -306,7 +306,8 @@ def test_submissions_create_and_update_entities_with_conflicts(
     # two tablets update from version 1 while offline: the second one conflicts
     submit(http, url, pid, follow_up_xml("visit", eid, 1, "2026-03-01", "6"))
     wait_for(lambda: (entity() or {}).get("currentVersion", {}).get("version") == 2, "v2")
-    submit(http, url, pid, follow_up_xml("visit", eid, 1, "2026-03-02", "7"))
+    second = follow_up_xml("visit", eid, 1, "2026-03-02", "7")
+    submit(http, url, pid, second)
     after = wait_for(lambda: (e := entity()) and e["currentVersion"]["version"] == 3 and e, "v3")
     assert after["conflict"] == "hard"
     assert after["currentVersion"]["data"] == {
@@ -324,6 +325,12 @@ def test_submissions_create_and_update_entities_with_conflicts(
         (2, 1, None),
         (3, 1, "hard"),
     ]
+    # each version names the submission that made it (how the sync links visits to women)
+    source = versions[2]["source"]["submission"]
+    assert (source["xmlFormId"], f"<instanceID>{source['instanceId']}<") == (
+        "visit",
+        second[second.index("<instanceID>") : second.index("</instanceID>") + 1],
+    )
     feed = http.get(f"{url}/v1/projects/{pid}/datasets/women.svc/Entities").json()["value"]
     assert feed[0]["__system"]["conflict"] == "hard"
 
