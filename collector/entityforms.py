@@ -29,6 +29,7 @@ class SavedProperty:
     question: str
     row: int
     sensitive: bool
+    xls_type: str = "text"  # the question's base type (integer, decimal, date, ...)
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,9 @@ def entity_use(xlsform: XLSForm) -> EntityUse:
             if marked and name:
                 sensitive_names.add(name)
             prop = row.get("save_to") or row.get("bind::entities:saveto")
-            if prop and name:
-                saved.append(SavedProperty(prop.strip(), name, row.row, marked))
             base, listed = split_type(row.get("type"))
+            if prop and name:
+                saved.append(SavedProperty(prop.strip(), name, row.row, marked, base))
             if base in FILE_SELECT_TYPES and listed and listed.endswith(".csv"):
                 reads.append(listed[: -len(".csv")])
     sheet = xlsform.sheet("entities")
@@ -142,3 +143,45 @@ def entries_in_push_order(entries: tuple[FormEntry, ...]) -> tuple[FormEntry, ..
         uses.append(replace(use, form_id=entry.form_id))
     by_id = {e.form_id: e for e in entries}
     return tuple(by_id[form_id] for form_id in push_order(uses))
+
+
+@dataclass(frozen=True)
+class PropertyKind:
+    """How the store keeps one entity property: its column type and sensitivity."""
+
+    column_type: str  # text | int | decimal | date
+    sensitive: bool
+
+
+_COLUMN_TYPES = {"integer": "int", "decimal": "decimal", "date": "date"}
+
+
+def property_kinds(uses: Iterable[EntityUse]) -> dict[str, dict[str, PropertyKind]]:
+    """Per list and property: the column type (text unless every form saving to it asks an
+    integer, decimal or date question) and sensitivity (any sensitive source)."""
+    types: dict[tuple[str, str], set[str]] = {}
+    sensitive: dict[tuple[str, str], bool] = {}
+    for use in uses:
+        if not use.list_name:
+            continue
+        for saved in use.saved:
+            key = (use.list_name, saved.property)
+            types.setdefault(key, set()).add(_COLUMN_TYPES.get(saved.xls_type, "text"))
+            sensitive[key] = sensitive.get(key, False) or saved.sensitive
+    out: dict[str, dict[str, PropertyKind]] = {}
+    for (list_name, prop), kinds in types.items():
+        column = next(iter(kinds)) if len(kinds) == 1 else "text"
+        out.setdefault(list_name, {})[prop] = PropertyKind(column, sensitive[(list_name, prop)])
+    return out
+
+
+def manifest_property_kinds(entries: Iterable[FormEntry]) -> dict[str, dict[str, PropertyKind]]:
+    """``property_kinds`` over the forms of a manifest (unreadable forms skipped: the check
+    reports them)."""
+    uses = []
+    for entry in entries:
+        try:
+            uses.append(entity_use(read_xlsform(entry.file)))
+        except Exception:  # noqa: S112 - reported by forms check
+            continue
+    return property_kinds(uses)
