@@ -89,6 +89,10 @@ from collector.cli_store import app as store_app  # noqa: E402
 
 app.add_typer(store_app, name="store")
 
+from collector import cli_entities  # noqa: E402 - `entities sync`
+
+cli_entities.register(app, settings_from_env)
+
 
 def main() -> None:
     """The ``collector`` command. A mistake in a setting (database URL, Central URL, forms

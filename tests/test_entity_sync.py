@@ -165,3 +165,50 @@ def test_register_and_visits_sync_incrementally_with_conflicts_deletes_and_links
     with engine.connect() as conn:
         back = conn.execute(sa.select(es.entity).where(es.entity.c.uuid == other)).mappings().one()
         assert back["deleted_at"] is None
+
+
+def test_cli_entities_sync_reads_property_kinds_from_the_forms(
+    central: CentralTarget,
+    http: requests.Session,  # noqa: F811
+    fresh_name: str,
+    tmp_path: Path,
+    monkeypatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from collector.cli import app
+
+    url = central.url
+    pid = new_project(http, url, fresh_name)
+    publish(http, url, pid, REGISTRATION, "reg")
+    publish(http, url, pid, FOLLOW_UP, "visit")
+    eid = str(uuid.uuid4())
+    submit(http, url, pid, registration_xml("reg", eid, "Zarina", "nurek", "5"))
+    wait_for(lambda: http.get(f"{url}/v1/projects/{pid}/datasets/women/entities/{eid}").ok, "it")
+    db = tmp_path / "store.db"
+    for key, value in {
+        "COLLECTOR_CENTRAL_URL": url,
+        "COLLECTOR_CENTRAL_EMAIL": central.email,
+        "COLLECTOR_CENTRAL_PASSWORD": central.password,
+        "COLLECTOR_CENTRAL_PROJECT_ID": str(pid),
+        "COLLECTOR_DATA_DIR": str(tmp_path / "data"),
+        "COLLECTOR_DATABASE_URL": f"sqlite:///{db}",
+        "COLLECTOR_FORMS_DIR": str(Path(__file__).resolve().parent.parent / "forms"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["entities", "sync"])
+    assert result.exit_code == 0, result.output
+    assert "women: 1 read, 1 with new versions, 0 deleted, 0 in conflict" in result.output
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        kinds = {
+            r.name: (r.column_type, r.sensitive)
+            for r in conn.execute(sa.select(es.entity_property))
+        }
+    # woman_registration.xlsx saves district (text) and household_size (integer), neither
+    # sensitive; no form saves last_visit, so it is kept as sensitive text (fail closed)
+    assert kinds == {
+        "district": ("text", False),
+        "household_size": ("int", False),
+        "last_visit": ("text", True),
+    }
