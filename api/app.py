@@ -25,6 +25,7 @@ from api.routes import (
     indicators,
     keys,
     odata,
+    register,
     reviews,
     submissions,
     sync_status,
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         keys,
         activity,
         odata,
+        register,
     ):
         app.include_router(module.router, prefix="/v1")
     return app
