@@ -77,8 +77,14 @@ def sensitive_properties(engine: Engine, project_id: int | None, list_name: str)
         return set(conn.execute(q).scalars())
 
 
+def _synced(engine: Engine) -> bool:
+    """Whether an entity sync ever ran here (the API only reads: it creates no table)."""
+    return sa.inspect(engine).has_table(es.entity_list.name)
+
+
 def list_names(engine: Engine) -> list[str]:
-    es.ensure_entity_tables(engine)
+    if not _synced(engine):
+        return []
     with engine.connect() as conn:
         return sorted(set(conn.execute(sa.select(es.entity_list.c.name)).scalars()))
 
@@ -105,7 +111,8 @@ def cases(
     uuids: set[str] | None = None,
 ) -> list[Case]:
     """The women of a list as this caller may see them, oldest registration first."""
-    es.ensure_entity_tables(engine)
+    if not _synced(engine):
+        return []
     sensitive = sensitive_properties(engine, None, list_name)
     e = es.entity
     q = sa.select(e).where(e.c.list_name == list_name).order_by(e.c.created_at, e.c.uuid)

@@ -84,6 +84,7 @@ def path_values(api: LiveApi, route: APIRoute) -> list[dict[str, str]]:
     if not names:
         return [{}]
     known = {"form_id", "instance_id", "fmt", "indicator_id", "key_id", "entity_set"}
+    known |= {"list_name", "case"}  # the register's
     unknown = set(names) - known
     assert not unknown, f"{route.path_format}: teach the leak test to fill {sorted(unknown)}"
     out = []
@@ -107,6 +108,8 @@ def path_values(api: LiveApi, route: APIRoute) -> list[dict[str, str]]:
                 "key_id": key,
                 "entity_set": es,
             }
+            # the register's list and case (no entity list is synced here: 404s)
+            values |= {"list_name": "women", "case": "c-0"}
             out.append({k: v for k, v in values.items() if k in names})
     return out
 
