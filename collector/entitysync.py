@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import Engine
 
-from collector.central import Central
+from collector.central import Central, CentralRejected
 from collector.entityforms import PropertyKind
 from collector.storage import entities as es
 
@@ -130,17 +130,39 @@ def sync_list(
             break
         page = central.odata_page(central._relative(next_link))
     for uuid in changed:
-        versions = central.json("GET", f"{base}/entities/{uuid}/versions")
+        try:
+            versions = central.json("GET", f"{base}/entities/{uuid}/versions")
+        except CentralRejected as err:
+            if err.status != 404:
+                raise
+            continue  # deleted since (Central hides a deleted entity's versions)
         with engine.begin() as conn:
             es.store_versions(
                 conn, project_id, list_name, uuid, [_version_row(v) for v in versions]
             )
         result.versions += 1
-    deleted = {
-        d["uuid"]: parse_time(d.get("deletedAt")) or started
-        for d in central.json("GET", f"{base}/entities", params={"deleted": "true"})
-    }
+    gone = central.json("GET", f"{base}/entities", params={"deleted": "true"})
+    deleted = {d["uuid"]: parse_time(d.get("deletedAt")) or started for d in gone}
     with engine.begin() as conn:
+        # created and deleted between two runs: never in the feed, kept as Central lists it
+        # (its properties and versions are hidden once deleted)
+        stored = es.stored_uuids(conn, project_id, list_name)
+        es.store_entities(
+            conn,
+            project_id,
+            list_name,
+            [_deleted_row(d) for d in gone if d["uuid"] not in stored],
+            typed,
+            types,
+            started,
+        )
+        es.refresh_deleted(
+            conn,
+            project_id,
+            list_name,
+            [_deleted_row(d) for d in gone if d["uuid"] in stored],
+            typed,
+        )
         result.deleted = es.mark_deleted(conn, project_id, list_name, deleted, typed)
         es.save_list_watermark(conn, project_id, list_name, newest, started)
     return result
@@ -159,6 +181,22 @@ def _entity_row(r: dict, props: list[str]) -> dict:
         "deleted_at": None,  # the feed shows live entities only
         "conflict": system.get("conflict"),
         "data": {p: r.get(p, "") for p in props if p in r},
+    }
+
+
+def _deleted_row(d: dict) -> dict:
+    """An entity known only from Central's list of deleted ones."""
+    current = d.get("currentVersion") or {}
+    return {
+        "uuid": d["uuid"],
+        "label": current.get("label") or "",
+        "version": int(current.get("version") or 1),
+        "creator_id": str(d.get("creatorId")) if d.get("creatorId") is not None else None,
+        "created_at": parse_time(d.get("createdAt")),
+        "updated_at": parse_time(d.get("updatedAt")),
+        "deleted_at": None,  # set by mark_deleted, which counts it
+        "conflict": d.get("conflict"),
+        "data": {},
     }
 
 

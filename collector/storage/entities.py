@@ -225,15 +225,27 @@ def property_types(conn: Connection, project_id: int, list_name: str) -> dict[st
 
 
 def stored_versions(conn: Connection, project_id: int, list_name: str) -> dict[str, int]:
-    """uuid -> the version stored, to know which entities changed."""
+    """uuid -> the newest version whose history is stored (``entity_version``), so an
+    entity whose versions a cut-short run did not read is read again next time."""
+    v = entity_version
     return {
-        r.uuid: r.version
-        for r in conn.execute(
-            sa.select(entity.c.uuid, entity.c.version).where(
-                entity.c.project_id == project_id, entity.c.list_name == list_name
-            )
+        uuid: version
+        for uuid, version in conn.execute(
+            sa.select(v.c.uuid, sa.func.max(v.c.version))
+            .where(v.c.project_id == project_id, v.c.list_name == list_name)
+            .group_by(v.c.uuid)
         )
     }
+
+
+def stored_uuids(conn: Connection, project_id: int, list_name: str) -> set[str]:
+    return set(
+        conn.execute(
+            sa.select(entity.c.uuid).where(
+                entity.c.project_id == project_id, entity.c.list_name == list_name
+            )
+        ).scalars()
+    )
 
 
 def store_entities(
@@ -279,6 +291,30 @@ def store_entities(
             row[column_name(prop)] = typed_value(r["data"].get(prop), kind)
         typed_rows.append(row)
     _upsert(conn, typed, typed_rows, ["project_id", "uuid"])
+
+
+def refresh_deleted(
+    conn: Connection, project_id: int, list_name: str, rows: list[dict], typed: sa.Table
+) -> None:
+    """A deleted entity's label, version, times and conflict as Central's list of deleted
+    entities gives them (it may have changed before it was deleted; its properties are
+    hidden once deleted, so the stored ones stay)."""
+    for r in rows:
+        values = {k: r[k] for k in ("label", "version", "updated_at", "conflict")}
+        conn.execute(
+            sa.update(entity)
+            .where(
+                entity.c.project_id == project_id,
+                entity.c.list_name == list_name,
+                entity.c.uuid == r["uuid"],
+            )
+            .values(**values)
+        )
+        conn.execute(
+            sa.update(typed)
+            .where(typed.c.project_id == project_id, typed.c.uuid == r["uuid"])
+            .values(**values)
+        )
 
 
 def mark_deleted(
