@@ -85,6 +85,17 @@ def entity_use(xlsform: XLSForm) -> EntityUse:
     )
 
 
+def reads_own_entity_list(xlsform: XLSForm, file_name: str) -> bool:
+    """Whether ``file_name`` is the entity list this form's entities sheet updates
+    (``{list}.csv``): Central serves it from the list, so it is no media file."""
+    sheet = xlsform.sheet("entities")
+    if sheet is None or not sheet.rows or not file_name.endswith(".csv"):
+        return False
+    first = sheet.rows[0]
+    list_name = first.get("list_name") or first.get("dataset")
+    return bool(list_name) and file_name == f"{list_name}.csv"
+
+
 def sensitive_properties(uses: Iterable[EntityUse]) -> dict[str, set[str]]:
     """Per list, the properties any form saves from a sensitive question."""
     out: dict[str, set[str]] = {}

@@ -17,6 +17,7 @@ from pyxform.aliases import select as SELECT_ALIASES
 from pyxform.parsing.expression import parse_expression
 from pyxform.question_type_dictionary import QUESTION_TYPE_DICT
 
+from collector.entityforms import reads_own_entity_list
 from collector.findings import LANGUAGE_NAMES, Findings, RowFindings
 from collector.formexpr import check_derived_sensitive, check_expressions
 from collector.formspec import LANGUAGES
@@ -212,7 +213,11 @@ def check_survey_rows(
             )
         _check_sensitive(row, survey, out, base)
         _check_choice_reference(row, survey, out, base, choice_list, choice_lists)
-        if base in FILE_SELECT_TYPES and choice_list:
+        if (
+            base in FILE_SELECT_TYPES
+            and choice_list
+            and not reads_own_entity_list(xlsform, choice_list)
+        ):
             _check_media(row, survey, out, choice_list, media_dir, listed_media)
         check_expressions(row, survey, out, names)
     check_derived_sensitive(survey, out)

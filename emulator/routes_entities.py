@@ -17,6 +17,7 @@ import io
 from collections.abc import Awaitable, Callable
 from html import escape
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -68,12 +69,17 @@ from emulator.odata_options import ODATA_HEADERS, Options, decode_skiptoken, enc
 _ready: set[int] = set()
 
 
-def _project(request: Request) -> tuple:
-    """(emulator, project id) with the schema in place and pending submissions processed."""
-    e, pid = user_project(request)
+def _schema(e) -> None:
+    """The entity tables, created once per connection (CREATE IF NOT EXISTS commits)."""
     if id(e.conn) not in _ready:
         ensure_schema(e.conn)
         _ready.add(id(e.conn))
+
+
+def _project(request: Request) -> tuple:
+    """(emulator, project id) with the schema in place and pending submissions processed."""
+    e, pid = user_project(request)
+    _schema(e)
     process_pending(e.conn, pid)
     return e, pid
 
@@ -364,9 +370,10 @@ def _with_list(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         e = emu(request)
-        ensure_schema(e.conn)
+        _schema(e)
         pid = int_param(request.path_params["pid"])
         form = form_row(e.conn, pid, request.path_params["fid"])
+        process_pending(e.conn, pid)  # the lists published forms declare, as Central has them
         def_id = form.draft_def if kind == "draft" else form.current_def
         ds = _linked_dataset(e, pid, def_id, request.path_params["name"])
         if ds is None:
@@ -374,7 +381,6 @@ def _with_list(
         actor = require_actor(request, e.conn)
         if not may_use_form(e.conn, actor, form) or (kind == "draft" and not actor.is_user):
             raise errors.insufficient_rights()
-        process_pending(e.conn, pid)
         return Response(entities_csv(e, ds), 200, media_type="text/csv; charset=utf-8")
 
     return handler
@@ -384,9 +390,10 @@ async def manifest(request: Request) -> Response:
     """The OpenRosa manifest, plus the list-backed attachments (their hash is the CSV's)."""
     response = await openrosa.manifest(request)
     e = emu(request)
-    ensure_schema(e.conn)
+    _schema(e)
     pid = int_param(request.path_params["pid"])
     form = find_form(e.conn, pid, request.path_params["fid"])
+    process_pending(e.conn, pid)
     names = [
         r[0]
         for r in e.conn.execute(
@@ -400,7 +407,6 @@ async def manifest(request: Request) -> Response:
         ds = _linked_dataset(e, pid, form.current_def, name)
         if ds is None:
             continue
-        process_pending(e.conn, pid)
         digest = hashlib.md5(entities_csv(e, ds)).hexdigest()  # noqa: S324 - OpenRosa md5
         extra += (
             "\n    <mediaFile>"
@@ -416,9 +422,36 @@ async def manifest(request: Request) -> Response:
     return Response(body, response.status_code, headers=headers)
 
 
+def _listing_with_lists(
+    original: Callable[[Request], Awaitable[Response]], kind: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """A form's attachment list where a list-backed attachment exists as a dataset
+    (``exists`` and ``datasetExists`` true, no blob), as Central lists it."""
+
+    async def handler(request: Request) -> Response:
+        response = await original(request)
+        if response.status_code != 200:
+            return response
+        e = emu(request)
+        _schema(e)
+        pid = int_param(request.path_params["pid"])
+        form = form_row(e.conn, pid, request.path_params["fid"])
+        process_pending(e.conn, pid)
+        def_id = form.draft_def if kind == "draft" else form.current_def
+        items = orjson.loads(bytes(response.body))
+        for item in items:
+            if _linked_dataset(e, pid, def_id, item["name"]) is not None:
+                item.update({"exists": True, "blobExists": False, "datasetExists": True})
+        return ok(items)
+
+    return handler
+
+
 P = "/v1/projects/{pid}/datasets"
 F = "/v1/projects/{pid}/forms/{fid}"
 ROUTES = [
+    Route(F + "/attachments", _listing_with_lists(routes_forms.form_attachments, "current")),
+    Route(F + "/draft/attachments", _listing_with_lists(routes_forms.draft_attachments, "draft")),
     Route(F + "/attachments/{name}", _with_list(routes_forms.published_attachment, "current")),
     Route(F + "/draft/attachments/{name}", _with_list(routes_forms.draft_attachment, "draft")),
     Route(F + "/manifest", manifest, methods=["GET"]),

@@ -109,3 +109,86 @@ def test_push_order_puts_the_list_writer_before_its_readers(tmp_path: Path) -> N
     other = entity_use(read_xlsform(FORMS / "roundtable.xlsx"))
     assert push_order([follow, other, reg]) == ["woman_registration", "follow_up", "roundtable"]
     assert push_order([other, reg, follow]) == ["roundtable", "woman_registration", "follow_up"]
+
+
+def _checked_follow_up(path: Path) -> None:
+    """A follow-up form that passes every ``forms check`` rule: it selects the woman from
+    women.csv (the list it updates) and saves her district and last visit."""
+    L = ["label::English (en)", "label::Tajik (tg)", "label::Russian (ru)"]
+    src = openpyxl.load_workbook(REGISTRATION)
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "survey"
+    ws.append(["type", "name", *L, "required", "save_to", "sensitive"])
+    ws.append(
+        ["select_one district", "district", "District", "Ноҳия", "Район", "yes", "district", None]
+    )
+    ws.append(
+        ["select_one_from_file women.csv", "woman", "Woman", "Зан", "Женщина", "yes", None, None]
+    )
+    ws.append(
+        [
+            "date",
+            "visit_date",
+            "Visit date",
+            "Санаи ташриф",
+            "Дата визита",
+            "yes",
+            "last_visit",
+            None,
+        ]
+    )
+    ch = wb.create_sheet("choices")
+    ch.append(["list_name", "name", *L])
+    for row in src["choices"].iter_rows(min_row=2, values_only=True):
+        if row[0] == "district":
+            ch.append(list(row[:5]))
+    ent = wb.create_sheet("entities")
+    ent.append(["list_name", "entity_id"])
+    ent.append(["women", "${woman}"])
+    st = wb.create_sheet("settings")
+    st.append(["form_id", "form_title", "default_language"])
+    st.append(["follow_up", "Follow-up visit", "English (en)"])
+    wb.save(path)
+
+
+def test_push_publishes_the_registration_first_so_the_follow_up_gets_the_list(
+    central, tmp_path: Path, fresh_name: str
+) -> None:
+    """The writer goes first whatever the manifest's order. (A follow-up that updates the
+    list declares it too, so a real Central links its women.csv either way; the order is
+    what a form that only reads a list needs.)"""
+    from collector.central import Central
+    from collector.formpush import plan_forms, push_forms
+    from tests.test_forms_push import settings_for
+
+    forms = tmp_path / "forms"
+    forms.mkdir()
+    shutil.copy(REGISTRATION, forms / "woman_registration.xlsx")
+    shutil.copy(FORMS / "jamoats.csv", forms / "jamoats.csv")
+    _checked_follow_up(forms / "follow_up.xlsx")
+    (forms / "manifest.toml").write_text(
+        f'[defaults]\nproject = "Entities {fresh_name}"\n\n'
+        '[forms.follow_up]\nfile = "follow_up.xlsx"\nsync = { interval_minutes = 15 }\n\n'  # first
+        '[forms.woman_registration]\nfile = "woman_registration.xlsx"\nmedia = ["jamoats.csv"]\n'
+        "sync = { interval_minutes = 15 }\n",
+        encoding="utf-8",
+    )
+    manifest = load_manifest(forms)
+    results = check_form(forms / "follow_up.xlsx")
+    assert results.findings == (), [f.message for f in results.findings]
+    with Central(settings_for(central, tmp_path, forms), backoff=0.01) as client:
+        done = push_forms(client, manifest)
+        assert [r.plan.form_id for r in done] == ["woman_registration", "follow_up"]
+        pid = done[0].plan.project_id
+        r = client.request("GET", f"projects/{pid}/forms/follow_up/attachments/women.csv")
+        header = r.text.splitlines()[0]
+        # the list-backed attachment is no media to upload: nothing left to push
+        assert [p.action.value for p in plan_forms(client, manifest)] == ["nothing", "nothing"]
+        listed = client.json("GET", f"projects/{pid}/forms/follow_up/attachments")
+        assert [(a["name"], a["exists"], a["datasetExists"]) for a in listed] == [
+            ("women.csv", True, True)
+        ]
+    # Central serves the list itself: name, label, version, then the properties
+    assert header.startswith("name,label,__version,")
+    assert {"district", "household_size", "last_visit"} <= set(header.split(","))
