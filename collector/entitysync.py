@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 from sqlalchemy.engine import Engine
 
-from collector.central import Central, CentralRejected
+from collector.central import Central
+from collector.central import entities as central_entities
 from collector.entityforms import PropertyKind
 from collector.storage import entities as es
 
@@ -54,10 +54,6 @@ def odata_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def entity_lists(central: Central, project_id: int) -> list[str]:
-    return [d["name"] for d in central.json("GET", f"projects/{project_id}/datasets")]
-
-
 def sync_entities(
     central: Central,
     engine: Engine,
@@ -69,14 +65,10 @@ def sync_entities(
     """Sync every entity list of the project (or ``lists``); ``kinds`` from the forms
     (``entityforms.manifest_property_kinds``) gives each property's type and sensitivity."""
     es.ensure_entity_tables(engine)
-    names = lists if lists is not None else entity_lists(central, project_id)
+    names = lists if lists is not None else central_entities.entity_lists(central, project_id)
     return [
         sync_list(central, engine, project_id, name, kinds.get(name, {}), overlap) for name in names
     ]
-
-
-def _path(project_id: int, list_name: str) -> str:
-    return f"projects/{project_id}/datasets/{quote(list_name, safe='')}"
 
 
 def sync_list(
@@ -88,8 +80,7 @@ def sync_list(
     overlap: timedelta = OVERLAP,
 ) -> ListSyncResult:
     result = ListSyncResult(list_name)
-    base = _path(project_id, list_name)
-    meta = central.json("GET", base)
+    meta = central_entities.entity_list(central, project_id, list_name)
     props = [p["name"] for p in meta.get("properties") or []]
     started = datetime.now(UTC)
     with engine.begin() as conn:
@@ -112,8 +103,7 @@ def sync_list(
         params["$filter"] = f"__system/createdAt ge {since} or __system/updatedAt ge {since}"
     newest = watermark
     changed: list[str] = []
-    page = central.odata_page(f"{base}.svc/Entities", params)
-    while True:
+    for page in central_entities.entity_pages(central, project_id, list_name, params):
         rows = [_entity_row(r, props) for r in page["value"]]
         with engine.begin() as conn:
             es.store_entities(conn, project_id, list_name, rows, typed, types, started)
@@ -125,23 +115,16 @@ def sync_list(
                 changed.append(row["uuid"])
             if row["conflict"]:
                 result.conflicts.append(row["uuid"])
-        next_link = page.get("@odata.nextLink")
-        if not next_link:
-            break
-        page = central.odata_page(central._relative(next_link))
     for uuid in changed:
-        try:
-            versions = central.json("GET", f"{base}/entities/{uuid}/versions")
-        except CentralRejected as err:
-            if err.status != 404:
-                raise
+        versions = central_entities.entity_versions(central, project_id, list_name, uuid)
+        if versions is None:
             continue  # deleted since (Central hides a deleted entity's versions)
         with engine.begin() as conn:
             es.store_versions(
                 conn, project_id, list_name, uuid, [_version_row(v) for v in versions]
             )
         result.versions += 1
-    gone = central.json("GET", f"{base}/entities", params={"deleted": "true"})
+    gone = central_entities.deleted_entities(central, project_id, list_name)
     deleted = {d["uuid"]: parse_time(d.get("deletedAt")) or started for d in gone}
     with engine.begin() as conn:
         # created and deleted between two runs: never in the feed, kept as Central lists it
