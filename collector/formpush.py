@@ -31,8 +31,8 @@ from collector import store
 from collector.central import Central, CentralError, CentralRejected
 from collector.central import forms as central_forms
 from collector.central import projects as central_projects
-from collector.errors import FormsError
 from collector.entityforms import entries_in_push_order
+from collector.errors import FormsError
 from collector.formcheck import CheckResult, check_manifest_forms
 from collector.formdiff import FieldChanges, field_changes, xform_fields
 from collector.formspec import FormSpec
