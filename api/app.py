@@ -13,8 +13,11 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from api.bodyguard import BodyGuard
 from api.compression import GzipUnlessZipped
+from api.database import api_engine, with_statement_timeout
 from api.errors import CatchAll, install_error_handlers
+from api.exportslots import ExportSlots
 from api.ratelimit import RateLimiter, SharedRateLimiter
 from api.routes import (
     activity,
@@ -54,18 +57,22 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         description=DESCRIPTION,
     )
     app.state.settings = settings
-    app.state.engine = engine if engine is not None else store.engine_for(settings)
+    # The API's own pool (bounded wait, 503 past it) unless a caller hands one in (tests,
+    # the demo), and a statement timeout on whichever it is (api.database).
+    base = engine if engine is not None else api_engine(settings)
     # A store behind this release's schema is refused here, in one line (StoreBehind):
     # `collector store upgrade` moves it, once, before the replicas start.
     # An unreachable store is not refused: replicas start and answer 503 until it is back
     # (the scheduler, and store-init before them, check the schema again anyway).
     try:
-        migrations.check_current(app.state.engine)
+        migrations.check_current(base)
     except OperationalError as err:
         logging.getLogger("api").warning(
             "store unreachable at start (%s): its schema version is not checked",
             type(err.orig).__name__,
         )
+    app.state.engine = with_statement_timeout(base, settings.api_statement_timeout_seconds)
+    app.state.export_slots = ExportSlots(settings.api_exports_per_key)
     per_minute = settings.api_rate_limit_per_minute
     app.state.rate_limiter = (
         SharedRateLimiter(app.state.engine, per_minute)
@@ -77,6 +84,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.auth_failure_limiter = RateLimiter(settings.api_auth_failures_per_minute)
     app.state.active_key_hashes = ActiveKeyHashes(app.state.engine)
     install_error_handlers(app)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.api_max_body_bytes,
+        timeout_seconds=settings.api_body_timeout_seconds,
+    )
     app.add_middleware(CatchAll)
     app.add_middleware(GzipUnlessZipped)
     app.include_router(health.router)

@@ -219,7 +219,17 @@ class SubmissionParams:
         self.where = list(where or [])
         self.include_deleted = include_deleted
 
-    def filter_for(self, form: FormInfo, scope: Scope) -> SubmissionFilter:
+    def filter_for(self, form: FormInfo, scope: Scope, *, max_conditions: int) -> SubmissionFilter:
+        """The checked filter; ``max_conditions`` bounds the ``where`` conditions, each of
+        which costs the database a pass (issue 15: 200 ``has`` conditions ran for 27 s on
+        16,000 rows and held a connection all that time)."""
+        if len(self.where) > max_conditions:
+            raise InvalidValue(
+                "where",
+                f"{len(self.where)} conditions",
+                f"at most {max_conditions} conditions in one request "
+                "(COLLECTOR_API_MAX_FILTER_CONDITIONS)",
+            )
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise InvalidValue("from", self.date_from.isoformat(), "is after `to`")
         if self.include_deleted and not scope.sensitive:

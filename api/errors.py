@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.central.errors import CentralError, CentralRejected, CentralUnavailable
@@ -128,6 +129,17 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "5"},
             content={"detail": f"the store is unavailable; retry later (error {error_id})"},
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection is in use and none came back within the pool timeout:
+        # the API is busy, not broken, and a client should come back (issue 15, item 4).
+        log.warning("no database connection free on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "2"},
+            content={"detail": "the API is busy (every database connection in use); retry"},
         )
 
 

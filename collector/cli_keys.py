@@ -85,18 +85,20 @@ def serve_api(
 
     from api.accesslog import log_config
     from api.app import create_app
+    from api.serving import uvicorn_config
     from collector.cli import settings_from_env
 
     settings = settings_from_env()
-    engine = store.engine_for(settings)
-    store.create_schema(engine)
-    app = create_app(settings, engine=engine)
-    uvicorn.run(
+    store.create_schema(store.engine_for(settings))
+    app = create_app(settings)  # the API's own bounded pool (api.database)
+    config = uvicorn_config(
         app,
+        settings,
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_config=log_config(),  # access lines without query strings (SEC-1)
     )
+    uvicorn.Server(config).run()
 
 
 def register(app: typer.Typer) -> None:

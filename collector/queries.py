@@ -395,37 +395,73 @@ def stream_rows(
     repeat: FieldInfo | None = None,
     batch: int = 1000,
 ) -> Iterator[sa.Row]:
-    """Every matching row (of the wide table, or of one repeat's table), streamed.
+    """Every matching row (of the wide table, or of one repeat's table), in batches.
 
-    The database cursor is server-side on PostgreSQL (``stream_results``) and SQLite steps
-    through its result as it goes, so memory stays flat whatever the size. Rows are
-    SQLAlchemy ``Row`` tuples (``row._fields`` names them), the cheapest thing to index.
+    Each batch is read whole on a connection taken from the pool and given back before any
+    of its rows is handed out, so a client that reads slowly, or stops reading, holds no
+    database connection while it waits (issue 15: sixteen stalled CSV exports held every
+    pooled connection and every other key got 500 for minutes). The next batch starts after
+    the last one's key, ``(submitted_at, submission id)``, which never changes once stored
+    (Central's ``submissionDate``), so keyset paging neither skips nor repeats a submission;
+    a repeat's batch takes whole submissions (all their rows), never half of one. Memory
+    stays one batch whatever the export's size. Rows are SQLAlchemy ``Row`` tuples
+    (``row._fields`` names them), the cheapest thing to index; ``_sid`` and ``_sat`` are
+    the keyset's columns, not the export's.
     """
     wide = table_for(form)
     s = submission_t
     joined = wide.join(s, s.c.instance_id == wide.c.instance_id)
+    where = filter_conditions(form, flt, scope, wide)
+    keys = sa.select(s.c.submitted_at, s.c.id).select_from(joined).where(*where)
     if repeat is None:
-        cols = [*_meta_select(scope), *_value_select(fields, wide)]
+        cols = [*_meta_select(scope), s.c.submitted_at.label("_sat"), *_value_select(fields, wide)]
         order = [s.c.submitted_at, s.c.id]
+        rows_from: sa.FromClause = joined
     else:
         rt = table_for(form, repeat.path)
-        joined = joined.join(rt, rt.c.instance_id == wide.c.instance_id)
+        rows_from = joined.join(rt, rt.c.instance_id == wide.c.instance_id)
         cols = [
             s.c.id.label("_sid"),
+            s.c.submitted_at.label("_sat"),
             *(rt.c[c] for c in SYSTEM_REPEAT),
             s.c.district,
             *_value_select(fields, rt),
         ]
         order = [s.c.submitted_at, s.c.id, rt.c.parent_row_id, rt.c.position]
-    query = (
-        sa.select(*cols)
-        .select_from(joined)
-        .where(*filter_conditions(form, flt, scope, wide))
-        .order_by(*order)
+    query = sa.select(*cols).select_from(rows_from).where(*where).order_by(*order)
+    last: tuple[Any, int] | None = None
+    while True:
+        after = [] if last is None else [_after_key(*last)]
+        with engine.connect() as conn:
+            if repeat is None:
+                rows = conn.execute(query.where(*after).limit(batch)).all()
+                upto = (rows[-1]._sat, rows[-1]._sid) if rows else None
+                full = len(rows) == batch
+            else:
+                # The batch's last submission first, then every repeat row up to it.
+                heads = conn.execute(
+                    keys.where(*after).order_by(s.c.submitted_at, s.c.id).limit(batch)
+                ).all()
+                upto = (heads[-1][0], heads[-1][1]) if heads else None
+                full = len(heads) == batch
+                rows = (
+                    conn.execute(query.where(*after, sa.not_(_after_key(*upto)))).all()
+                    if upto is not None
+                    else []
+                )
+        yield from rows
+        if upto is None or not full:
+            return
+        last = upto
+
+
+def _after_key(submitted_at: Any, sid: int) -> sa.ColumnElement[bool]:
+    """Submissions after ``(submitted_at, id)`` in the exports' order (neither is NULL)."""
+    s = submission_t
+    return sa.and_(
+        s.c.submitted_at >= submitted_at,
+        sa.or_(s.c.submitted_at > submitted_at, s.c.id > sid),
     )
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
-        yield from result
 
 
 # --- sync history and data issues ------------------------------------------------------------

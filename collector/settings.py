@@ -108,6 +108,57 @@ class Settings(BaseSettings):
         description="Requests without a valid API key allowed per client address a minute; "
         "beyond that, 429 before the key is looked up.",
     )
+    api_exports_per_key: int = Field(
+        default=2,
+        ge=1,
+        description="Exports one API key may have running at once (per API process); "
+        "beyond that, 429 with Retry-After.",
+    )
+    api_export_stall_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="An export whose client takes no bytes for this long is cut off.",
+    )
+    api_statement_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="The longest an API request's database statement may run "
+        "(PostgreSQL statement_timeout; SQLite: a progress handler); then 503.",
+    )
+    api_pool_size: int = Field(
+        default=10, ge=1, description="Database connections the API keeps (its own pool)."
+    )
+    api_pool_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="How long a request waits for a pooled connection before 503.",
+    )
+    api_max_filter_conditions: int = Field(
+        default=20,
+        ge=1,
+        description="`where` conditions one request may combine (each costs a scan); "
+        "beyond that, 422.",
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="The largest request body read; larger ones get 413 before parsing.",
+    )
+    api_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A client must send a request's headers within this (slowloris).",
+    )
+    api_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A client must send a request's body within this once its headers came.",
+    )
+    api_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For is "
+        "believed (uvicorn's forwarded_allow_ips); empty: none, the peer's address counts.",
+    )
     suppression_threshold: int = Field(
         default=5, ge=1, description="Indicator cells below this are hidden from non-managers."
     )

@@ -202,7 +202,7 @@ def test_collector_api__serves_on_the_given_port(tmp_path):
                     "collector api did not start"
                 )
                 time.sleep(0.2)
-        assert r.json() == {"status": "ok"}
+        assert r.json() == {"status": "ok", "database": "ok"}
         assert requests.get(f"http://127.0.0.1:{port}/v1/forms", timeout=5).status_code == 401
     finally:
         stop_process(proc)

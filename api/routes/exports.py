@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, BinaryIO, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import Field
@@ -26,6 +26,7 @@ from api.deps import (
     scope_for,
     split_list,
 )
+from api.exportslots import BoundedStreamingResponse, ExportSlots
 from collector.exportcols import Header, is_geoline
 from collector.exports import (
     ExportSpec,
@@ -75,6 +76,7 @@ _EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_EXPORT_RESPONSES,
 )
 async def export(
+    request: Request,
     form_id: str,
     fmt: Format,
     caller: AnalystDep,
@@ -95,6 +97,7 @@ async def export(
     filters."""
     shape = Shape(header=header, choice_columns=choice_columns, sep=sep)
     return await _export(
+        request.app.state.export_slots,
         form_id,
         fmt,
         caller,
@@ -138,6 +141,7 @@ class ExportBody(SubmissionFilterBody):
     responses=_EXPORT_RESPONSES,
 )
 async def export_by_body(
+    request: Request,
     form_id: str,
     fmt: Format,
     body: ExportBody,
@@ -148,6 +152,7 @@ async def export_by_body(
     """The export with its filters in the body, so that no value of a sensitive question
     sits in a URL (proxies and logs keep URLs, not bodies). Same file as GET."""
     return await _export(
+        request.app.state.export_slots,
         form_id,
         fmt,
         caller,
@@ -163,6 +168,7 @@ async def export_by_body(
 
 
 async def _export(
+    slots: ExportSlots,
     form_id: str,
     fmt: Format,
     caller: Caller,
@@ -175,6 +181,31 @@ async def _export(
     geofield: str | None,
     shape: Shape,
 ) -> StreamingResponse:
+    release = slots.take(caller.key_id)  # 429 when this key already runs its share
+    try:
+        response = await _bounded_export(
+            form_id, fmt, caller, engine, settings, params, repeat, fields, lang, geofield, shape
+        )
+    except BaseException:
+        release()
+        raise
+    response.bind(release, settings.api_export_stall_seconds)
+    return response
+
+
+async def _bounded_export(
+    form_id: str,
+    fmt: Format,
+    caller: Caller,
+    engine: Engine,
+    settings: Settings,
+    params: SubmissionParams,
+    repeat: str | None,
+    fields: list[str],
+    lang: str | None,
+    geofield: str | None,
+    shape: Shape,
+) -> BoundedStreamingResponse:
     form = form_or_404(engine, form_id)
     scope = scope_for(caller)
     rep = None
@@ -183,7 +214,7 @@ async def _export(
         if rep is None:
             raise UnknownName("repeat", repeat, form.xml_form_id)
     chosen = select_fields(form, fields, scope, rep.path if rep else None)
-    flt = params.filter_for(form, scope)
+    flt = params.filter_for(form, scope, max_conditions=settings.api_max_filter_conditions)
     spec = ExportSpec(
         form=form,
         flt=flt,
@@ -203,18 +234,18 @@ async def _export(
     name = form.xml_form_id if rep is None else f"{form.xml_form_id}-{rep.name}"
     headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
     if fmt == "csv":
-        return StreamingResponse(
+        return BoundedStreamingResponse(
             csv_chunks(engine, spec, on_sensitive=audit), media_type=MEDIA[fmt], headers=headers
         )
     if fmt == "csv.zip":
-        return StreamingResponse(
+        return BoundedStreamingResponse(
             csv_zip_chunks(engine, spec, on_sensitive=audit),
             media_type=MEDIA[fmt],
             headers=headers,
         )
     if fmt == "geojson":
         geo = _geopoint(form, spec, geofield, scope.sensitive)
-        return StreamingResponse(
+        return BoundedStreamingResponse(
             geojson_chunks(engine, spec, geo, on_sensitive=audit),
             media_type=MEDIA[fmt],
             headers=headers,
@@ -224,7 +255,7 @@ async def _export(
     return FileStreamingResponse(fh, media_type=MEDIA[fmt], headers=headers)
 
 
-class FileStreamingResponse(StreamingResponse):
+class FileStreamingResponse(BoundedStreamingResponse):
     """Streams an open (anonymous) file and closes it once the response is over, also when
     the client went away before the first byte, so it never waits for the garbage collector."""
 

@@ -215,7 +215,7 @@ def _page(
     form = form_or_404(engine, form_id)
     scope = scope_for(caller)
     chosen = select_fields(form, fields, scope)
-    flt = params.filter_for(form, scope)
+    flt = params.filter_for(form, scope, max_conditions=settings.api_max_filter_conditions)
     sort_key = parse_sort(form, sort, scope)
     page = submissions_page(
         engine,

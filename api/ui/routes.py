@@ -219,6 +219,7 @@ async def export(
     lang = _lang(request)
     shape = exports.Shape(header="label" if fmt == "xlsx" else "name")
     return await exports._export(
+        request.app.state.export_slots,  # the same per-key cap as the API's route
         form_id,
         fmt,
         caller,

@@ -31,8 +31,11 @@ class UnsupportedDatabase(SettingsError, ValueError):
     """The database URL names a database the store does not support."""
 
 
-def engine_for(settings_or_url: Settings | str) -> Engine:
-    """An engine for the store: SQLite with WAL + foreign keys, or PostgreSQL via psycopg 3."""
+def engine_for(settings_or_url: Settings | str, **pool_options: Any) -> Engine:
+    """An engine for the store: SQLite with WAL + foreign keys, or PostgreSQL via psycopg 3.
+
+    ``pool_options`` (``pool_size``, ``max_overflow``, ``pool_timeout``) size the pool of
+    a process that serves many clients at once (the API's, ``api.database``)."""
     url_text = (
         settings_or_url.resolved_database_url
         if isinstance(settings_or_url, Settings)
@@ -47,7 +50,7 @@ def engine_for(settings_or_url: Settings | str) -> Engine:
         # next run reconnects; recycling keeps idle connections from going stale.
         # hide_parameters: a database error's text (logged, kept in sync status) never
         # carries the submission values bound to the statement (SEC defence in depth).
-        return sa.create_engine(url, pool_recycle=600, hide_parameters=True)
+        return sa.create_engine(url, pool_recycle=600, hide_parameters=True, **pool_options)
     if url.get_backend_name() != "sqlite":
         raise UnsupportedDatabase(
             f"COLLECTOR_DATABASE_URL: unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
@@ -57,7 +60,9 @@ def engine_for(settings_or_url: Settings | str) -> Engine:
         if not db.parent.exists():
             private_dir(db.parent)
         private_file(db)  # 0600 before SQLite writes a byte; its -wal/-shm follow (SEC-4)
-    engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": 30}, hide_parameters=True, **pool_options
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
