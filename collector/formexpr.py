@@ -21,7 +21,7 @@ from collector.xlsform import (
     TRANSLATABLE,
     Sheet,
     SheetRow,
-    is_true,
+    sensitive_rows,
     split_type,
 )
 
@@ -99,10 +99,11 @@ def check_derived_sensitive(survey: Sheet, out: Findings) -> None:
         if row.get("name"):
             sources[row.row] = uses
             rows[row.row] = row
+    marked = sensitive_rows(survey)  # own marks and enclosing groups' (issue 15, item 3)
     sensitive = {
         r.get("name")
         for r in rows.values()
-        if is_true(r.get("sensitive"))
+        if r.row in marked
         or is_staff_identity_type(split_type(r.get("type"))[0])  # always the manager's
     }
     derived: dict[int, str] = {}  # row -> the sensitive name it follows
@@ -119,7 +120,7 @@ def check_derived_sensitive(survey: Sheet, out: Findings) -> None:
     for number, source in sorted(derived.items()):
         row = rows[number]
         base, _ = split_type(row.get("type"))
-        if is_true(row.get("sensitive")) or base in _VALUELESS_TYPES:
+        if row.row in marked or base in _VALUELESS_TYPES:
             continue
         out.on_row(survey, number).add(
             "sensitive-derived-unmarked",

@@ -217,6 +217,27 @@ def _undescribed(f: FieldInfo) -> bool:
     )
 
 
+_MARKABLE_CONTAINERS = frozenset({"begin_group", "begin_repeat"})
+
+
+def _inherit_group_marks(fields: tuple[FieldInfo, ...]) -> tuple[FieldInfo, ...]:
+    """Everything inside a group or repeat the XLSForm marks sensitive is sensitive.
+
+    ``forms push`` records it so (``xlsform.sensitive_rows``); this also covers stores
+    recorded before it did (issue 15, item 3: a district analyst read all three answers of
+    the sensitive group ``safety``). Only containers an XLSForm described count: a group
+    only Central knows (``meta``) is no designer's mark."""
+    marked = tuple(
+        f.path + "/" for f in fields if f.sensitive and f.xls_type in _MARKABLE_CONTAINERS
+    )
+    if not marked:
+        return fields
+    return tuple(
+        replace(f, sensitive=True) if not f.sensitive and f.path.startswith(marked) else f
+        for f in fields
+    )
+
+
 def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
     fields = tuple(
         _field(r)
@@ -238,6 +259,7 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
     fields = tuple(
         replace(f, sensitive=True) if is_staff_identity_type(f.xls_type) else f for f in fields
     )
+    fields = _inherit_group_marks(fields)
     choices: dict[str, dict[str, dict[str, str | None]]] = {}
     for c in conn.execute(
         sa.select(choice_t)

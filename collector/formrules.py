@@ -32,6 +32,7 @@ from collector.xlsform import (
     XLSForm,
     is_true,
     language_of,
+    sensitive_rows,
     split_type,
     texts,
 )
@@ -58,9 +59,28 @@ _SENSITIVE_NAME_TOKENS = {
     "violence",
     "abuse",
     "trafficking",
+    "contact",
+    "hit",
+    "beaten",
+    "forced",
 }
+# The label, in each of the programme's languages (a form may be written in Tajik or
+# Russian first): names, phones, places, violence, forced marriage, trafficking. The
+# Tajik and Russian stems are the forms these words take in questions ("ӯро заданд?",
+# "вас били?", "рақами тамос", "контактный номер", "издивоҷи маҷбурӣ", "принудительный
+# брак", "выдали замуж против воли").
 _SENSITIVE_LABEL = re.compile(
-    r"\bnames?\b|phone|address|gps|location|violen|abus|traffick|rape|beat(en|ing)?\b",
+    r"\bnames?\b|phone|address|gps|location|violen|abus|traffick|rape|beat(en|ing)?\b"
+    r"|\bhit\b|\bslap|\bkick|contact (number|details)|forced(ly)? (to )?marr|marr\w* "
+    r"against"
+    # Russian
+    r"|\bимя\b|\bимени\b|фамили|телефон|контактн\w* номер|номер для связи|адрес|насили"
+    r"|\bбил[аи]?\b|\bбьёт|\bбьет|удар|избива|избил|принудительн\w* (брак|замуж)"
+    r"|выдали замуж|против (её|ее) воли|торговл\w* людьми"
+    # Tajik
+    r"|\bном\b|насаб|телефон|рақами (тамос|телефон)|суроға|зӯровар|хушунат|\bзад(анд|ааст|)\b"
+    r"|лату ?кӯб|издивоҷи маҷбурӣ|никоҳи маҷбурӣ|маҷбуран.{0,20}(шавҳар|никоҳ)"
+    r"|савдои одам|хариду фурӯши одам",
     re.IGNORECASE,
 )
 _LOCATION_TYPES = {"geopoint", "geotrace", "geoshape", "start-geopoint", "background-geopoint"}
@@ -162,6 +182,7 @@ def check_survey_rows(
     seen: dict[str, int] = {}
     has_district = False
     listed_media = set(manifest_media) if manifest_media is not None else None
+    marked = sensitive_rows(survey)  # own marks and enclosing groups' (issue 15, item 3)
     for row in survey.rows:
         at = out.on_row(survey, row.row)
         type_text, name = row.get("type"), row.get("name")
@@ -211,7 +232,7 @@ def check_survey_rows(
                 "write what the enumerator should enter, in all three languages",
                 f"constraint_message::{LANGUAGE_NAMES['en']}",
             )
-        _check_sensitive(row, survey, out, base)
+        _check_sensitive(row, survey, out, base, inherited=row.row in marked)
         _check_choice_reference(row, survey, out, base, choice_list, choice_lists)
         if (
             base in FILE_SELECT_TYPES
@@ -265,7 +286,9 @@ def _check_name(at: RowFindings, type_text: str, name: str, seen: dict[str, int]
         seen.setdefault(name, at.row)
 
 
-def _check_sensitive(row: SheetRow, survey: Sheet, out: Findings, base: str) -> None:
+def _check_sensitive(
+    row: SheetRow, survey: Sheet, out: Findings, base: str, *, inherited: bool
+) -> None:
     value = row.get("sensitive").strip().lower()
     at = out.on_row(survey, row.row)
     if value not in SENSITIVE_VALUES:
@@ -276,17 +299,19 @@ def _check_sensitive(row: SheetRow, survey: Sheet, out: Findings, base: str) -> 
             "sensitive",
         )
         return
-    if is_true(value) or base in {"note", "calculate", "hidden"} | set(GROUP_BEGIN):
-        return
+    if is_true(value) or inherited or base in {"note", "calculate", "hidden"} | set(GROUP_BEGIN):
+        return  # marked, or inside a group or repeat marked sensitive
     name = row.get("name")
-    label = row.get(f"label::{LANGUAGE_NAMES['en']}")
+    labels = [row.get(f"label::{LANGUAGE_NAMES[lang]}") for lang in LANGUAGES]
     tokens = set(re.split(r"[_.\-]", name.lower())) if name else set()
     why = None
     if base in _LOCATION_TYPES:
         why = "it records a location"
     elif base in _IDENTITY_TYPES:
         why = "it records who the person is"
-    elif tokens & _SENSITIVE_NAME_TOKENS or (label and _SENSITIVE_LABEL.search(label)):
+    elif tokens & _SENSITIVE_NAME_TOKENS or any(
+        label and _SENSITIVE_LABEL.search(label) for label in labels
+    ):
         why = "it asks for a name, phone, place or about violence or trafficking"
     if why:
         at.add(

@@ -228,6 +228,29 @@ def default_language_code(xlsform: XLSForm) -> str:
     return code["code"].lower() if code else setting
 
 
+def sensitive_rows(survey: Sheet | None) -> set[int]:
+    """Survey rows that are sensitive by their own mark or an enclosing group's or repeat's.
+
+    A designer who marks the group ``safety`` sensitive means every question in it, nested
+    groups and repeats included (issue 15, item 3): the store, the API, the exports and
+    ``forms check`` all take their marks from here, so none of them reads the group's mark
+    as meaning the group row alone."""
+    out: set[int] = set()
+    stack: list[bool] = []  # per open group or repeat: is it (or an outer one) marked?
+    for row in survey.rows if survey else ():
+        base, _ = split_type(row.get("type"))
+        if base in GROUP_END:
+            if stack:
+                stack.pop()
+            continue
+        marked = is_true(row.get("sensitive")) or (bool(stack) and stack[-1])
+        if marked:
+            out.add(row.row)
+        if base in GROUP_BEGIN:
+            stack.append(marked)
+    return out
+
+
 def form_spec(xlsform: XLSForm, media_dir: Path | None = None) -> FormSpec:
     """The form's questions, labels, choices and sensitivity, keyed by Central's paths.
 
@@ -238,6 +261,7 @@ def form_spec(xlsform: XLSForm, media_dir: Path | None = None) -> FormSpec:
     survey = xlsform.sheet("survey")
     fields: list[FieldSpec] = []
     stack: list[tuple[str, str]] = []  # (name, "group" | "repeat")
+    sensitive = sensitive_rows(survey)
     for row in survey.rows if survey else ():
         base, choice_list = split_type(row.get("type"))
         if base in GROUP_END:
@@ -259,7 +283,7 @@ def form_spec(xlsform: XLSForm, media_dir: Path | None = None) -> FormSpec:
                 labels=texts(row, "label", lang),
                 hints=texts(row, "hint", lang),
                 choice_list=choice_list,
-                sensitive=is_true(row.get("sensitive")),
+                sensitive=row.row in sensitive,
                 required=is_true(row.get("required")),
                 repeat_path=repeat_path,
             )
