@@ -128,16 +128,19 @@ def after_cursor(
 ) -> sa.ColumnElement[bool]:
     """Rows after the cursor in the order (value NULLs last, then submission id)."""
     s_id = submission_t.c.id
-    beyond = (col < value) if key.descending else (col > value)
     id_beyond = (s_id < row_id) if key.descending else (s_id > row_id)
+    if value is None:
+        # The cursor's row has no value: only rows without one, after it, are left (NULLs
+        # sort last). Checked before any comparison with the value, which SQLAlchemy
+        # refuses for None (issue 15, item 7: a 500 on following next_cursor).
+        return sa.and_(col.is_(None), id_beyond)
+    beyond = (col < value) if key.descending else (col > value)
     if key.field is None and key.name in NEVER_NULL_SORT:
         # The plain range (col <= value) is implied by the OR; stated alone it lets both
         # planners scan the (form_id, submitted_at) index from the cursor on, where the OR
         # alone made PostgreSQL filter every row before it (0.6 s a page at 100,000).
         within = (col <= value) if key.descending else (col >= value)
         return sa.and_(within, sa.or_(beyond, sa.and_(col == value, id_beyond)))
-    if value is None:
-        return sa.and_(col.is_(None), id_beyond)
     return sa.or_(col.is_(None), beyond, sa.and_(col == value, id_beyond))
 
 

@@ -338,9 +338,14 @@ def submissions_page(
     with engine.connect() as conn:
         if cursor:
             row_id = decode_cursor(cursor, sort)
-            # The scope alone (form, districts), not the filters: the cursor's row may have
-            # been deleted or edited out of the filter since; its position still holds.
+            # The scope (form, districts) and, like the filter, deleted rows only with
+            # include_deleted (manager): a forged cursor naming a deleted submission let
+            # an analyst sort around it and read its answers (issue 15, item 6). The other
+            # filters are not applied: a row edited out of the filter since the last page
+            # keeps its position.
             in_scope = [s.c.form_id == form.id, scope.district_condition(s.c.district)]
+            if not flt.include_deleted:
+                in_scope.append(s.c.deleted_at.is_(None))
             value = cursor_sort_value(conn, col, joined, in_scope, row_id, cursor)
             query = query.where(after_cursor(col, sort, value, row_id))
         rows = [dict(r._mapping) for r in conn.execute(query)]

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from api.audit import audit_reads
 from api.deps import AnalystDep, EngineDep, SettingsDep, form_or_404, scope_for
+from collector.cursors import INT64_MAX
 from collector.forminfo import InvalidValue
 from collector.queries import data_issues_page
 from collector.times import UtcTime
@@ -43,7 +44,8 @@ def list_data_issues(
     form: Annotated[str | None, Query(description="Only this form's issues.")] = None,
     limit: Annotated[int, Query(ge=1)] = 100,
     after: Annotated[
-        int | None, Query(ge=0, description="`next_after` of the previous page.")
+        int | None,
+        Query(ge=0, le=INT64_MAX, description="`next_after` of the previous page."),
     ] = None,
 ) -> DataIssuePageOut:
     if limit > settings.api_max_page_size:
