@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from api.bodyguard import BodyGuard
 from api.compression import GzipUnlessZipped
 from api.database import api_engine, with_statement_timeout
+from api.docs import SecurityHeaders, install_docs
 from api.errors import CatchAll, install_error_handlers
 from api.exportslots import ExportSlots
 from api.ratelimit import RateLimiter, SharedRateLimiter
@@ -42,7 +43,9 @@ DESCRIPTION = """\
 The programme's field data for data managers: forms, submissions, exports, indicators,
 reviews and sync status.
 
-Send an API key as `Authorization: Bearer <key>` (`collector keys create NAME --role ROLE`).
+Send an API key as `Authorization: Bearer <key>` (`collector keys create NAME --role ROLE`)
+to every `/v1` route; `/health`, this page, `/redoc` and `/openapi.json` need none (they
+describe the API and hold no data).
 Roles: **viewer** (indicators, with small cells suppressed, and form definitions),
 **analyst** (rows and exports, sensitive values withheld), **manager** (everything; each read
 of a sensitive value is audited; review decisions), **admin** (a manager who also manages
@@ -55,6 +58,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         title="collector API",
         version="1",
         description=DESCRIPTION,
+        docs_url=None,  # served from local assets by install_docs, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     # The API's own pool (bounded wait, 503 past it) unless a caller hands one in (tests,
@@ -91,6 +96,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.add_middleware(CatchAll)
     app.add_middleware(GzipUnlessZipped)
+    app.add_middleware(SecurityHeaders)  # outermost: on every response, 500s included
+    install_docs(app)
     app.include_router(health.router)
     app.mount("/ui/static", ui.static, name="ui-static")
     app.include_router(ui.router)
