@@ -112,3 +112,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+from collector import cli_sqlroles  # noqa: E402 - `sql-roles`
+
+cli_sqlroles.register(app)
