@@ -98,7 +98,10 @@ def serve_api(
         port=port or settings.api_port,
         log_config=log_config(),  # access lines without query strings (SEC-1)
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:  # as uvicorn.run: a port in use is a failed start, not a success
+        raise typer.Exit(3)
 
 
 def register(app: typer.Typer) -> None:
