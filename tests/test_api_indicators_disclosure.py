@@ -23,7 +23,7 @@ from collector.indicators import (
     compute,
     rounded,
 )
-from collector.storage.secrets import _CACHE as secret_cache
+from collector.storage.caches import caches_for
 from tests.api_fixtures import (
     RARE_DISTRICT,
     LiveApi,
@@ -165,14 +165,14 @@ def test_rounding__keyed_by_the_store_secret_not_by_what_analysts_see(api):
                 .where(secrets_t.c.name == ROUNDING_SECRET)
                 .values(value=bytes(32).hex())
             )
-        secret_cache.clear()
+        caches_for(engine).secrets.clear()
         after = cells(5)
     finally:
         with engine.begin() as conn:
             conn.execute(
                 secrets_t.update().where(secrets_t.c.name == ROUNDING_SECRET).values(value=held)
             )
-        secret_cache.clear()
+        caches_for(engine).secrets.clear()
     assert cells(5) == before  # the store's own key again: the same answers
     uneven = [k for k, v in exact.items() if v % 5]
     assert len(uneven) >= 10, "too few cells to tell the keys apart"

@@ -53,15 +53,15 @@ def test_first_use_of_existing_tables_takes_no_schema_lock(postgres_url):
     """A replica starting while a form migration holds the schema lock (it may wait minutes
     behind a streaming export) must still serve: the lock is taken only to create a table."""
     from api.ratelimit import SharedRateLimiter
+    from collector.storage.caches import caches_for
     from collector.storage.engine import _SCHEMA_LOCK
-    from collector.storage.secrets import _CACHE
 
     engine = store.engine_for(postgres_url)
     try:
         store.create_schema(engine)
         SharedRateLimiter(engine, per_minute=60).acquire("warm")  # both tables exist now
         store.store_secret(engine, "rounding")
-        _CACHE.clear()
+        caches_for(engine).secrets.clear()
         with engine.connect() as holder:
             holder.exec_driver_sql(f"SELECT pg_advisory_lock({_SCHEMA_LOCK})")
             pool = ThreadPoolExecutor(1)
