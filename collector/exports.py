@@ -399,9 +399,10 @@ def _write_cell(ws: Any, fmt: _Formats, r: int, c: int, value: Any) -> None:
     elif isinstance(value, RecordedTime):  # a dateTime answer, as recorded (fields sheet)
         local = value.replace(tzinfo=None)
         if local.year < 1900:
-            ws.write_string(r, c, value.isoformat(timespec="milliseconds"))
+            ws.write_string(r, c, value_text(value))
         else:
-            zone = value.isoformat()[-6:]  # +05:00
+            text = value_text(value)
+            zone = "Z" if text.endswith("Z") else text[-6:]  # +05:00
             ws.write_datetime(r, c, local, fmt.zoned(zone))
     elif isinstance(value, datetime):
         value = naive_utc(value)

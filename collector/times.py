@@ -59,8 +59,8 @@ def recorded(value: datetime | None, offset_minutes: int | None) -> datetime | N
 def value_text(value: Any) -> Any:
     """Any stored value as written out: a :class:`RecordedTime` with its offset, other
     datetimes in UTC with ``Z``, dates and times in ISO form, everything else as it is."""
-    if isinstance(value, RecordedTime):
-        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, RecordedTime):  # offset 0 as Z, the one way UTC is written here
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, datetime):
         return answer_text(value)
     if isinstance(value, date | time):
