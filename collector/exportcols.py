@@ -82,7 +82,8 @@ class Column:
         if raw is None:
             return None
         if self.offset_key is not None and isinstance(raw, datetime):
-            return recorded(raw, offset)
+            # unknown offset: UTC, written Z (in XLSX too, where a plain time shows none)
+            return recorded(raw, 0 if offset is None else offset)
         if self.kind == "flag":
             return 1 if self.choice in str(raw).split() else 0
         if self.labels is not None:

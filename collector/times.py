@@ -5,9 +5,11 @@
   and PostgreSQL with its session's zone; both are read as the instant they are and
   written the same way, in every route and export.
 - **dateTime answers** (Collect's ``start``/``end``, ``dateTime`` questions): Collect
-  records the tablet's offset (``10:02:56.000+05:00``); :func:`answer_text` writes the
-  instant with the offset the store kept for it (``offset_minutes``), else in UTC with
-  ``Z`` -- never without a zone.
+  records the tablet's offset (``10:02:56.000+05:00``); the store keeps the instant and
+  that offset in minutes (``<col>__tzmin``, collector/layout.py). :func:`recorded` puts
+  them together as a :class:`RecordedTime`, which :func:`value_text` writes with its
+  offset (zero as ``Z``); with the offset unknown, the instant in UTC with ``Z`` --
+  never without a zone, never with a made-up one.
 - **Dates stay dates** (``2026-12-03``), times of day as recorded (``10:02:56``).
 """
 
