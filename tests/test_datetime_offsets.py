@@ -21,10 +21,10 @@ import requests
 import sqlalchemy as sa
 
 from api.app import create_app
-from collector import forminfo, store, sync
+from collector import store, sync
 from collector.formpush import store_recorder
 from collector.keys import create_key
-from collector.storage import tables as form_tables_module
+from collector.storage.caches import caches_for
 from collector.xlsform import form_spec, read_xlsform
 from tests.api_fixtures import serving
 from tests.test_sync_support import new_project
@@ -204,8 +204,9 @@ def test_offsets__an_old_store_gets_them_on_its_next_sync(offsets):
             conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN "{col}__tzmin"')
         calls = next(n for n in sa.inspect(conn).get_table_names() if n.startswith(f"{FORM}__"))
         conn.exec_driver_sql(f'ALTER TABLE "{calls}" DROP COLUMN "call_at__tzmin"')
-    form_tables_module._ENSURED.clear()
-    forminfo._FORM_CACHE.clear()
+    caches = caches_for(engine)  # what a new process opening the old store would know
+    caches.form_tables.clear()
+    caches.form_info.clear()
     items = _get(url, token, f"/v1/forms/{FORM}/submissions").json()["items"]
     for item in items:  # the same instants, in UTC with Z: unknown offset, never a wrong one
         start = sent[item["instance_id"]][0]
