@@ -24,8 +24,8 @@ from typing import Any, Literal
 import orjson
 
 from collector.forminfo import FieldInfo, FormInfo
-from collector.queries import value_key
-from collector.times import joined_labels
+from collector.queries import offset_key, value_key
+from collector.times import joined_labels, recorded
 
 Kind = Literal["text", "number", "bool", "date", "datetime", "time", "flag"]
 Header = Literal["name", "label"]
@@ -73,11 +73,17 @@ class Column:
     """For a 0/1 column: the choice value it flags."""
     labels: dict[str, str] | None = None
     """Choice value -> label, when choice values are written as labels."""
+    offset_key: str | None = None
+    """A dateTime answer: the result key of the UTC offset Collect recorded with it."""
 
-    def value(self, raw: Any) -> Any:
-        """The typed value of this column for a raw result value (None stays None)."""
+    def value(self, raw: Any, offset: int | None = None) -> Any:
+        """The typed value of this column for a raw result value (None stays None); a
+        dateTime answer at its recorded ``offset`` (collector.times.recorded)."""
         if raw is None:
             return None
+        if self.offset_key is not None and isinstance(raw, datetime):
+            # unknown offset: UTC, written Z (in XLSX too, where a plain time shows none)
+            return recorded(raw, 0 if offset is None else offset)
         if self.kind == "flag":
             return 1 if self.choice in str(raw).split() else 0
         if self.labels is not None:
@@ -132,7 +138,8 @@ def plan_columns(
             continue
         (col,) = f.value_columns()
         kind = "text" if f.choice_list else _FIELD_KIND.get(f.type, "text")
-        out.append(Column(col, label, value_key(col), kind, f, labels=labels))
+        tz = offset_key(f) if f.offset_column() and kind == "datetime" else None
+        out.append(Column(col, label, value_key(col), kind, f, labels=labels, offset_key=tz))
         if choice_columns and f.select_multiple:
             for v in form.choices.get(f.choice_list or "", {}):
                 out.append(
@@ -155,6 +162,12 @@ def positions(columns: list[Column], fields: tuple[str, ...]) -> list[int]:
     """Each column's position in a result row (``row._fields``), looked up once a table."""
     where = {name: i for i, name in enumerate(fields)}
     return [where[c.key] for c in columns]
+
+
+def offset_positions(columns: list[Column], fields: tuple[str, ...]) -> list[int | None]:
+    """Each column's recorded-offset position in a result row (None: not a dateTime)."""
+    where = {name: i for i, name in enumerate(fields)}
+    return [None if c.offset_key is None else where[c.offset_key] for c in columns]
 
 
 def naive_utc(value: datetime) -> datetime:

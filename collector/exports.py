@@ -47,13 +47,14 @@ from collector.exportcols import (
     is_geoline,
     naive_utc,
     odk_geometry,
+    offset_positions,
     plan_columns,
     positions,
 )
 from collector.exportguard import guard_csv, needs_guard
 from collector.forminfo import SYSTEM_REPEAT, FieldInfo, FormInfo, Scope
 from collector.queries import SubmissionFilter, stream_rows, value_key
-from collector.times import value_text
+from collector.times import RecordedTime, value_text
 
 META_EXPORT = META_MAIN
 REPEAT_EXPORT = META_REPEAT
@@ -167,8 +168,8 @@ class _AuditedRows:
 # --- CSV ---------------------------------------------------------------------------------
 
 
-def _csv_cell(col: Column, raw: Any, decimal_comma: bool) -> Any:
-    value = col.value(raw)
+def _csv_cell(col: Column, raw: Any, offset: int | None, decimal_comma: bool) -> Any:
+    value = col.value(raw, offset)
     if value is None:
         return None
     if isinstance(value, bool):
@@ -195,9 +196,16 @@ def _csv_text(engine: Any, spec: ExportSpec, rows: _AuditedRows, chunk_rows: int
     writer.writerow([guard_csv(h) for h in header_of(columns, spec.header_style)])
     comma = spec.sep == ";"
     at: list[int] = []
+    tz: list[int | None] = []
     for n, row in enumerate(rows, start=1):
-        at = at or positions(columns, row._fields)
-        writer.writerow([_csv_cell(c, row[i], comma) for c, i in zip(columns, at, strict=True)])
+        if not at:
+            at, tz = positions(columns, row._fields), offset_positions(columns, row._fields)
+        writer.writerow(
+            [
+                _csv_cell(c, row[i], None if o is None else row[o], comma)
+                for c, i, o in zip(columns, at, tz, strict=True)
+            ]
+        )
         if n % chunk_rows == 0:
             rows.flush()  # audited before the chunk leaves
             yield buf.getvalue()
@@ -291,8 +299,20 @@ class _Formats:
         self.header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "text_wrap": False})
         self.date = wb.add_format({"num_format": "yyyy-mm-dd"})
         self.datetime = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self._wb = wb
+        self._zoned: dict[str, Any] = {}
         self.time = wb.add_format({"num_format": "hh:mm:ss"})
         self.quoted = wb.add_format({"quote_prefix": True})
+
+    def zoned(self, offset: str) -> Any:
+        """A date-time format ending in a dateTime answer's recorded offset (``+05:00``):
+        the cell holds the wall-clock time Collect recorded, typed, and shows its zone."""
+        fmt = self._zoned.get(offset)
+        if fmt is None:
+            fmt = self._zoned[offset] = self._wb.add_format(
+                {"num_format": f'yyyy-mm-dd hh:mm:ss"{offset}"'}
+            )
+        return fmt
 
 
 def _sheet_name(name: str, taken: set[str]) -> str:
@@ -355,15 +375,17 @@ def _write_sheet(
     ws = _new_sheet(wb, fmt, _sheet_name(base, taken), columns, header)
     r = 0
     at: list[int] = []
+    tz: list[int | None] = []
     for row in _AuditedRows(engine, spec, on_sensitive):
-        at = at or positions(columns, row._fields)
+        if not at:
+            at, tz = positions(columns, row._fields), offset_positions(columns, row._fields)
         r += 1
         if r >= XLSX_MAX_ROWS:
             ws.autofilter(0, 0, r - 1, len(columns) - 1)
             ws = _new_sheet(wb, fmt, _sheet_name(base, taken), columns, header)
             r = 1
-        for c, (col, i) in enumerate(zip(columns, at, strict=True)):
-            _write_cell(ws, fmt, r, c, col.value(row[i]))
+        for c, (col, i, o) in enumerate(zip(columns, at, tz, strict=True)):
+            _write_cell(ws, fmt, r, c, col.value(row[i], None if o is None else row[o]))
     ws.autofilter(0, 0, max(r, 1), len(columns) - 1)
 
 
@@ -374,6 +396,14 @@ def _write_cell(ws: Any, fmt: _Formats, r: int, c: int, value: Any) -> None:
         ws.write_boolean(r, c, value)
     elif isinstance(value, int | float):
         ws.write_number(r, c, value)
+    elif isinstance(value, RecordedTime):  # a dateTime answer, as recorded (fields sheet)
+        local = value.replace(tzinfo=None)
+        if local.year < 1900:
+            ws.write_string(r, c, value_text(value))
+        else:
+            text = value_text(value)
+            zone = "Z" if text.endswith("Z") else text[-6:]  # +05:00
+            ws.write_datetime(r, c, local, fmt.zoned(zone))
     elif isinstance(value, datetime):
         value = naive_utc(value)
         if value.year < 1900:  # before Excel's calendar: kept as text
@@ -410,7 +440,9 @@ def _fields_sheet(wb: xlsxwriter.Workbook, fmt: _Formats, tables: list[ExportSpe
             r += 1
             f = col.field
             kind = (
-                "dateTime (UTC)"
+                "dateTime (as recorded; offset shown)"
+                if col.offset_key is not None
+                else "dateTime (UTC)"
                 if col.kind == "datetime"
                 else (f.type if f is not None else col.kind)
             )
@@ -463,18 +495,19 @@ def geojson_chunks(
     parts: list[bytes] = []
     rows = _AuditedRows(engine, spec, on_sensitive)
     at: list[int] = []
+    tz: list[int | None] = []
     geo_at: list[int] = []
     for row in rows:
         if not at:
-            at = positions(props_cols, row._fields)
+            at, tz = positions(props_cols, row._fields), offset_positions(props_cols, row._fields)
             where = {name: i for i, name in enumerate(row._fields)}
             geo_at = [where[value_key(c)] for c in geofield.value_columns()]
         geometry = _geometry(geofield, [row[i] for i in geo_at])
         if geometry is None:
             continue
         props: dict[str, Any] = {}
-        for col, i in zip(props_cols, at, strict=True):
-            props[col.name] = _json_value(col.value(row[i]))
+        for col, i, o in zip(props_cols, at, tz, strict=True):
+            props[col.name] = _json_value(col.value(row[i], None if o is None else row[o]))
         if geofield.is_geopoint:
             props["accuracy"] = row[geo_at[3]]
         feature = {"type": "Feature", "geometry": geometry, "properties": props}

@@ -19,7 +19,14 @@ from sqlalchemy.engine import Connection, Engine
 from collector import models
 from collector.errors import QueryError
 from collector.formspec import LANGUAGES, is_staff_identity_type
-from collector.layout import SYSTEM_MAIN, SYSTEM_REPEAT, column_kind, sql_type
+from collector.layout import (
+    OFFSET_SQL_TYPE,
+    SYSTEM_MAIN,
+    SYSTEM_REPEAT,
+    column_kind,
+    offset_column,
+    sql_type,
+)
 from collector.storage.caches import caches_for
 
 form_t = models.Form.__table__
@@ -70,6 +77,9 @@ class FieldInfo:
     select_multiple: bool
     binary: bool
     position: int
+    # A dateTime whose table has its offset column (layout.offset_column): stores made
+    # before it existed lack it until their next sync adds it.
+    has_offset: bool = False
 
     @property
     def is_container(self) -> bool:
@@ -91,6 +101,13 @@ class FieldInfo:
         if self.is_geopoint:
             return [f"{self.column_name}_{p}" for p in ("lat", "lon", "alt", "acc")]
         return [self.column_name]
+
+    def offset_column(self) -> str | None:
+        """The column holding the UTC offset Collect recorded with this dateTime answer
+        (None: not a dateTime, or a table made before offsets were kept)."""
+        if not self.has_offset or not self.column_name:
+            return None
+        return offset_column(self.column_name)
 
 
 @dataclass(frozen=True)
@@ -167,6 +184,8 @@ def table_for(form: FormInfo, repeat_path: str | None = None) -> sa.TableClause:
     for f in fields:
         for c in f.value_columns():
             columns.append(sa.column(c, column_type(f)))
+        if f.offset_column():
+            columns.append(sa.column(f.offset_column(), OFFSET_SQL_TYPE()))
     return sa.table(name, *columns)
 
 
@@ -260,6 +279,7 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
         replace(f, sensitive=True) if is_staff_identity_type(f.xls_type) else f for f in fields
     )
     fields = _inherit_group_marks(fields)
+    fields = _with_offsets(conn, fields)
     choices: dict[str, dict[str, dict[str, str | None]]] = {}
     for c in conn.execute(
         sa.select(choice_t)
@@ -279,6 +299,28 @@ def _form_info(conn: Connection, row: sa.Row) -> FormInfo:
         project_id=row.project_id,
         fields=fields,
         choices=choices,
+    )
+
+
+def _with_offsets(conn: Connection, fields: tuple[FieldInfo, ...]) -> tuple[FieldInfo, ...]:
+    """Mark the dateTime fields whose table has the offset column (one inspection per
+    table, when the form's description is rebuilt)."""
+    dated = [f for f in fields if f.type == "dateTime" and f.has_values and f.table_name]
+    if not dated:
+        return fields
+    paths = {f.path for f in dated}
+    inspector = sa.inspect(conn)
+    have: dict[str, set[str]] = {}
+    for name in {f.table_name for f in dated if f.table_name}:
+        try:
+            have[name] = {c["name"] for c in inspector.get_columns(name)}
+        except sa.exc.NoSuchTableError:
+            have[name] = set()
+    return tuple(
+        replace(f, has_offset=True)
+        if f.path in paths and offset_column(f.column_name or "") in have[f.table_name or ""]
+        else f
+        for f in fields
     )
 
 

@@ -11,6 +11,7 @@ this vocabulary; ``storage/tables.py`` creates them; ``forminfo``/``queries`` re
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -52,6 +53,13 @@ SQL_TYPE_OF_KIND: dict[str, TypeFactory] = {
 GEOPOINT_PARTS = ("lat", "lon", "alt", "acc")
 GEOPOINT_SQL_TYPE: TypeFactory = sa.Double
 
+# A dateTime answer is two columns: the instant (aware, UTC; filters, sorts and indicators
+# use it) and the UTC offset Collect recorded with it, in minutes (``+05:00`` -> 300), so
+# every output can write the time as recorded. NULL offset: unknown (rows stored before
+# the column existed and never re-read, or text without a zone); written in UTC with Z.
+OFFSET_SUFFIX = "__tzmin"
+OFFSET_SQL_TYPE: TypeFactory = sa.SmallInteger
+
 # System columns of each kind of per-form table, in order, with their SQL types.
 SYSTEM_MAIN: dict[str, TypeFactory] = {
     "instance_id": sa.Text,
@@ -88,6 +96,26 @@ def column_kind(central_type: str | None, *, binary: bool = False) -> str:
 def geopoint_columns(name: str) -> tuple[str, ...]:
     """The four columns a geopoint named ``name`` is stored in."""
     return tuple(f"{name}_{p}" for p in GEOPOINT_PARTS)
+
+
+def offset_column(name: str) -> str:
+    """The companion column holding the recorded UTC offset of the dateTime ``name``
+    (a name too long for PostgreSQL's 63 characters keeps its start and a hash)."""
+    out = name + OFFSET_SUFFIX
+    if len(out) <= 63:
+        return out
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{name[: 63 - len(OFFSET_SUFFIX) - 9]}_{digest}{OFFSET_SUFFIX}"
+
+
+def stored_columns(name: str, kind: str) -> tuple[tuple[str, TypeFactory], ...]:
+    """Every column (name, SQL type) a question of this kind named ``name`` is stored in:
+    a geopoint's four parts, a dateTime's instant and offset, else the one column."""
+    if kind == "geopoint":
+        return tuple((c, GEOPOINT_SQL_TYPE) for c in geopoint_columns(name))
+    if kind == "datetime":
+        return ((name, SQL_TYPE_OF_KIND[kind]), (offset_column(name), OFFSET_SQL_TYPE))
+    return ((name, SQL_TYPE_OF_KIND[kind]),)
 
 
 def sql_type(kind: str) -> sa.types.TypeEngine:

@@ -36,6 +36,8 @@ from collector.layout import (
     SYSTEM_COLUMNS_REPEAT,
     column_kind,
     geopoint_columns,
+    offset_column,
+    stored_columns,
 )
 
 MAX_IDENT = 63
@@ -108,13 +110,25 @@ def _geopoint_names(name: str) -> set[str]:
     return set(geopoint_columns(name))
 
 
+def _expansion(name: str, kind: str) -> set[str]:
+    """Every column a question of this kind named ``name`` takes (layout.stored_columns)."""
+    return (
+        {n for n, _ in stored_columns(name, kind)} if kind in ("geopoint", "datetime") else {name}
+    )
+
+
 def _column_name(name: str, taken: set[str], path: str, kind: str) -> str:
-    """A column name free in ``taken``; a geopoint's four expansions must all be free."""
-    if kind != "geopoint":
+    """A column name free in ``taken``; a geopoint's four expansions, or a dateTime's
+    offset companion, must all be free too."""
+    if kind not in ("geopoint", "datetime"):
         return _unique(name, taken, path)
     salt = path
     candidate = name
-    while candidate in taken or _geopoint_names(candidate) & taken:
+    while (
+        candidate in taken
+        or _expansion(candidate, kind) & taken
+        or _reserved_by_database(candidate)
+    ):
         digest = hashlib.sha1(salt.encode(), usedforsecurity=False).hexdigest()[:8]
         candidate = ident(name[: MAX_IDENT - 13] + "_" + digest)
         salt += "#"
@@ -135,8 +149,9 @@ class ColumnSpec:
     link_table: str | None = None  # select_multiple: its link table
 
     def stored_names(self) -> tuple[str, ...]:
-        """The column(s) that hold this question's answer (a geopoint has four)."""
-        return geopoint_columns(self.name) if self.kind == "geopoint" else (self.name,)
+        """The column(s) that hold this question's answer (a geopoint has four, a dateTime
+        two: the instant and the offset Collect recorded)."""
+        return tuple(n for n, _ in stored_columns(self.name, self.kind))
 
 
 @dataclass(frozen=True)
@@ -256,8 +271,8 @@ def form_shape(
         if f["path"] in assigned and f.get("type") not in ("structure", "repeat"):
             names = taken[enclosing_repeat(f["path"])]
             names.add(assigned[f["path"]])
-            if f.get("type") == "geopoint" and not f.get("binary"):
-                names.update(_geopoint_names(assigned[f["path"]]))
+            if not f.get("binary"):
+                names.update(_expansion(assigned[f["path"]], column_kind(f.get("type"))))
 
     placement: dict[str, tuple[str, str | None, str | None]] = {}
     district_keys = None
@@ -277,8 +292,7 @@ def form_shape(
         if path not in assigned:
             name = _column_name(name, taken[rep], path, kind)
         taken[rep].add(name)
-        if kind == "geopoint":
-            taken[rep].update(_geopoint_names(name))
+        taken[rep].update(_expansion(name, kind))
         link = None
         if f.get("selectMultiple"):
             link = assigned_tables.get(path + "#link")
@@ -371,6 +385,18 @@ def parse_datetime(v: Any) -> datetime:
     if d.tzinfo is None:
         return d.replace(tzinfo=UTC)
     return d if d.tzinfo is UTC else d.astimezone(UTC)  # Central's own times end in Z
+
+
+def offset_minutes(v: Any) -> int | None:
+    """The UTC offset, in minutes, written in a dateTime's text (``+05:00`` -> 300, ``Z``
+    -> 0), or None if it has none or is not a dateTime. Called only once the text parsed."""
+    if not isinstance(v, str):
+        return None
+    try:
+        off = datetime.fromisoformat(v).utcoffset()
+    except ValueError:
+        return None
+    return None if off is None else int(off.total_seconds() // 60)
 
 
 def _time(v: Any) -> time:
@@ -541,6 +567,7 @@ def _filler(table: TableSpec) -> Filler:
         return fill
     env: dict[str, Any] = {
         "Misfit": Misfit, "geopoint": geopoint, "issue": _issue, "missing": _missing,
+        "offset_minutes": offset_minutes, "parse_datetime": parse_datetime,
     }  # fmt: skip
     code = ["def fill(obj, out, iid, rid, page, table):"]
     for i, c in enumerate(table.columns):
@@ -563,6 +590,21 @@ def _filler(table: TableSpec) -> Filler:
                 f"            {geo} = geopoint(v)",
                 "        except Misfit as why:",
                 f"            {geo} = None, None, None, None",
+                f"            {bad}",
+            ]
+            continue
+        if c.kind == "datetime":  # the instant, and the offset Collect wrote with it
+            tz = offset_column(c.name)
+            code += [
+                "    if v is None:",
+                f"        out[{c.name!r}] = out[{tz!r}] = None",
+                f"        if {gone}: {note_absent}",
+                "    else:",
+                "        try:",
+                f"            out[{c.name!r}] = parse_datetime(v)",
+                f"            out[{tz!r}] = offset_minutes(v)",
+                "        except Misfit as why:",
+                f"            out[{c.name!r}] = out[{tz!r}] = None",
                 f"            {bad}",
             ]
             continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -42,8 +42,10 @@ from collector.queries import (
     STAFF_IDENTITY_COLUMNS,
     SubmissionFilter,
     filter_conditions,
+    offset_key,
     value_key,
 )
+from collector.times import RecordedTime, recorded, value_text
 
 NAMESPACE = "collector"
 MAIN_SET = "Submissions"
@@ -85,6 +87,8 @@ class EntitySet:
     properties: dict[str, str]
     sources: dict[str, str]
     """Property name -> result key (a field's column is read as ``v_<column>``)."""
+    offsets: dict[str, str] = field(default_factory=dict)
+    """A dateTime answer's property -> the result key of the offset Collect recorded."""
 
     @property
     def type_name(self) -> str:
@@ -100,6 +104,7 @@ def _entity_set(name: str, repeat: FieldInfo | None, fields: list[FieldInfo]) ->
     metadata property (a question ``district``) becomes ``<column>_answer``."""
     meta = _META_MAIN if repeat is None else _META_REPEAT
     properties, sources = dict(meta), {m: m for m in meta}
+    offsets: dict[str, str] = {}
     for f in fields:
         if f.is_geopoint:
             edm = "Edm.Double"
@@ -111,7 +116,9 @@ def _entity_set(name: str, repeat: FieldInfo | None, fields: list[FieldInfo]) ->
             prop = c if c not in properties else f"{c}_answer"
             properties[prop] = edm
             sources[prop] = value_key(c)
-    return EntitySet(name, repeat, fields, properties, sources)
+            if f.offset_column():
+                offsets[prop] = offset_key(f)
+    return EntitySet(name, repeat, fields, properties, sources, offsets)
 
 
 def entity_sets(form: FormInfo, scope: Scope) -> list[EntitySet]:
@@ -285,6 +292,9 @@ def read_page(
         cols = [s.c.id.label("_sid"), *(table.c[c] for c in SYSTEM_REPEAT), s.c.district]
         row_key = table.c.row_id
     cols += [table.c[c].label(value_key(c)) for f in es.fields for c in f.value_columns()]
+    cols += [
+        table.c[f.offset_column()].label(offset_key(f)) for f in es.fields if f.offset_column()
+    ]
     conds = filter_conditions(form, SubmissionFilter(), scope, wide)
     if filter_text:  # over this query's own table clause, or SQL would see two tables
         conds.append(parse_filter(filter_text, filterable(form, scope, wide)))
@@ -320,13 +330,18 @@ def json_row(es: EntitySet, row: dict[str, Any]) -> dict[str, Any]:
     """A row as OData JSON: only the set's properties, each in its Edm type's form."""
     out: dict[str, Any] = {}
     for name, edm in es.properties.items():
-        out[name] = _edm_value(edm, row.get(es.sources[name]))
+        value = row.get(es.sources[name])
+        if name in es.offsets and isinstance(value, datetime):  # as Central: the offset kept
+            value = recorded(value, row.get(es.offsets[name]))
+        out[name] = _edm_value(edm, value)
     return out
 
 
 def _edm_value(edm: str, value: Any) -> Any:
     if value is None:
         return None
+    if isinstance(value, RecordedTime):
+        return value_text(value)
     if edm == "Edm.DateTimeOffset" and isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)

@@ -303,7 +303,19 @@ def value_key(column: str) -> str:
 
 
 def _value_select(fields: list[FieldInfo], table: sa.TableClause) -> list[sa.ColumnElement]:
-    return [table.c[c].label(value_key(c)) for f in fields for c in f.value_columns()]
+    """The fields' value columns, each dateTime's recorded offset right after its instant
+    (``offset_key``), so every output can write the time as Collect recorded it."""
+    out = []
+    for f in fields:
+        out += [table.c[c].label(value_key(c)) for c in f.value_columns()]
+        if f.offset_column():
+            out.append(table.c[f.offset_column()].label(offset_key(f)))
+    return out
+
+
+def offset_key(f: FieldInfo) -> str:
+    """The result key of a dateTime field's recorded offset (``v_<column>__tzmin``)."""
+    return value_key(f.offset_column() or "")
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@
   and PostgreSQL with its session's zone; both are read as the instant they are and
   written the same way, in every route and export.
 - **dateTime answers** (Collect's ``start``/``end``, ``dateTime`` questions): Collect
-  records the tablet's offset (``10:02:56.000+05:00``); :func:`answer_text` writes the
-  instant with the offset the store kept for it (``offset_minutes``), else in UTC with
-  ``Z`` -- never without a zone.
+  records the tablet's offset (``10:02:56.000+05:00``); the store keeps the instant and
+  that offset in minutes (``<col>__tzmin``, collector/layout.py). :func:`recorded` puts
+  them together as a :class:`RecordedTime`, which :func:`value_text` writes with its
+  offset (zero as ``Z``); with the offset unknown, the instant in UTC with ``Z`` --
+  never without a zone, never with a made-up one.
 - **Dates stay dates** (``2026-12-03``), times of day as recorded (``10:02:56``).
 """
 
@@ -38,9 +40,29 @@ def answer_text(value: datetime | None, offset_minutes: int | None = None) -> st
     return aware.astimezone(zone).isoformat(timespec="milliseconds")
 
 
+class RecordedTime(datetime):
+    """A dateTime answer at the offset Collect recorded with it (see :func:`recorded`):
+    written with that offset by :func:`value_text`, and as that wall-clock time in XLSX.
+    A plain aware ``datetime`` is a system time or an answer whose offset is unknown, and
+    is written in UTC with ``Z``."""
+
+
+def recorded(value: datetime | None, offset_minutes: int | None) -> datetime | None:
+    """A stored dateTime answer (the instant) with the offset the store kept for it: a
+    :class:`RecordedTime` in that zone, or the instant unchanged when the offset is
+    unknown (rows stored before offsets were kept)."""
+    if value is None or offset_minutes is None:
+        return value
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    local = aware.astimezone(timezone(timedelta(minutes=offset_minutes)))
+    return RecordedTime.combine(local.date(), local.timetz())
+
+
 def value_text(value: Any) -> Any:
-    """Any stored value as written out: datetimes as :func:`answer_text`, dates and times
-    in ISO form, everything else as it is."""
+    """Any stored value as written out: a :class:`RecordedTime` with its offset, other
+    datetimes in UTC with ``Z``, dates and times in ISO form, everything else as it is."""
+    if isinstance(value, RecordedTime):  # offset 0 as Z, the one way UTC is written here
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, datetime):
         return answer_text(value)
     if isinstance(value, date | time):

@@ -168,3 +168,33 @@ def test_fields_from_spec__xlsform_types_map_to_centrals():
         ("/kids/k", "string", True),
     ]
     assert form_shape("f", fields).link_tables() == [("f__kids__k", "f__kids")]
+
+
+def test_rows__a_datetime_keeps_its_recorded_offset_beside_the_instant():
+    # Central serves a dateTime answer as the text Collect sent, "+07" widened to "+07:00"
+    # (central-backend lib/data/odata.js, submissionToOData's dateTime branch).
+    fields = [
+        {"path": "/ts", "name": "ts", "type": "dateTime"},
+        {"path": "/ts/tzmin", "name": "tzmin", "type": "string"},  # would be ts__tzmin
+    ]
+    shape = form_shape("f", fields)
+    ts, other = shape.main.columns
+    assert ts.stored_names() == ("ts", "ts__tzmin")
+    assert other.name != "ts__tzmin"  # the companion column is taken before it
+    texts = {
+        "2026-03-08T10:30:00.000+05:00": 300,
+        "2026-03-08T10:30:00.000-03:30": -210,
+        "2026-03-08T10:30:00.000Z": 0,
+        "2026-03-08T10:30:00.000+07:00": 420,
+        "2026-03-08T10:30:00": None,  # no zone written: unknown, read as UTC
+    }
+    rows = [{"__id": f"uuid:{i}", "ts": t} for i, t in enumerate(texts)]
+    rows.append({"__id": "uuid:bad", "ts": "yesterday"})
+    page = rows_for_page(shape, rows)
+    got = [(r["ts"], r["ts__tzmin"]) for r in page.tables["f"]]
+    for (text, minutes), (instant, offset) in zip(texts.items(), got, strict=False):
+        assert offset == minutes, text
+        assert instant == datetime.fromisoformat(text.replace("Z", "+00:00")).replace(
+            tzinfo=datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo or UTC
+        )
+    assert got[-1] == (None, None) and page.issues[0]["value"] == "yesterday"

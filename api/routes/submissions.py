@@ -30,6 +30,7 @@ from collector.keys import Caller
 from collector.queries import (
     META_COLUMNS,
     fields_read_by_filter,
+    offset_key,
     repeat_rows,
     select_fields,
     submission_one,
@@ -37,7 +38,7 @@ from collector.queries import (
     value_key,
 )
 from collector.settings import Settings
-from collector.times import UtcTime, value_text
+from collector.times import UtcTime, recorded, value_text
 
 router = APIRouter(tags=["submissions"])
 
@@ -107,6 +108,8 @@ def values_out(
         value = row.get(value_key(f.column_name or ""))
         if is_geoline(f) and value is not None:
             value = odk_geometry(f, value) or value  # GeoJSON; text ODK wrote, if not one
+        if isinstance(value, datetime) and f.offset_column():
+            value = recorded(value, row.get(offset_key(f)))  # at the offset Collect recorded
         if isinstance(value, datetime | date | time):
             value = value_text(value)  # dateTime with its zone, the same on both databases
         if f.select_multiple:
