@@ -84,6 +84,7 @@ class _Fill:
             parents=self.parents,
             names=self.model.names,
             now=self.now,
+            rng=self.rng,
         )
 
     def check(self, expr: str | None, node: Element) -> bool | None:
@@ -206,6 +207,8 @@ class SubmissionFactory:
                 self._fill_children(child, elem, cpath, fill, here)
             else:
                 self._fill_leaf(child, elem, full, bind, fill, here)
+            if elem.attrib:
+                self._fill_attributes(elem, full, fill, here)
 
     def _fill_repeat(
         self, template: Element, out: Element, path: str, fill: _Fill, relevant: bool
@@ -291,6 +294,28 @@ class SubmissionFactory:
                 elem.text = value = ""
         if control.kind in ("select1", "select") and value:
             self._note_district(control, value, elem, fill)
+
+    def _fill_attributes(self, elem: Element, full: str, fill: _Fill, relevant: bool) -> None:
+        """Attributes with a bind of their own, as Collect fills them: a first-load
+        setvalue once (pyxform's ``meta/entity/@id`` = ``uuid()``, so each registration
+        names a new entity), then a calculate (``meta/entity/@create`` from the form's
+        create_if). Without this an entity form would send ``id=""`` and Central would
+        reject the entity (central-backend lib/data/entity.js: id must be a UUID)."""
+        for name in list(elem.attrib):
+            path = f"{full}/@{name}"
+            first_load = self.model.first_load.get(path)
+            if first_load is not None:
+                try:
+                    elem.set(name, xpath_string(evaluate(first_load, fill.context(elem))))
+                except (XPathError, ValueError, TypeError, ZeroDivisionError, OverflowError):
+                    elem.set(name, "")
+            bind = self.model.binds.get(path)
+            if bind is not None and bind.calculate and relevant:
+                try:
+                    value = evaluate(bind.calculate, fill.context(elem))
+                except (XPathError, ValueError, TypeError, ZeroDivisionError, OverflowError):
+                    continue
+                elem.set(name, xpath_string(value))
 
     def _preload(self, bind: Bind, fill: _Fill) -> str | None:
         kind, param = bind.preload, (bind.preload_params or "").lower()

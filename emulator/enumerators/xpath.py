@@ -11,7 +11,10 @@ instances. Anything it does not know raises :class:`XPathError`; callers treat t
 from __future__ import annotations
 
 import math
+import random
 import re
+import string
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -59,6 +62,9 @@ class Context:
     parents: dict[int, Element] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # ${name} -> absolute path
     now: datetime | None = None
+    # where uuid() draws from: a seeded generator keeps a run repeatable for its seed
+    # (Collect uses a random UUID; any v4 UUID is as good to Central)
+    rng: random.Random | None = None
 
     def parent(self, elem: Element) -> Element | None:
         return self.parents.get(id(elem))
@@ -354,6 +360,22 @@ def _call(node: FuncCall, ctx: Context) -> Any:
         return parts[index] if 0 <= index < len(parts) else ""
     if name == "boolean-from-string":
         return to_string(arg(0)) in ("true", "1")
-    if name in ("uuid",):
-        raise XPathError("uuid() is not deterministic here")
+    if name == "uuid":
+        return _uuid(ctx, to_number(arg(0)) if args else None)
     raise XPathError(f"function {name}() is not supported")
+
+
+_UUID_CHARS = string.ascii_letters + string.digits
+
+
+def _uuid(ctx: Context, length: float | None) -> str:
+    """ODK's uuid(): a version-4 UUID, or with a length a random string of letters and
+    digits that long (ODK XForms spec, "uuid(number?)"). Needs ``ctx.rng``: without it a
+    run could not repeat for its seed."""
+    if ctx.rng is None:
+        raise XPathError("uuid() needs a random generator in the context")
+    if length is None:
+        return str(uuidlib.UUID(int=ctx.rng.getrandbits(128), version=4))
+    if math.isnan(length) or length < 0:
+        raise XPathError("uuid(length) needs a non-negative number")
+    return "".join(ctx.rng.choice(_UUID_CHARS) for _ in range(int(length)))
