@@ -27,6 +27,7 @@ from collector.central import Central
 from collector.central import entities as central_entities
 from collector.entityforms import PropertyKind
 from collector.storage import entities as es
+from collector.storage.engine import create_schema
 
 OVERLAP = timedelta(minutes=2)
 PAGE_SIZE = 500
@@ -63,8 +64,12 @@ def sync_entities(
     overlap: timedelta = OVERLAP,
 ) -> list[ListSyncResult]:
     """Sync every entity list of the project (or ``lists``); ``kinds`` from the forms
-    (``entityforms.manifest_property_kinds``) gives each property's type and sensitivity."""
-    es.ensure_entity_tables(engine)
+    (``entityforms.manifest_property_kinds``) gives each property's type and sensitivity.
+
+    The entity tables come from the migrations (revision 0005): an empty store is made at
+    head here, and a store that is behind is refused (``StoreBehind``), as every other
+    entry point does."""
+    create_schema(engine)
     names = lists if lists is not None else central_entities.entity_lists(central, project_id)
     return [
         sync_list(central, engine, project_id, name, kinds.get(name, {}), overlap) for name in names

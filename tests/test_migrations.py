@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import make_url
@@ -24,6 +26,7 @@ from collector import migrations, models, store  # noqa: F401 - models fill the 
 from collector.cli import app
 from collector.errors import StoreBehind
 from collector.settings import Settings
+from collector.storage import entities as entity_tables
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
@@ -155,9 +158,64 @@ def test_migrations__head_makes_what_the_models_describe(database_url):
                 d
                 for d in compare_metadata(context, SQLModel.metadata)
                 # alembic_version, and tables made on demand (the rate buckets) are not
-                # in the models
+                # in the models; the entity tables' indexes are checked against their own
+                # metadata below
                 if d[0] != "remove_table"
+                and not (d[0] == "remove_index" and d[1].table.name in entity_tables.md.tables)
             ]
         assert diffs == []
+    finally:
+        engine.dispose()
+
+
+def test_migrations__head_makes_the_entity_tables(database_url):
+    """The register's fixed tables (kept beside the models, in their own metadata) come
+    from the migrations, as ``collector.storage.entities`` describes them: no first sync
+    needed, and an old store gets them by ``collector store upgrade``."""
+    engine = store.engine_for(database_url)
+    try:
+        with engine.begin() as conn:
+            migrations.upgrade(conn)
+        with engine.connect() as conn:
+            names = set(sa.inspect(conn).get_table_names())
+            assert set(entity_tables.md.tables) <= names
+            context = MigrationContext.configure(conn, opts={"compare_type": False})
+            diffs = [  # only the entity tables: the rest is checked against the models
+                d
+                for d in compare_metadata(context, entity_tables.md)
+                if d[0] != "remove_table"
+                and not (d[0] == "remove_index" and d[1].table.name not in entity_tables.md.tables)
+            ]
+        assert diffs == []
+    finally:
+        engine.dispose()
+
+
+def test_migrations__entity_tables_a_first_sync_made_are_kept(database_url):
+    """A store at 0004 whose entity tables the first ``collector entities sync`` made
+    (``create_all``, before revision 0005) upgrades to head with its rows untouched."""
+    engine = store.engine_for(database_url)
+    row = {
+        "project_id": 1,
+        "list_name": "women",
+        "uuid": "7f7a1d2c-0000-4000-8000-000000000001",
+        "label": "Nigora - Obshoron",
+        "version": 2,
+        "data": '{"woman_name": "Nigora"}',
+        "synced_at": datetime(2026, 12, 1, tzinfo=UTC),
+    }
+    try:
+        with engine.begin() as conn:
+            command.upgrade(migrations._config(conn), "0004_sync_request")
+            entity_tables.md.create_all(conn)  # what the first sync did before 0005
+            conn.execute(sa.insert(entity_tables.entity), [row])
+        with engine.begin() as conn:
+            assert migrations.upgrade(conn) == ("0004_sync_request", migrations.head())
+        with engine.connect() as conn:
+            assert migrations.current(conn) == migrations.head()
+            kept = conn.execute(
+                sa.select(sa.table("entity", sa.column("uuid"), sa.column("label")))
+            )
+            assert [tuple(r) for r in kept] == [(row["uuid"], row["label"])]
     finally:
         engine.dispose()

@@ -1,6 +1,6 @@
 """Entity lists in the store: the register's tables and their writes.
 
-Fixed tables (their own metadata, created on first use under the schema lock):
+Fixed tables (their own metadata; the migrations make them, revision 0005):
 - ``entity_list``: one row per Central entity list, with the sync's watermark;
 - ``entity_property``: each property's column type and sensitivity (from the forms;
   a property no form describes is sensitive, failing closed);
@@ -25,7 +25,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from collector.storage.engine import as_utc, is_postgres, lock_schema
 
@@ -101,13 +101,6 @@ _SQL_TYPES: dict[str, Any] = {
     "date": sa.Date,
 }
 _SAFE = re.compile(r"[^a-z0-9_]")
-
-
-def ensure_entity_tables(engine: Engine) -> None:
-    """Create the fixed entity tables if missing (idempotent; schema lock on PostgreSQL)."""
-    with engine.begin() as conn:
-        lock_schema(conn)
-        md.create_all(conn)
 
 
 def typed_table_name(list_name: str) -> str:
