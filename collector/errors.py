@@ -20,7 +20,8 @@
     ├── SyncError                   a form that cannot be synced (collector.sync)
     ├── SyncStopped                 asked to stop between pages (not a failure)
     ├── StoreError                  the store as a whole (collector.store)
-    │   └── StoreBehind               its schema is older than this release: upgrade it
+    │   ├── StoreBehind               its schema is older than this release: upgrade it
+    │   └── SqlRoleError              an analysts' database role that cannot be made as asked
     ├── EnumeratorError             an enumerator (app user) task (collector.enumerators)
     │   └── NoSuchEnumerator
     ├── ApiKeyError                 API keys (collector.keys)

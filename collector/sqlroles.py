@@ -34,6 +34,7 @@ from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
 from collector import store
+from collector.errors import StoreError
 from collector.forminfo import FieldInfo, FormInfo, all_forms, link_table_for
 
 GROUP_ROLE = "collector_sql_analysts"
@@ -56,7 +57,7 @@ SUBMISSION_COLUMNS = ("id", "form_id", "deleted_at", *META)
 REPEAT_SYSTEM = ("instance_id", "row_id", "parent_row_id", "position")
 
 
-class SqlRoleError(Exception):
+class SqlRoleError(StoreError):
     """A role that cannot be made as asked (a bad name, not PostgreSQL, an owner's name)."""
 
 

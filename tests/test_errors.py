@@ -18,6 +18,7 @@ from collector.errors import CollectorError
 INTERNAL = {
     "collector.normalize.Misfit",  # a value that does not fit: becomes a data_issue row
     "scheduler.service.RunFailed",  # logged in one line by the scheduler itself
+    "api.exportslots._Stalled",  # ends a stalled download inside its own response
 }
 
 

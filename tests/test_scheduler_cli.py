@@ -49,6 +49,7 @@ def test_form_schedules__manifest_and_override(tmp_path: Path) -> None:
         "info_centre_consultation",
         "awareness_event",
         "roundtable",
+        "woman_registration",
     }
     assert by_form["household_visit"].interval_seconds == 15 * 60
     assert by_form["roundtable"].cron == "30 18 * * *"
