@@ -76,8 +76,10 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
     """
     from collector import store
     from collector.central import Central, CentralError
+    from collector.entitysync import sync_entities
     from collector.sync import sync_forms
 
+    lists_of, kinds = _entity_lists_of_forms(settings)
     engine = store.engine_for(settings)
     try:
         store.create_schema(engine)
@@ -105,9 +107,49 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
         (result,) = results
         if result.status == "failed":
             raise RunFailed(str(result.error))
-        return _describe(result)
+        described = _describe(result)
+        if form_id in lists_of and not should_stop():
+            # The form writes an entity list (the register): pull that list after its
+            # submissions, so the register follows the visits on the same schedule.
+            try:
+                with Central(settings) as central:
+                    (listed,) = sync_entities(
+                        central, engine, settings.central_project_id, kinds, [lists_of[form_id]]
+                    )
+            except CollectorError as exc:
+                raise RunFailed(f"entity list {lists_of[form_id]}: {exc}") from exc
+            described += (
+                f"; entity list {listed.list_name}: {listed.entities} read, "
+                f"{listed.deleted} deleted, {len(listed.conflicts)} in conflict"
+            )
+        return described
 
     return sync_one
+
+
+def _entity_lists_of_forms(settings: Settings) -> tuple[dict[str, str], dict[str, Any]]:
+    """Which entity list each manifest form writes, and every list's property kinds.
+
+    Read once when the scheduler starts (the forms are mounted read-only; a new form
+    means a restart, as a new schedule does). Unreadable forms are left out: ``forms
+    check`` reports them, and their submissions still sync."""
+    from collector.entityforms import entity_use, property_kinds
+    from collector.manifest import ManifestError, load_manifest
+    from collector.xlsform import read_xlsform
+
+    try:
+        entries = load_manifest(settings.forms_dir).forms
+    except ManifestError as exc:  # forms only from the command line: no register to follow
+        log.warning("entity lists not followed: %s", exc)
+        return {}, {}
+    uses = []
+    for entry in entries:
+        try:
+            uses.append(entity_use(read_xlsform(entry.file)))
+        except Exception:  # noqa: S112 - reported by forms check
+            continue
+    lists_of = {u.form_id: u.list_name for u in uses if u.list_name}
+    return lists_of, property_kinds(uses)
 
 
 def _describe(result: Any) -> str:
