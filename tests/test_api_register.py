@@ -9,7 +9,6 @@ answers (each entity's versions and ``createdAt``), recounted here in plain Pyth
 from __future__ import annotations
 
 import itertools
-import re
 import statistics
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +30,7 @@ from tests.test_entities_central import (
     REGISTRATION,
     follow_up_xml,
     http,  # noqa: F401 - the fixture
+    instance_of,
     new_project,
     publish,
     registration_xml,
@@ -47,10 +47,6 @@ KINDS = {
         "last_visit": PropertyKind("date", True),
     }
 }
-
-
-def iid(xml: str) -> str:
-    return re.search(r"<instanceID>([^<]+)</instanceID>", xml).group(1)
 
 
 def test_register_cases_visits_conflicts_and_identity_indicators(
@@ -80,7 +76,7 @@ def test_register_cases_visits_conflicts_and_identity_indicators(
     ):
         xml = follow_up_xml("visit", zarina, n + 1, day, size)
         submit(http, url, pid, xml)
-        visits.append(iid(xml))
+        visits.append(instance_of(xml))
         wait_for(lambda n=n: at_version(zarina, n + 2), f"visit {n + 1}")
     others = [str(uuid.uuid4()) for _ in range(7)]
     for i, eid in enumerate(others):
@@ -142,7 +138,7 @@ def check_api(
     }
     assert case["visits"] == 3 and case["conflict"] is None
     assert [(h["action"], h["instance_id"]) for h in case["history"]] == [
-        ("registration", iid(reg_xml)),
+        ("registration", instance_of(reg_xml)),
         *(("visit", v) for v in visits),
     ]
     with engine.connect() as conn:

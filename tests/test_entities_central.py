@@ -9,6 +9,7 @@ wait for the entity to appear (polling its REST route), never for a fixed time.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -272,6 +273,11 @@ def follow_up_xml(fid: str, eid: str, base: int, visit: str, size: str | None) -
         f'<entity dataset="women" id="{eid}" update="1" baseVersion="{base}" trunkVersion="" '
         'branchId=""/></meta></data>'
     )
+
+
+def instance_of(xml: str) -> str:
+    """The instance id a submission's XML carries (what Central keys it by)."""
+    return re.search(r"<instanceID>([^<]+)</instanceID>", xml).group(1)
 
 
 def test_submissions_create_and_update_entities_with_conflicts(

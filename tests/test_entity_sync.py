@@ -10,7 +10,6 @@ never what the sync wrote.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.test_entities_central import (
     REGISTRATION,
     follow_up_xml,
     http,  # noqa: F401 - the fixture
+    instance_of,
     new_project,
     publish,
     registration_xml,
@@ -44,10 +44,6 @@ KINDS = {
         "last_visit": PropertyKind("date", False),
     }
 }
-
-
-def instance_of(xml: str) -> str:
-    return re.search(r"<instanceID>([^<]+)</instanceID>", xml).group(1)
 
 
 def settings_for(central: CentralTarget, pid: int, tmp_path: Path, database_url: str) -> Settings:
