@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -28,6 +29,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from emulator.control import start_emulator
+
+if TYPE_CHECKING:
+    import pyodk.client
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,6 +135,26 @@ def emulator_central(central: CentralTarget) -> CentralTarget:
 def fresh_name() -> str:
     """A name no earlier run used, so tests can run against one server twice."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def pyodk_client(
+    central: CentralTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> pyodk.client.Client:
+    """pyodk, unmodified, logged in to the Central under test: its config file and token
+    cache in the test's own folder, named by pyodk's environment variables."""
+    from pyodk.client import Client  # imported here: most tests never need pyodk
+
+    config = tmp_path / "pyodk_config.toml"
+    config.write_text(
+        "[central]\n"
+        f'base_url = "{central.url}"\n'
+        f'username = "{central.email}"\n'
+        f'password = "{central.password}"\n'
+    )
+    monkeypatch.setenv("PYODK_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PYODK_CACHE_FILE", str(tmp_path / "pyodk_cache.toml"))
+    return Client()
 
 
 # --- databases ---------------------------------------------------------------------------
