@@ -26,8 +26,9 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
+from collector import store
 from emulator.control import start_emulator
 
 if TYPE_CHECKING:
@@ -196,6 +197,15 @@ def database_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on ``database_url``'s store (SQLite and PostgreSQL), tables left to the code
+    under test to create; disposed after. A module that needs another engine defines its own."""
+    e = store.engine_for(database_url)
+    yield e
+    e.dispose()
 
 
 @pytest.fixture(autouse=True)
