@@ -12,6 +12,7 @@ import itertools
 import statistics
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -26,16 +27,14 @@ from collector.store import create_schema, engine_for
 from tests.api_fixtures import serving
 from tests.conftest import CentralTarget
 from tests.test_entities_central import (
-    FOLLOW_UP,
-    REGISTRATION,
+    entity_version_is,
     follow_up_xml,
     http,  # noqa: F401 - the fixture
     instance_of,
-    new_project,
-    publish,
     registration_xml,
     submit,
     wait_for,
+    women_project,
 )
 from tests.test_entity_sync import settings_for
 
@@ -57,15 +56,9 @@ def test_register_cases_visits_conflicts_and_identity_indicators(
     database_url: str,
 ) -> None:
     url = central.url
-    pid = new_project(http, url, fresh_name)
-    publish(http, url, pid, REGISTRATION, "reg")
-    publish(http, url, pid, FOLLOW_UP, "visit")
+    pid = women_project(http, url, fresh_name)
     rest = f"{url}/v1/projects/{pid}/datasets/women/entities"
-
-    def at_version(eid: str, n: int) -> bool:
-        r = http.get(f"{rest}/{eid}")
-        return r.status_code == 200 and r.json()["currentVersion"]["version"] == n
-
+    at_version = partial(entity_version_is, http, rest)
     zarina = str(uuid.uuid4())
     reg_xml = registration_xml("reg", zarina, "Zarina", "nurek", "5")
     submit(http, url, pid, reg_xml)

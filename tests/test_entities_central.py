@@ -262,6 +262,22 @@ def follow_up_xml(fid: str, eid: str, base: int, visit: str, size: str | None) -
     )
 
 
+def women_project(http: requests.Session, url: str, name: str) -> int:
+    """A new project with the ``women`` list's registration (``reg``) and follow-up
+    (``visit``) forms published."""
+    pid = new_project(http, url, name)
+    publish(http, url, pid, REGISTRATION, "reg")
+    publish(http, url, pid, FOLLOW_UP, "visit")
+    return pid
+
+
+def entity_version_is(http: requests.Session, rest: str, eid: str, n: int) -> bool:
+    """Whether Central has entity ``eid`` (under the list's ``rest`` URL) at version ``n``
+    yet: its worker applies submissions in the background."""
+    r = http.get(f"{rest}/{eid}")
+    return r.status_code == 200 and r.json()["currentVersion"]["version"] == n
+
+
 def instance_of(xml: str) -> str:
     """The instance id a submission's XML carries (what Central keys it by)."""
     return re.search(r"<instanceID>([^<]+)</instanceID>", xml).group(1)
@@ -271,9 +287,7 @@ def test_submissions_create_and_update_entities_with_conflicts(
     central: CentralTarget, http: requests.Session, fresh_name: str
 ) -> None:
     url = central.url
-    pid = new_project(http, url, fresh_name)
-    publish(http, url, pid, REGISTRATION, "reg")
-    publish(http, url, pid, FOLLOW_UP, "visit")
+    pid = women_project(http, url, fresh_name)
     base = f"{url}/v1/projects/{pid}/datasets/women"
     meta = http.get(base).json()
     assert [p["name"] for p in meta["properties"]] == ["district", "household_size", "last_visit"]
