@@ -14,19 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from collector import store
+from collector.cli_engine import store_engine
 from collector.keys import Role, create_key, list_keys, revoke_key
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _engine():
-    from collector.cli import settings_from_env  # the one edge where Settings is built
-
-    engine = store.engine_for(settings_from_env())
-    store.create_schema(engine)
-    return engine
 
 
 @keys_app.command("create")
@@ -38,7 +31,7 @@ def create(
     ] = None,
 ) -> None:
     """Create a key and print its token once (store it now; it cannot be shown again)."""
-    created = create_key(_engine(), name=name, role=Role.parse(role), districts=district)
+    created = create_key(store_engine(), name=name, role=Role.parse(role), districts=district)
     where = ", ".join(created.districts) if created.districts else "all districts"
     _err.print(f"key {created.id} {created.name!r}: role {created.role}, {where}")
     _err.print("the token below is shown once; only its hash is stored:")
@@ -51,7 +44,7 @@ def list_(
 ) -> None:
     """List keys (never their tokens)."""
     table = Table("id", "name", "role", "districts", "created", "revoked")
-    for k in list_keys(_engine(), include_revoked=all_):
+    for k in list_keys(store_engine(), include_revoked=all_):
         table.add_row(
             str(k.id),
             k.name,
@@ -70,7 +63,7 @@ def revoke(
     ],
 ) -> None:
     """Revoke a key: it stops working at once."""
-    info = revoke_key(_engine(), name_or_id)
+    info = revoke_key(store_engine(), name_or_id)
     _out.print(f"key {info.id} {info.name!r} revoked")
 
 

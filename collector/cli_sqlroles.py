@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from collector import store
+from collector.cli_engine import store_engine
 from collector.sqlroles import (
     SCHEMA,
     SqlRoleError,
@@ -26,14 +26,6 @@ sql_roles_app = typer.Typer(
 )
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _engine():
-    from collector.cli import settings_from_env  # the one edge where Settings is built
-
-    engine = store.engine_for(settings_from_env())
-    store.create_schema(engine)
-    return engine
 
 
 @sql_roles_app.command("create")
@@ -55,7 +47,9 @@ def create(
             _err.print(f"[red]error:[/red] --password-env: {password_env} is not set or empty")
             raise typer.Exit(1)
     try:
-        report = grant_analyst_role(_engine(), name=name, districts=district, password=password)
+        report = grant_analyst_role(
+            store_engine(), name=name, districts=district, password=password
+        )
     except SqlRoleError as err:
         _err.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
@@ -69,7 +63,7 @@ def create(
 def refresh() -> None:
     """Re-make the views, grants and row policies (after new forms or questions)."""
     try:
-        views = refresh_sql_access(_engine())
+        views = refresh_sql_access(store_engine())
     except SqlRoleError as err:
         _err.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
@@ -80,7 +74,7 @@ def refresh() -> None:
 def drop(name: Annotated[str, typer.Argument(help="The database role.")]) -> None:
     """Remove a role made by `sql-roles create`."""
     try:
-        existed = drop_analyst_role(_engine(), name=name)
+        existed = drop_analyst_role(store_engine(), name=name)
     except SqlRoleError as err:
         _err.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None

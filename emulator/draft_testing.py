@@ -13,7 +13,6 @@ a sync. Here they are their own table, ``draft_submissions``.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 
 from starlette.requests import Request
@@ -26,7 +25,7 @@ from emulator.common import FormRow, base_url, emu, find_form, int_param, ok, pr
 from emulator.db import apply_schema, now_iso
 from emulator.errors import OPENROSA_HEADERS, XML_TYPE, openrosa_message
 from emulator.errors import xml_escape as escape
-from emulator.openrosa import _parts, require_openrosa_version
+from emulator.openrosa import _parts, manifest_xml, require_openrosa_version
 from emulator.submissions import read_incoming
 
 SCHEMA = """
@@ -99,24 +98,7 @@ async def form_list(request: Request) -> Response:
 async def manifest(request: Request) -> Response:
     require_openrosa_version(request)
     conn, _, def_id, root = _draft(request)
-    rows = conn.execute(
-        "SELECT name, content FROM form_attachments WHERE def_id=? AND content IS NOT NULL "
-        "ORDER BY name",
-        (def_id,),
-    ).fetchall()
-    files = "".join(
-        "\n    <mediaFile>"
-        f"\n      <filename>{escape(name)}</filename>"
-        f"\n      <hash>md5:{hashlib.md5(bytes(content)).hexdigest()}</hash>"  # noqa: S324
-        f"\n      <downloadUrl>{escape(root)}/attachments/{escape(name)}</downloadUrl>"
-        "\n    </mediaFile>"
-        for name, content in rows
-    )
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '  <manifest xmlns="http://openrosa.org/xforms/xformsManifest">' + files + "\n  </manifest>"
-    )
-    return _xml(body)
+    return _xml(manifest_xml(conn, def_id, root))
 
 
 async def form_xml(request: Request) -> Response:

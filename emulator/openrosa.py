@@ -9,6 +9,7 @@ golden 25). Collect sends the device id as the ``deviceID`` query parameter.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -115,12 +116,18 @@ async def manifest(request: Request) -> Response:
         raise errors.not_found()
     if not may_use_form(e.conn, actor, form):
         raise errors.insufficient_rights()
-    rows = e.conn.execute(
+    root = f"{base_url(request)}{key_prefix(request)}/projects/{pid}/forms/{form.xml_form_id}"
+    return _xml(manifest_xml(e.conn, form.current_def, root))
+
+
+def manifest_xml(conn: sqlite3.Connection, def_id: int, root: str) -> str:
+    """The manifest of one form definition's uploaded media, each file downloaded from
+    ``{root}/attachments/{name}``: the published form's and a draft's (draft_testing) alike."""
+    rows = conn.execute(
         "SELECT name, content FROM form_attachments WHERE def_id=? AND content IS NOT NULL "
         "ORDER BY name",
-        (form.current_def,),
+        (def_id,),
     ).fetchall()
-    root = f"{base_url(request)}{key_prefix(request)}/projects/{pid}/forms/{form.xml_form_id}"
     files = "".join(
         "\n    <mediaFile>"
         f"\n      <filename>{escape(name)}</filename>"
@@ -129,11 +136,10 @@ async def manifest(request: Request) -> Response:
         "\n    </mediaFile>"
         for name, content in rows
     )
-    body = (
+    return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '  <manifest xmlns="http://openrosa.org/xforms/xformsManifest">' + files + "\n  </manifest>"
     )
-    return _xml(body)
 
 
 async def _parts(request: Request, ctype: str) -> tuple[bytes, dict[str, tuple[bytes, str]]]:

@@ -20,14 +20,19 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
+from collector import store
 from emulator.control import start_emulator
+
+if TYPE_CHECKING:
+    import pyodk.client
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,6 +138,26 @@ def fresh_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture
+def pyodk_client(
+    central: CentralTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> pyodk.client.Client:
+    """pyodk, unmodified, logged in to the Central under test: its config file and token
+    cache in the test's own folder, named by pyodk's environment variables."""
+    from pyodk.client import Client  # imported here: most tests never need pyodk
+
+    config = tmp_path / "pyodk_config.toml"
+    config.write_text(
+        "[central]\n"
+        f'base_url = "{central.url}"\n'
+        f'username = "{central.email}"\n'
+        f'password = "{central.password}"\n'
+    )
+    monkeypatch.setenv("PYODK_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PYODK_CACHE_FILE", str(tmp_path / "pyodk_cache.toml"))
+    return Client()
+
+
 # --- databases ---------------------------------------------------------------------------
 
 
@@ -172,6 +197,15 @@ def database_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on ``database_url``'s store (SQLite and PostgreSQL), tables left to the code
+    under test to create; disposed after. A module that needs another engine defines its own."""
+    e = store.engine_for(database_url)
+    yield e
+    e.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ answers (each entity's versions and ``createdAt``), recounted here in plain Pyth
 from __future__ import annotations
 
 import itertools
-import re
 import statistics
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -27,15 +27,14 @@ from collector.store import create_schema, engine_for
 from tests.api_fixtures import serving
 from tests.conftest import CentralTarget
 from tests.test_entities_central import (
-    FOLLOW_UP,
-    REGISTRATION,
+    entity_version_is,
     follow_up_xml,
     http,  # noqa: F401 - the fixture
-    new_project,
-    publish,
+    instance_of,
     registration_xml,
     submit,
     wait_for,
+    women_project,
 )
 from tests.test_entity_sync import settings_for
 
@@ -49,10 +48,6 @@ KINDS = {
 }
 
 
-def iid(xml: str) -> str:
-    return re.search(r"<instanceID>([^<]+)</instanceID>", xml).group(1)
-
-
 def test_register_cases_visits_conflicts_and_identity_indicators(
     central: CentralTarget,
     http: requests.Session,  # noqa: F811
@@ -61,15 +56,9 @@ def test_register_cases_visits_conflicts_and_identity_indicators(
     database_url: str,
 ) -> None:
     url = central.url
-    pid = new_project(http, url, fresh_name)
-    publish(http, url, pid, REGISTRATION, "reg")
-    publish(http, url, pid, FOLLOW_UP, "visit")
+    pid = women_project(http, url, fresh_name)
     rest = f"{url}/v1/projects/{pid}/datasets/women/entities"
-
-    def at_version(eid: str, n: int) -> bool:
-        r = http.get(f"{rest}/{eid}")
-        return r.status_code == 200 and r.json()["currentVersion"]["version"] == n
-
+    at_version = partial(entity_version_is, http, rest)
     zarina = str(uuid.uuid4())
     reg_xml = registration_xml("reg", zarina, "Zarina", "nurek", "5")
     submit(http, url, pid, reg_xml)
@@ -80,7 +69,7 @@ def test_register_cases_visits_conflicts_and_identity_indicators(
     ):
         xml = follow_up_xml("visit", zarina, n + 1, day, size)
         submit(http, url, pid, xml)
-        visits.append(iid(xml))
+        visits.append(instance_of(xml))
         wait_for(lambda n=n: at_version(zarina, n + 2), f"visit {n + 1}")
     others = [str(uuid.uuid4()) for _ in range(7)]
     for i, eid in enumerate(others):
@@ -142,7 +131,7 @@ def check_api(
     }
     assert case["visits"] == 3 and case["conflict"] is None
     assert [(h["action"], h["instance_id"]) for h in case["history"]] == [
-        ("registration", iid(reg_xml)),
+        ("registration", instance_of(reg_xml)),
         *(("visit", v) for v in visits),
     ]
     with engine.connect() as conn:

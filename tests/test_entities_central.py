@@ -9,10 +9,10 @@ wait for the entity to appear (polling its REST route), never for a fixed time.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,20 +23,6 @@ from tests.conftest import CentralTarget
 from tests.golden_forms import xlsx_bytes
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@pytest.fixture
-def client(central: CentralTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Client:
-    config = tmp_path / "pyodk_config.toml"
-    config.write_text(
-        "[central]\n"
-        f'base_url = "{central.url}"\n'
-        f'username = "{central.email}"\n'
-        f'password = "{central.password}"\n'
-    )
-    monkeypatch.setenv("PYODK_CONFIG_FILE", str(config))
-    monkeypatch.setenv("PYODK_CACHE_FILE", str(tmp_path / "pyodk_cache.toml"))
-    return Client()
 
 
 @pytest.fixture
@@ -71,35 +57,35 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
 
 
 def test_pyodk_entity_lists_and_entities(
-    client: Client, central: CentralTarget, http: requests.Session, fresh_name: str
+    pyodk_client: Client, central: CentralTarget, http: requests.Session, fresh_name: str
 ) -> None:
-    with client:
+    with pyodk_client:
         pid = new_project(http, central.url, fresh_name)
         # pyodk 1.3's merge reads the table without passing project_id on: use the default
-        client.entities.default_project_id = pid
-        el = client.entity_lists.create(entity_list_name="women", project_id=pid)
+        pyodk_client.entities.default_project_id = pid
+        el = pyodk_client.entity_lists.create(entity_list_name="women", project_id=pid)
         assert (el.name, el.projectId, el.approvalRequired) == ("women", pid, False)
-        assert [e.name for e in client.entity_lists.list(project_id=pid)] == ["women"]
-        assert client.entity_lists.add_property(
+        assert [e.name for e in pyodk_client.entity_lists.list(project_id=pid)] == ["women"]
+        assert pyodk_client.entity_lists.add_property(
             name="district", entity_list_name="women", project_id=pid
         )
-        got = client.entity_lists.get(entity_list_name="women", project_id=pid)
+        got = pyodk_client.entity_lists.get(entity_list_name="women", project_id=pid)
         assert [p.name for p in got.properties or []] == ["district"]
 
-        one = client.entities.create(
+        one = pyodk_client.entities.create(
             label="Zarina", data={"district": "nurek"}, entity_list_name="women", project_id=pid
         )
         assert one.currentVersion.version == 1
         assert one.currentVersion.data == {"district": "nurek"}
-        assert client.entities.create_many(
+        assert pyodk_client.entities.create_many(
             data=[{"label": "Gulnora", "district": "vahdat"}, {"label": "Mehri", "district": ""}],
             entity_list_name="women",
             project_id=pid,
         )
-        listed = client.entities.list(entity_list_name="women", project_id=pid)
+        listed = pyodk_client.entities.list(entity_list_name="women", project_id=pid)
         assert sorted(e.currentVersion.label for e in listed) == ["Gulnora", "Mehri", "Zarina"]
 
-        updated = client.entities.update(
+        updated = pyodk_client.entities.update(
             one.uuid,
             entity_list_name="women",
             project_id=pid,
@@ -108,12 +94,14 @@ def test_pyodk_entity_lists_and_entities(
         )
         assert (updated.currentVersion.version, updated.currentVersion.baseVersion) == (2, 1)
         assert updated.currentVersion.data == {"district": "rudaki"}
-        forced = client.entities.update(
+        forced = pyodk_client.entities.update(
             one.uuid, entity_list_name="women", project_id=pid, label="Zarina B", force=True
         )
         assert (forced.currentVersion.label, forced.currentVersion.version) == ("Zarina B", 3)
 
-        table = client.entities.get_table(entity_list_name="women", project_id=pid, count=True)
+        table = pyodk_client.entities.get_table(
+            entity_list_name="women", project_id=pid, count=True
+        )
         assert table["@odata.count"] == 3
         by_label = {r["label"]: r for r in table["value"]}
         assert by_label["Zarina B"]["district"] == "rudaki"
@@ -121,7 +109,7 @@ def test_pyodk_entity_lists_and_entities(
         assert by_label["Mehri"]["district"] == ""
 
         # merge: one updated, one new (with a new property), one deleted
-        actions = client.entities.merge(
+        actions = pyodk_client.entities.merge(
             [
                 {"label": "Zarina B", "district": "rudaki", "phone": "+992 1"},
                 {"label": "Gulnora", "district": "nurek"},
@@ -133,15 +121,15 @@ def test_pyodk_entity_lists_and_entities(
         )
         assert set(actions.to_insert) == {("Sitora",)}
         assert set(actions.to_delete) == {("Mehri",)}
-        table = client.entities.get_table(entity_list_name="women", project_id=pid)
+        table = pyodk_client.entities.get_table(entity_list_name="women", project_id=pid)
         rows = {r["label"]: r for r in table["value"]}
         assert sorted(rows) == ["Gulnora", "Sitora", "Zarina B"]
         assert rows["Gulnora"]["district"] == "nurek"
         assert rows["Zarina B"]["phone"] == "+992 1"
 
         gone = next(e for e in listed if e.currentVersion.label == "Gulnora")
-        assert client.entities.delete(gone.uuid, entity_list_name="women", project_id=pid)
-        left = client.entities.list(entity_list_name="women", project_id=pid)
+        assert pyodk_client.entities.delete(gone.uuid, entity_list_name="women", project_id=pid)
+        left = pyodk_client.entities.list(entity_list_name="women", project_id=pid)
         assert sorted(e.currentVersion.label for e in left) == ["Sitora", "Zarina B"]
 
 
@@ -274,13 +262,32 @@ def follow_up_xml(fid: str, eid: str, base: int, visit: str, size: str | None) -
     )
 
 
+def women_project(http: requests.Session, url: str, name: str) -> int:
+    """A new project with the ``women`` list's registration (``reg``) and follow-up
+    (``visit``) forms published."""
+    pid = new_project(http, url, name)
+    publish(http, url, pid, REGISTRATION, "reg")
+    publish(http, url, pid, FOLLOW_UP, "visit")
+    return pid
+
+
+def entity_version_is(http: requests.Session, rest: str, eid: str, n: int) -> bool:
+    """Whether Central has entity ``eid`` (under the list's ``rest`` URL) at version ``n``
+    yet: its worker applies submissions in the background."""
+    r = http.get(f"{rest}/{eid}")
+    return r.status_code == 200 and r.json()["currentVersion"]["version"] == n
+
+
+def instance_of(xml: str) -> str:
+    """The instance id a submission's XML carries (what Central keys it by)."""
+    return re.search(r"<instanceID>([^<]+)</instanceID>", xml).group(1)
+
+
 def test_submissions_create_and_update_entities_with_conflicts(
     central: CentralTarget, http: requests.Session, fresh_name: str
 ) -> None:
     url = central.url
-    pid = new_project(http, url, fresh_name)
-    publish(http, url, pid, REGISTRATION, "reg")
-    publish(http, url, pid, FOLLOW_UP, "visit")
+    pid = women_project(http, url, fresh_name)
     base = f"{url}/v1/projects/{pid}/datasets/women"
     meta = http.get(base).json()
     assert [p["name"] for p in meta["properties"]] == ["district", "household_size", "last_visit"]

@@ -10,9 +10,9 @@ never what the sync wrote.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -26,15 +26,14 @@ from collector.storage import entities as es
 from collector.store import engine_for
 from tests.conftest import CentralTarget
 from tests.test_entities_central import (
-    FOLLOW_UP,
-    REGISTRATION,
+    entity_version_is,
     follow_up_xml,
     http,  # noqa: F401 - the fixture
-    new_project,
-    publish,
+    instance_of,
     registration_xml,
     submit,
     wait_for,
+    women_project,
 )
 
 KINDS = {
@@ -44,10 +43,6 @@ KINDS = {
         "last_visit": PropertyKind("date", False),
     }
 }
-
-
-def instance_of(xml: str) -> str:
-    return re.search(r"<instanceID>([^<]+)</instanceID>", xml).group(1)
 
 
 def settings_for(central: CentralTarget, pid: int, tmp_path: Path, database_url: str) -> Settings:
@@ -70,15 +65,9 @@ def test_register_and_visits_sync_incrementally_with_conflicts_deletes_and_links
     database_url: str,
 ) -> None:
     url = central.url
-    pid = new_project(http, url, fresh_name)
-    publish(http, url, pid, REGISTRATION, "reg")
-    publish(http, url, pid, FOLLOW_UP, "visit")
+    pid = women_project(http, url, fresh_name)
     rest = f"{url}/v1/projects/{pid}/datasets/women/entities"
-
-    def version_is(eid: str, n: int) -> bool:
-        r = http.get(f"{rest}/{eid}")
-        return r.status_code == 200 and r.json()["currentVersion"]["version"] == n
-
+    version_is = partial(entity_version_is, http, rest)
     eid = str(uuid.uuid4())
     reg = registration_xml("reg", eid, "Zarina", "nurek", "5")
     submit(http, url, pid, reg)
@@ -179,9 +168,7 @@ def test_cli_entities_sync_reads_property_kinds_from_the_forms(
     from collector.cli import app
 
     url = central.url
-    pid = new_project(http, url, fresh_name)
-    publish(http, url, pid, REGISTRATION, "reg")
-    publish(http, url, pid, FOLLOW_UP, "visit")
+    pid = women_project(http, url, fresh_name)
     eid = str(uuid.uuid4())
     submit(http, url, pid, registration_xml("reg", eid, "Zarina", "nurek", "5"))
     wait_for(lambda: http.get(f"{url}/v1/projects/{pid}/datasets/women/entities/{eid}").ok, "it")

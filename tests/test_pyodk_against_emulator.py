@@ -6,10 +6,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
 from pyodk.client import Client
 
-from tests.conftest import CentralTarget
 from tests.golden_forms import xlsx_bytes
 
 CSV = "name,label\nvahdat,Vahdat\nrudaki,Rudaki\n"
@@ -48,34 +46,20 @@ def submission_xml(
     )
 
 
-@pytest.fixture
-def client(central: CentralTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Client:
-    config = tmp_path / "pyodk_config.toml"
-    config.write_text(
-        "[central]\n"
-        f'base_url = "{central.url}"\n'
-        f'username = "{central.email}"\n'
-        f'password = "{central.password}"\n'
-    )
-    monkeypatch.setenv("PYODK_CONFIG_FILE", str(config))
-    monkeypatch.setenv("PYODK_CACHE_FILE", str(tmp_path / "pyodk_cache.toml"))
-    return Client()
-
-
 def test_pyodk_drives_a_form_through_its_life(
-    client: Client, tmp_path: Path, fresh_name: str
+    pyodk_client: Client, tmp_path: Path, fresh_name: str
 ) -> None:
-    with client:
-        project = client.session.post("projects", json={"name": fresh_name}).json()
+    with pyodk_client:
+        project = pyodk_client.session.post("projects", json={"name": fresh_name}).json()
         pid = project["id"]
-        assert any(p.id == pid for p in client.projects.list())
+        assert any(p.id == pid for p in pyodk_client.projects.list())
 
         form_id = f"hh_{fresh_name}"
         v1 = tmp_path / f"{form_id}.xlsx"
         v1.write_bytes(household_xlsx("1"))
         csv = tmp_path / "villages.csv"
         csv.write_text(CSV)
-        form = client.forms.create(
+        form = pyodk_client.forms.create(
             definition=v1, attachments=[csv], project_id=pid, form_id=form_id
         )
         assert form.xmlFormId == form_id
@@ -83,45 +67,45 @@ def test_pyodk_drives_a_form_through_its_life(
         v2 = tmp_path / "v2" / f"{form_id}.xlsx"
         v2.parent.mkdir()
         v2.write_bytes(household_xlsx("2"))
-        client.forms.update(form_id, project_id=pid, definition=v2, attachments=[csv])
-        listed = {f.xmlFormId: f for f in client.forms.list(project_id=pid)}
+        pyodk_client.forms.update(form_id, project_id=pid, definition=v2, attachments=[csv])
+        listed = {f.xmlFormId: f for f in pyodk_client.forms.list(project_id=pid)}
         assert listed[form_id].version == "2"
         assert listed[form_id].publishedAt is not None
 
         # the CSV reached the published version
-        attachments = client.session.get(f"projects/{pid}/forms/{form_id}/attachments").json()
+        attachments = pyodk_client.session.get(f"projects/{pid}/forms/{form_id}/attachments").json()
         assert [(a["name"], a["exists"]) for a in attachments] == [("villages.csv", True)]
 
         # new media only: pyodk copies the definition into a draft and publishes a new version
         csv.write_text(CSV + "hisor,Hisor\n")
-        client.forms.update(
+        pyodk_client.forms.update(
             form_id, project_id=pid, attachments=[csv], version_updater=lambda v: "3"
         )
-        assert client.forms.get(form_id, project_id=pid).version == "3"
-        media = client.session.get(f"projects/{pid}/forms/{form_id}/attachments/villages.csv")
+        assert pyodk_client.forms.get(form_id, project_id=pid).version == "3"
+        media = pyodk_client.session.get(f"projects/{pid}/forms/{form_id}/attachments/villages.csv")
         assert b"hisor" in media.content
 
         photo = tmp_path / "door.jpg"
         photo.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
         first = f"uuid:{uuid.uuid4()}"
         second = f"uuid:{uuid.uuid4()}"
-        client.submissions.create(
+        pyodk_client.submissions.create(
             submission_xml(form_id, "3", first, "Ada", "door.jpg"),
             form_id=form_id,
             project_id=pid,
             attachments=[photo],
         )
-        client.submissions.create(
+        pyodk_client.submissions.create(
             submission_xml(form_id, "2", second, "Гулчеҳра Раҳимова"),
             form_id=form_id,
             project_id=pid,
         )
-        got = client.session.get(
+        got = pyodk_client.session.get(
             f"projects/{pid}/forms/{form_id}/submissions/{first}/attachments/door.jpg"
         )
         assert got.content == photo.read_bytes()
 
-        table = client.submissions.get_table(
+        table = pyodk_client.submissions.get_table(
             form_id=form_id,
             project_id=pid,
             filter="__system/submissionDate ge 2020-01-01T00:00:00Z",
@@ -135,20 +119,22 @@ def test_pyodk_drives_a_form_through_its_life(
         newest = table["value"][0]
         assert newest["__id"] == second and newest["head"] == "Гулчеҳра Раҳимова"
         assert [m["member_name"] for m in newest["member"]] == ["Ali", "Зарина"]
-        page2 = client.submissions.get_table(form_id=form_id, project_id=pid, skip=1)
+        page2 = pyodk_client.submissions.get_table(form_id=form_id, project_id=pid, skip=1)
         assert [r["__id"] for r in page2["value"]] == [first]
         assert page2["value"][0]["__system"]["attachmentsPresent"] == 1
 
         edited = f"uuid:{uuid.uuid4()}"
-        client.submissions.edit(
+        pyodk_client.submissions.edit(
             first,
             submission_xml(form_id, "3", edited, "Ada (edited)", "door.jpg", deprecated=first),
             form_id=form_id,
             project_id=pid,
             comment="fixed the name",
         )
-        client.submissions.review(first, "approved", form_id=form_id, project_id=pid, comment="ok")
-        row = client.submissions.get_table(
+        pyodk_client.submissions.review(
+            first, "approved", form_id=form_id, project_id=pid, comment="ok"
+        )
+        row = pyodk_client.submissions.get_table(
             form_id=form_id, project_id=pid, filter=f"__id eq '{first}'"
         )["value"][0]
         assert row["head"] == "Ada (edited)"
@@ -156,14 +142,18 @@ def test_pyodk_drives_a_form_through_its_life(
         assert row["__system"]["reviewState"] == "approved"
         assert row["__system"]["updatedAt"] is not None
 
-        client.submissions.add_comment(first, "checked by phone", form_id=form_id, project_id=pid)
-        comments = client.submissions.list_comments(first, form_id=form_id, project_id=pid)
+        pyodk_client.submissions.add_comment(
+            first, "checked by phone", form_id=form_id, project_id=pid
+        )
+        comments = pyodk_client.submissions.list_comments(first, form_id=form_id, project_id=pid)
         assert {c.body for c in comments} == {"fixed the name", "ok", "checked by phone"}
 
-        users = client.projects.create_app_users(
+        users = pyodk_client.projects.create_app_users(
             display_names=["enumerator A", "enumerator B"], forms=[form_id], project_id=pid
         )
         assert sorted(u.displayName for u in users) == ["enumerator A", "enumerator B"]
         assert all(u.token for u in users)
-        assigned = client.session.get(f"projects/{pid}/forms/{form_id}/assignments/app-user").json()
+        assigned = pyodk_client.session.get(
+            f"projects/{pid}/forms/{form_id}/assignments/app-user"
+        ).json()
         assert sorted(a["displayName"] for a in assigned) == ["enumerator A", "enumerator B"]

@@ -59,13 +59,6 @@ def submit(project, fid: str, body: str) -> str:
 
 
 @pytest.fixture
-def engine(database_url):
-    e = store.engine_for(database_url)
-    yield e
-    e.dispose()
-
-
-@pytest.fixture
 def project(central, tmp_path, fresh_name):
     return new_project(central, tmp_path, fresh_name)
 

@@ -39,13 +39,6 @@ def run(settings, engine, **kw) -> sync.FormResult:
 
 
 @pytest.fixture
-def engine(database_url):
-    e = store.engine_for(database_url)
-    yield e
-    e.dispose()
-
-
-@pytest.fixture
 def household(central, tmp_path, fresh_name):
     project = new_project(central, tmp_path, fresh_name)
     form = project.publish_xlsx(REPO / "forms" / "household_visit.xlsx", FORM_ID)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 import sqlalchemy as sa
 
 from collector import store, sync
@@ -45,13 +44,6 @@ FILES = {
     "p_under": "consent_signature.jpg",
     "p_good": "good.jpg",
 }
-
-
-@pytest.fixture
-def engine(database_url):
-    e = store.engine_for(database_url)
-    yield e
-    e.dispose()
 
 
 def run(settings, engine, fid):

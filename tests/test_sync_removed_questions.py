@@ -12,11 +12,10 @@ from __future__ import annotations
 import random
 import uuid
 
-import pytest
 import requests
 import sqlalchemy as sa
 
-from collector import store, sync
+from collector import sync
 from collector.central import Central
 from tests.test_sync_support import new_project
 
@@ -106,13 +105,6 @@ def submission(fid: str, version: str, iid: str, a: dict, *, deprecated: str = "
         f'xmlns:orx="http://openrosa.org/xforms">{name}<age>{a["age"]}</age>{extra}{kids}'
         f"<meta>{meta}</meta></data>"
     )
-
-
-@pytest.fixture
-def engine(database_url):
-    e = store.engine_for(database_url)
-    yield e
-    e.dispose()
 
 
 def run(settings, engine, fid: str) -> sync.FormResult:

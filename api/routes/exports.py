@@ -95,21 +95,17 @@ async def export(
     ``csv.zip`` also hold every repeat's rows (with their keys) unless ``repeat`` names one.
     A condition that carries a sensitive field's value is refused here (400): POST the same
     filters."""
-    shape = Shape(header=header, choice_columns=choice_columns, sep=sep)
-    return await _export(
-        request.app.state.export_slots,
-        form_id,
-        fmt,
-        caller,
-        engine,
-        settings,
-        params,
-        repeat,
-        split_list(fields),
-        lang,
-        geofield,
-        shape,
+    job = ExportJob(
+        form_id=form_id,
+        fmt=fmt,
+        params=params,
+        repeat=repeat,
+        fields=split_list(fields),
+        lang=lang,
+        geofield=geofield,
+        shape=Shape(header=header, choice_columns=choice_columns, sep=sep),
     )
+    return await _export(request.app.state.export_slots, job, caller, engine, settings)
 
 
 @dataclass(frozen=True)
@@ -119,6 +115,20 @@ class Shape:
     header: Header = "name"
     choice_columns: bool = False
     sep: Separator = ","
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One export asked for, said once for every route that asks (GET, POST, the UI)."""
+
+    form_id: str
+    fmt: Format
+    params: SubmissionParams
+    repeat: str | None
+    fields: list[str]
+    lang: str | None
+    geofield: str | None
+    shape: Shape
 
 
 class ExportBody(SubmissionFilterBody):
@@ -151,41 +161,25 @@ async def export_by_body(
 ) -> StreamingResponse:
     """The export with its filters in the body, so that no value of a sensitive question
     sits in a URL (proxies and logs keep URLs, not bodies). Same file as GET."""
-    return await _export(
-        request.app.state.export_slots,
-        form_id,
-        fmt,
-        caller,
-        engine,
-        settings,
-        body.params(),
-        body.repeat,
-        split_list(body.fields),
-        body.lang,
-        body.geofield,
-        Shape(header=body.header, choice_columns=body.choice_columns, sep=body.sep),
+    job = ExportJob(
+        form_id=form_id,
+        fmt=fmt,
+        params=body.params(),
+        repeat=body.repeat,
+        fields=split_list(body.fields),
+        lang=body.lang,
+        geofield=body.geofield,
+        shape=Shape(header=body.header, choice_columns=body.choice_columns, sep=body.sep),
     )
+    return await _export(request.app.state.export_slots, job, caller, engine, settings)
 
 
 async def _export(
-    slots: ExportSlots,
-    form_id: str,
-    fmt: Format,
-    caller: Caller,
-    engine: Engine,
-    settings: Settings,
-    params: SubmissionParams,
-    repeat: str | None,
-    fields: list[str],
-    lang: str | None,
-    geofield: str | None,
-    shape: Shape,
+    slots: ExportSlots, job: ExportJob, caller: Caller, engine: Engine, settings: Settings
 ) -> StreamingResponse:
     release = slots.take(caller.key_id)  # 429 when this key already runs its share
     try:
-        response = await _bounded_export(
-            form_id, fmt, caller, engine, settings, params, repeat, fields, lang, geofield, shape
-        )
+        response = await _bounded_export(job, caller, engine, settings)
     except BaseException:
         release()
         raise
@@ -194,34 +188,25 @@ async def _export(
 
 
 async def _bounded_export(
-    form_id: str,
-    fmt: Format,
-    caller: Caller,
-    engine: Engine,
-    settings: Settings,
-    params: SubmissionParams,
-    repeat: str | None,
-    fields: list[str],
-    lang: str | None,
-    geofield: str | None,
-    shape: Shape,
+    job: ExportJob, caller: Caller, engine: Engine, settings: Settings
 ) -> BoundedStreamingResponse:
-    form = form_or_404(engine, form_id)
+    fmt, repeat, geofield, shape = job.fmt, job.repeat, job.geofield, job.shape
+    form = form_or_404(engine, job.form_id)
     scope = scope_for(caller)
     rep = None
     if repeat:
         rep = form.repeat_named(repeat)
         if rep is None:
             raise UnknownName("repeat", repeat, form.xml_form_id)
-    chosen = select_fields(form, fields, scope, rep.path if rep else None)
-    flt = params.filter_for(form, scope, max_conditions=settings.api_max_filter_conditions)
+    chosen = select_fields(form, job.fields, scope, rep.path if rep else None)
+    flt = job.params.filter_for(form, scope, max_conditions=settings.api_max_filter_conditions)
     spec = ExportSpec(
         form=form,
         flt=flt,
         scope=scope,
         fields=chosen,
         repeat=rep,
-        lang=lang,
+        lang=job.lang,
         read_by_filter=tuple(fields_read_by_filter(flt)),
         header_style=shape.header,
         choice_columns=shape.choice_columns,

@@ -217,18 +217,15 @@ async def export(
     if form_info(engine, form_id) is None:
         raise HTTPException(404, f"unknown form {form_id!r}")
     lang = _lang(request)
-    shape = exports.Shape(header="label" if fmt == "xlsx" else "name")
-    return await exports._export(
-        request.app.state.export_slots,  # the same per-key cap as the API's route
-        form_id,
-        fmt,
-        caller,
-        engine,
-        settings,
-        exports.SubmissionParams(),
-        None,
-        [],
-        lang,
-        None,
-        shape,
+    job = exports.ExportJob(
+        form_id=form_id,
+        fmt=fmt,
+        params=exports.SubmissionParams(),
+        repeat=None,
+        fields=[],
+        lang=lang,
+        geofield=None,
+        shape=exports.Shape(header="label" if fmt == "xlsx" else "name"),
     )
+    # the same per-key cap as the API's route
+    return await exports._export(request.app.state.export_slots, job, caller, engine, settings)
