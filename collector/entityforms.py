@@ -186,13 +186,18 @@ def property_kinds(uses: Iterable[EntityUse]) -> dict[str, dict[str, PropertyKin
     return out
 
 
-def manifest_property_kinds(entries: Iterable[FormEntry]) -> dict[str, dict[str, PropertyKind]]:
-    """``property_kinds`` over the forms of a manifest (unreadable forms skipped: the check
-    reports them)."""
+def manifest_entity_uses(entries: Iterable[FormEntry]) -> list[EntityUse]:
+    """The entity side of every readable form of a manifest (unreadable forms skipped:
+    ``forms check`` reports them, and their submissions still sync)."""
     uses = []
     for entry in entries:
         try:
             uses.append(entity_use(read_xlsform(entry.file)))
         except Exception:  # noqa: S112 - reported by forms check
             continue
-    return property_kinds(uses)
+    return uses
+
+
+def manifest_property_kinds(entries: Iterable[FormEntry]) -> dict[str, dict[str, PropertyKind]]:
+    """``property_kinds`` over the forms of a manifest."""
+    return property_kinds(manifest_entity_uses(entries))

@@ -131,23 +131,15 @@ def _entity_lists_of_forms(settings: Settings) -> tuple[dict[str, str], dict[str
     """Which entity list each manifest form writes, and every list's property kinds.
 
     Read once when the scheduler starts (the forms are mounted read-only; a new form
-    means a restart, as a new schedule does). Unreadable forms are left out: ``forms
-    check`` reports them, and their submissions still sync."""
-    from collector.entityforms import entity_use, property_kinds
+    means a restart, as a new schedule does)."""
+    from collector.entityforms import manifest_entity_uses, property_kinds
     from collector.manifest import ManifestError, load_manifest
-    from collector.xlsform import read_xlsform
 
     try:
-        entries = load_manifest(settings.forms_dir).forms
+        uses = manifest_entity_uses(load_manifest(settings.forms_dir).forms)
     except ManifestError as exc:  # forms only from the command line: no register to follow
         log.warning("entity lists not followed: %s", exc)
         return {}, {}
-    uses = []
-    for entry in entries:
-        try:
-            uses.append(entity_use(read_xlsform(entry.file)))
-        except Exception:  # noqa: S112 - reported by forms check
-            continue
     lists_of = {u.form_id: u.list_name for u in uses if u.list_name}
     return lists_of, property_kinds(uses)
 

@@ -55,6 +55,25 @@ def _publish(central: CentralTarget, s, pid: int, xform: bytes) -> str:
     return form_id
 
 
+def register_women(central: CentralTarget, pid: int, form_id: str, seed: str, count: int):
+    """``count`` registrations from simulated tablets, none edited, reviewed or deleted.
+
+    ``seed`` must be new on each server: Central's entity ids are unique server-wide."""
+    runner = Enumerators(
+        central.url,
+        WebUser(central.email, central.password),
+        pid,
+        forms=[form_id],
+        seed=seed,
+        edit_share=0,
+        review_share=0,
+        delete_share=0,
+    )
+    result = runner.run(count=count)
+    assert (result.submitted, result.failures) == (count, 0)
+    return result
+
+
 def test_uuid__evaluates_like_collect() -> None:
     """uuid() gives a version-4 UUID, uuid(n) n letters/digits; a seed repeats them."""
     root = ET.Element("data")
@@ -76,18 +95,7 @@ def test_run__registrations_create_entities(central: CentralTarget, fresh_name: 
     pid = s.post(f"{central.url}/v1/projects", json={"name": fresh_name}, timeout=30).json()["id"]
     xform = _registration_xform()
     form_id = _publish(central, s, pid, xform)
-    runner = Enumerators(
-        central.url,
-        WebUser(central.email, central.password),
-        pid,
-        forms=[form_id],
-        seed=f"entities-{fresh_name}",  # entity ids are unique server-wide
-        edit_share=0,
-        review_share=0,
-        delete_share=0,
-    )
-    result = runner.run(count=10)
-    assert (result.submitted, result.failures) == (10, 0)
+    result = register_women(central, pid, form_id, f"entities-{fresh_name}", 10)
 
     saveto = _saveto(xform)
     assert "woman_name" in saveto  # the form really maps answers to properties

@@ -15,12 +15,11 @@ import sqlalchemy as sa
 from collector.settings import Settings
 from collector.storage import entities as es
 from collector.store import engine_for
-from emulator.enumerators import Enumerators, WebUser
 from scheduler.wiring import sync_function
 from tests.conftest import CentralTarget
 from tests.emulator_support import login
 from tests.test_entities_central import wait_for
-from tests.test_enumerators_entities import _publish, _registration_xform
+from tests.test_enumerators_entities import _publish, _registration_xform, register_women
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,18 +30,7 @@ def test_scheduler_run__pulls_the_entity_list_its_form_writes(
     s = login(central)
     pid = s.post(f"{central.url}/v1/projects", json={"name": fresh_name}, timeout=30).json()["id"]
     form_id = _publish(central, s, pid, _registration_xform())
-    runner = Enumerators(
-        central.url,
-        WebUser(central.email, central.password),
-        pid,
-        forms=[form_id],
-        seed=f"scheduler-entities-{fresh_name}",  # entity ids are unique server-wide
-        edit_share=0,
-        review_share=0,
-        delete_share=0,
-    )
-    result = runner.run(count=6)
-    assert (result.submitted, result.failures) == (6, 0)
+    result = register_women(central, pid, form_id, f"scheduler-entities-{fresh_name}", 6)
 
     creates = 0
     for iid in result.instance_ids:
