@@ -35,9 +35,10 @@ from api.routes import (
     sync_status,
 )
 from api.ui import routes as ui
-from collector import migrations, store
-from collector.keys import ActiveKeyHashes
+from collector import store
 from collector.settings import Settings
+from collector.store import migrations
+from collector.store.keys import ActiveKeyHashes
 
 DESCRIPTION = """\
 The programme's field data for data managers: forms, submissions, exports, indicators,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from collector import store
-from collector.keys import Caller
+from collector.store.keys import Caller
 
 
 def audit_reads(

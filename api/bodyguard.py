@@ -5,7 +5,7 @@ of memory for nothing), and a body sent a byte at a time held its request open f
 :class:`BodyGuard`, an ASGI middleware, sees a request before any route does:
 
 1. A body whose ``Content-Length`` is above ``api_max_body_bytes`` gets 413 at once.
-2. A body without a valid key (a hash among the active keys', ``collector.keys``
+2. A body without a valid key (a hash among the active keys', ``collector.store.keys``
    ``ActiveKeyHashes``: no query per request) gets 401 before a byte of it is read, and
    counts against the client address's bad-key budget like any other (``api.deps``).
 3. Otherwise the body is read here, whole, within ``api_body_timeout_seconds`` (408 past

@@ -1,7 +1,7 @@
 """Dependencies every route declares, as ``Annotated`` aliases (the FastAPI template's habit).
 
 ``ViewerDep``/``AnalystDep``/``ManagerDep``/``AdminDep`` resolve the bearer key to a
-:class:`~collector.keys.Caller`, refuse a role below the one named (403), and charge the
+:class:`~collector.store.keys.Caller`, refuse a role below the one named (403), and charge the
 key's rate limit (429 with ``Retry-After``); a client address that keeps sending no key or
 a bad one is limited too.
 """
@@ -19,15 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.engine import Engine
 
 from api.ratelimit import RateLimiter, SharedRateLimiter, retry_after_header
-from collector.forminfo import FormInfo, InvalidValue, Scope, UnknownName, form_info
-from collector.keys import Caller, Role, caller_for_token
-from collector.queries import (
+from collector.read.forminfo import FormInfo, InvalidValue, Scope, UnknownName, form_info
+from collector.read.queries import (
     MAX_FILTER_VALUES,
     FieldCondition,
     SubmissionFilter,
     parse_condition,
 )
 from collector.settings import Settings
+from collector.store.keys import Caller, Role, caller_for_token
 
 
 def get_settings(request: Request) -> Settings:
@@ -135,8 +135,8 @@ def visible_submission_counts(
 ) -> dict[int, int | None]:
     """Live submissions per form id as this key may read them: exact from analyst up (they
     read the rows anyway), protected like the indicators for viewers (issue 15 item 2)."""
-    from collector.indicators.compute import published_submission_counts
-    from collector.queries import submission_counts
+    from collector.read.indicators.compute import published_submission_counts
+    from collector.read.queries import submission_counts
 
     scope = scope_for(caller)
     if caller.role >= Role.analyst:

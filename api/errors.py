@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.central.errors import CentralError, CentralRejected, CentralUnavailable
 from collector.errors import CollectorError, QueryError, StoreError, one_line
-from collector.forminfo import InvalidValue, UnknownName, Withheld
-from collector.keys import ApiKeyError, DuplicateKeyName, UnknownKey
+from collector.read.forminfo import InvalidValue, UnknownName, Withheld
+from collector.store.keys import ApiKeyError, DuplicateKeyName, UnknownKey
 
 log = logging.getLogger("api")
 

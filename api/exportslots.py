@@ -3,7 +3,7 @@
 An export is the API's longest request: seconds of reading and writing, then as long as
 the client takes to download. Issue 15 (item 4) had one analyst key open sixteen CSV
 exports that read 2 KB and stopped; together with rows fetched in batches
-(``collector.queries.stream_rows``: no connection is held while the client waits), these
+(``collector.read.queries.stream_rows``: no connection is held while the client waits), these
 bound what one key can tie up:
 
 - :class:`ExportSlots`: at most ``api_exports_per_key`` running exports per key in this

@@ -8,7 +8,7 @@ process (:class:`RateLimiter`).
 
 The same buckets, keyed by client address, limit requests WITHOUT a valid key (see
 ``api.deps.current_caller``): once an address has spent its failures, its tokens are looked
-up only if their hash is among the active keys' (``collector.keys.ActiveKeyHashes``), so a
+up only if their hash is among the active keys' (``collector.store.keys.ActiveKeyHashes``), so a
 flood of bad tokens costs no query per request while a valid key there is still served.
 """
 

@@ -6,7 +6,7 @@ and memory, beside pandas ``read_sql`` + ``to_csv`` in the same run, on SQLite a
 
 The store is generated, not synced: household visits shaped like Central's OData rows
 (groups nested, geopoints as GeoJSON, a children repeat, select_multiple text) go through
-``collector.normalize`` and ``collector.store.store_page``, the same path sync takes, only
+``collector.sync.normalize`` and ``collector.store.store_page``, the same path sync takes, only
 without HTTP (syncing 100,000 from the emulator measures the sync, which bench/sync_bench.py
 does). The API then runs in uvicorn on loopback and is called over real HTTP:
 
@@ -47,14 +47,15 @@ import uvicorn
 from sqlalchemy.engine import Engine, make_url
 
 from api.app import create_app
-from collector import normalize, store
-from collector.exports import ExportSpec, csv_chunks
-from collector.forminfo import Scope, form_info, table_for
-from collector.formspec import FormSpec
-from collector.keys import create_key
-from collector.queries import SubmissionFilter, select_fields
+from collector import store
+from collector.forms.spec import FormSpec
+from collector.forms.xlsform import form_spec, read_xlsform
+from collector.read.exports import ExportSpec, csv_chunks
+from collector.read.forminfo import Scope, form_info, table_for
+from collector.read.queries import SubmissionFilter, select_fields
 from collector.settings import Settings
-from collector.xlsform import form_spec, read_xlsform
+from collector.store.keys import create_key
+from collector.sync import normalize
 
 REPO = Path(__file__).resolve().parent.parent
 FORM = "household_visit"
@@ -368,7 +369,7 @@ def report(name: str, r: dict[str, Any]) -> None:
             f"  {'API ' + fmt:<12}{r[fmt + '_rows_s']:>12,.0f}{r[fmt + '_peak_mib']:>12.1f}{r[fmt + '_mb']:>12.1f}"
         )
     print(
-        f"  {'csv writer':<12}{r['csv_inproc_rows_s']:>12,.0f}   (collector.exports alone, no HTTP)"
+        f"  {'csv writer':<12}{r['csv_inproc_rows_s']:>12,.0f}   (collector.read.exports alone, no HTTP)"
     )
     print(
         f"  {'pandas csv':<12}{r['pandas_rows_s']:>12,.0f}{r['pandas_peak_mib']:>12.1f}   (read_sql + to_csv, baseline)"

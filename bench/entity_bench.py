@@ -27,9 +27,9 @@ from pathlib import Path
 import requests
 
 from collector.central import Central
-from collector.entitysync import sync_entities
 from collector.settings import Settings
 from collector.store import engine_for
+from collector.sync.entities import sync_entities
 from emulator.control import start_emulator
 
 PROPS = ["district", "jamoat", "village", "birth_year", "household_size", "children_count",

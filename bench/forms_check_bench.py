@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pyxform.xls2xform import convert
 
-from collector.formcheck import check_form
-from collector.xlsform import _convert_xlsform, _read_xlsform
+from collector.forms.check import check_form
+from collector.forms.xlsform import _convert_xlsform, _read_xlsform
 
 WORKBOOK = (
     Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ them), and at each size prints:
   (one response, and in our pages) and a client to parse it: the floor of any sync;
 - **naive**: pyodk ``get_table(expand="*")`` -> pandas ``json_normalize`` -> ``to_sql``
   (replace), the pipeline people write first; it re-pulls everything every time;
-- **ours, first sync**: ``collector.sync.sync_forms`` into an empty store;
+- **ours, first sync**: ``collector.sync.submissions.sync_forms`` into an empty store;
 - **steady state**: 200 new or edited submissions on top, synced;
 - **no-op**: a sync with nothing new;
 - **normalize + store alone**, from pages already parsed: submissions/s (stored as sync
@@ -66,12 +66,13 @@ from pyodk._utils import config as pyodk_config
 from pyodk.client import Client
 
 from bench.emulator_bench import XLSX, household_form, household_xml
-from collector import store, sync
+from collector import store
 from collector.central import Central
-from collector.normalize import FormShape, rows_for_page
-from collector.pipeline import PageWriter, gc_paused
 from collector.settings import Settings
-from collector.storage.batches import _param_builder, sqlite_insert_sql
+from collector.store.batches import _param_builder, sqlite_insert_sql
+from collector.sync import submissions as sync
+from collector.sync.normalize import FormShape, rows_for_page
+from collector.sync.pipeline import PageWriter, gc_paused
 from emulator.control import EmulatorControl, start_emulator
 
 EMAIL, PASSWORD = "bench@example.org", "bench-password"

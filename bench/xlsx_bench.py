@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import xlsxwriter
 
-from collector.exportguard import guard_csv, needs_guard
+from collector.read.exportguard import guard_csv, needs_guard
 
 
 def rows(n: int):

@@ -12,19 +12,19 @@
     │   ├── CentralRejected           Central said no (4xx), with its code and message
     │   └── CentralGarbage            a 2xx body that is not what it should be
     ├── FormsError                  the XLSForms and their manifest
-    │   ├── ManifestError             forms/manifest.toml (collector.manifest)
-    │   ├── FormsInvalid              ``forms check`` found errors (collector.formpush)
+    │   ├── ManifestError             forms/manifest.toml (collector.forms.manifest)
+    │   ├── FormsInvalid              ``forms check`` found errors (collector.forms.push)
     │   ├── PushBlocked               a plan cannot be pushed as it is
     │   └── PushFailed                Central failed mid-push; published versions unchanged
-    ├── CatalogueError              the indicator catalogue file (collector.indicators)
-    ├── SyncError                   a form that cannot be synced (collector.sync)
+    ├── CatalogueError              the indicator catalogue file (collector.read.indicators)
+    ├── SyncError                   a form that cannot be synced (collector.sync.submissions)
     ├── SyncStopped                 asked to stop between pages (not a failure)
     ├── StoreError                  the store as a whole (collector.store)
     │   ├── StoreBehind               its schema is older than this release: upgrade it
     │   └── SqlRoleError              an analysts' database role that cannot be made as asked
-    ├── EnumeratorError             an enumerator (app user) task (collector.enumerators)
+    ├── EnumeratorError             an enumerator (app user) task (collector.forms.enumerators)
     │   └── NoSuchEnumerator
-    ├── ApiKeyError                 API keys (collector.keys)
+    ├── ApiKeyError                 API keys (collector.store.keys)
     │   ├── DuplicateKeyName
     │   ├── InvalidKeyRequest
     │   └── UnknownKey
@@ -39,7 +39,7 @@ only their roots are here. Classes that were a ``ValueError``, ``LookupError`` o
 ``PermissionError`` stay so too, for the callers that catch those.
 
 Two places turn the tree into words: the ``collector`` command prints ``error: <message>``
-and exits with :attr:`CollectorError.exit_code` (``collector.cli_errors``); the API answers
+and exits with :attr:`CollectorError.exit_code` (``collector.cli.errors``); the API answers
 the class's status and a ``{"detail": message}`` body (``api/errors.py``). Errors that are
 not in this tree (a bug, a driver's own error) are not turned into one line: the CLI shows
 their traceback, the API logs them and answers 500.

@@ -6,7 +6,7 @@
   written the same way, in every route and export.
 - **dateTime answers** (Collect's ``start``/``end``, ``dateTime`` questions): Collect
   records the tablet's offset (``10:02:56.000+05:00``); the store keeps the instant and
-  that offset in minutes (``<col>__tzmin``, collector/layout.py). :func:`recorded` puts
+  that offset in minutes (``<col>__tzmin``, collector/store/layout.py). :func:`recorded` puts
   them together as a :class:`RecordedTime`, which :func:`value_text` writes with its
   offset (zero as ``Z``); with the offset unknown, the instant in UTC with ``Z`` --
   never without a zone, never with a made-up one.

@@ -4,7 +4,7 @@
   3 trigger;
 - ``leader``: the single-leader lock (PostgreSQL advisory lock, or a file lock on SQLite);
 - ``service``: the loop that leads or stands by, one job per form, and stops cleanly;
-- ``wiring``: Settings to a ready service (the forms manifest, ``collector.sync``).
+- ``wiring``: Settings to a ready service (the forms manifest, ``collector.sync.submissions``).
 
-``collector scheduler`` (``collector/cli_run.py``) starts it.
+``collector scheduler`` (``collector/cli/run.py``) starts it.
 """

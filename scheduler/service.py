@@ -33,7 +33,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from collector.failures import failure_text
+from collector.sync.failures import failure_text
 from scheduler.leader import LeaderLock
 from scheduler.triggers import FormSchedule, trigger_for
 
@@ -63,7 +63,7 @@ class SchedulerStats:
 
 
 class SyncRequests(Protocol):
-    """Syncs asked for through the API (collector.storage.sync_requests, via the wiring)."""
+    """Syncs asked for through the API (collector.store.sync_requests, via the wiring)."""
 
     def take(self) -> list[tuple[int, list[str] | None]]:
         """The waiting requests as (id, forms or None for all), now marked as taken."""

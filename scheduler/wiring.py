@@ -1,7 +1,7 @@
 """From Settings to a ready SchedulerService: the forms manifest's schedules and the sync.
 
 This is the only place the scheduler reaches into ``collector``: the forms manifest
-(``collector.manifest``) for which forms to pull and when, and ``collector.sync`` to pull
+(``collector.forms.manifest``) for which forms to pull and when, and ``collector.sync.submissions`` to pull
 one. Everything else in ``scheduler/`` is plain APScheduler and locking.
 """
 
@@ -32,7 +32,7 @@ class SchedulerSetupError(CollectorError):
 
 
 def _schedule_of(entry: Any) -> FormSchedule:
-    """A FormSchedule from one manifest entry (``collector.manifest.FormEntry``)."""
+    """A FormSchedule from one manifest entry (``collector.forms.manifest.FormEntry``)."""
     sync = entry.sync
     minutes = sync.interval_minutes
     return FormSchedule(
@@ -44,7 +44,7 @@ def _schedule_of(entry: Any) -> FormSchedule:
 
 def form_schedules(settings: Settings, only: Sequence[str] = ()) -> list[FormSchedule]:
     """Each form's schedule from the manifest; ``scheduler_every_seconds`` overrides all."""
-    from collector.manifest import ManifestError, load_manifest
+    from collector.forms.manifest import ManifestError, load_manifest
 
     try:
         manifest = load_manifest(settings.forms_dir)
@@ -76,8 +76,8 @@ def sync_function(settings: Settings, runner: str) -> Callable[[str, Callable[[]
     """
     from collector import store
     from collector.central import Central, CentralError
-    from collector.entitysync import sync_entities
-    from collector.sync import sync_forms
+    from collector.sync.entities import sync_entities
+    from collector.sync.submissions import sync_forms
 
     lists_of, kinds = _entity_lists_of_forms(settings)
     engine = store.engine_for(settings)
@@ -132,8 +132,8 @@ def _entity_lists_of_forms(settings: Settings) -> tuple[dict[str, str], dict[str
 
     Read once when the scheduler starts (the forms are mounted read-only; a new form
     means a restart, as a new schedule does)."""
-    from collector.entityforms import manifest_entity_uses, property_kinds
-    from collector.manifest import ManifestError, load_manifest
+    from collector.forms.entities import manifest_entity_uses, property_kinds
+    from collector.forms.manifest import ManifestError, load_manifest
 
     try:
         uses = manifest_entity_uses(load_manifest(settings.forms_dir).forms)
@@ -153,18 +153,18 @@ def _describe(result: Any) -> str:
 
 @dataclass
 class StoreSyncRequests:
-    """The service's view of ``sync_request`` rows (collector.storage.sync_requests)."""
+    """The service's view of ``sync_request`` rows (collector.store.sync_requests)."""
 
     engine: Engine
     runner: str
 
     def take(self) -> list[tuple[int, list[str] | None]]:
-        from collector.storage import sync_requests
+        from collector.store import sync_requests
 
         return [(p.id, p.forms) for p in sync_requests.take_pending(self.engine, self.runner)]
 
     def finish(self, request_id: int, *, ok: bool, error: str | None) -> None:
-        from collector.storage import sync_requests
+        from collector.store import sync_requests
 
         sync_requests.finish(self.engine, request_id, ok=ok, error=error)
 

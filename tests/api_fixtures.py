@@ -5,7 +5,7 @@ fresh one per module, so modules never share submissions; ``collector forms push
 use the manifest's one project), their specs (labels, sensitivity) recorded with the push's
 own recorder (``formpush.store_recorder``), submissions sent over OpenRosa as ODK Collect
 sends them (realistic values from the forms' own choices, plus a few planted ones the tests
-look for), then ``collector.sync`` pulls them into the store, on SQLite and on PostgreSQL. The API runs in a real uvicorn server on a free loopback port.
+look for), then ``collector.sync.submissions`` pulls them into the store, on SQLite and on PostgreSQL. The API runs in a real uvicorn server on a free loopback port.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ import uvicorn
 from sqlalchemy.engine import Engine, make_url
 
 from api.app import create_app
-from collector import store, sync
-from collector.formpush import store_recorder
-from collector.formspec import FieldSpec, FormSpec
-from collector.keys import create_key
+from collector import store
+from collector.forms.push import store_recorder
+from collector.forms.spec import FieldSpec, FormSpec
+from collector.forms.xlsform import form_spec, read_xlsform
 from collector.settings import Settings
-from collector.xlsform import form_spec, read_xlsform
+from collector.store.keys import create_key
+from collector.sync import submissions as sync
 from emulator.control import free_port
 from tests.conftest import REPO
 from tests.test_sync_support import Project, new_project

@@ -28,8 +28,8 @@ from api.database import with_statement_timeout
 from api.serving import uvicorn_config
 from bench.api_bench import build_store
 from collector import store
-from collector.keys import CreatedKey, create_key
 from collector.settings import Settings
+from collector.store.keys import CreatedKey, create_key
 from emulator.control import free_port
 
 ROWS = 8000  # x ~550 bytes of CSV with Russian labels: ~4.4 MB per export

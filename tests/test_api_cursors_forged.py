@@ -18,10 +18,11 @@ import sqlalchemy as sa
 
 from api.app import create_app
 from bench.api_bench import odata_row
-from collector import normalize, store
-from collector.keys import create_key
+from collector import store
+from collector.forms.xlsform import form_spec, read_xlsform
 from collector.settings import Settings
-from collector.xlsform import form_spec, read_xlsform
+from collector.store.keys import create_key
+from collector.sync import normalize
 from tests.api_fixtures import serving
 
 FORMS = Path(__file__).resolve().parent.parent / "forms"

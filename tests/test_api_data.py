@@ -15,10 +15,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from collector import store, sync
-from collector.exports import ExportSpec, csv_chunks, geojson_chunks
-from collector.forminfo import Scope, form_info
-from collector.queries import SubmissionFilter
+from collector import store
+from collector.read.exports import ExportSpec, csv_chunks, geojson_chunks
+from collector.read.forminfo import Scope, form_info
+from collector.read.queries import SubmissionFilter
+from collector.sync import submissions as sync
 from tests.api_fixtures import (
     HOME_DISTRICT,
     MARK_AGE_HOME,
@@ -416,7 +417,7 @@ def test_api__admin_asks_the_scheduler_to_sync_and_status_shows_it(api):
     process never syncs (it would pull beside the leader, outside its lock)."""
     import threading
 
-    from collector.storage import sync_requests
+    from collector.store import sync_requests
     from scheduler.leader import leader_lock_for
     from scheduler.service import SchedulerService
     from scheduler.triggers import FormSchedule

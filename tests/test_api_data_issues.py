@@ -63,7 +63,7 @@ def test_data_issues__withheld_as_the_rows_are(api):
 
 
 def test_sync_status__an_old_runs_error_text_is_the_managers(api):
-    """Runs recorded before errors were written without values (``collector.failures``) may
+    """Runs recorded before errors were written without values (``collector.sync.failures``) may
     hold a refused row in their text; below manager only the error's first clause shows."""
     engine = api.synced.engine
     form_id = store.form_id_for(engine, "roundtable")
@@ -91,7 +91,7 @@ def test_staff_identity_types__every_spelling_pyxform_knows():
     the first word a form spec keeps of it, is treated as the manager's."""
     from pyxform.question_type_dictionary import QUESTION_TYPE_DICT
 
-    from collector.formspec import STAFF_IDENTITY_XLS_TYPES
+    from collector.forms.spec import STAFF_IDENTITY_XLS_TYPES
 
     identity = {"deviceid", "simserial", "subscriberid", "phonenumber", "username", "email"}
     names = {

@@ -13,8 +13,8 @@ import requests
 
 from api.app import create_app
 from collector import store
-from collector.keys import create_key
 from collector.settings import Settings
+from collector.store.keys import create_key
 from tests.api_fixtures import serving
 
 

@@ -23,9 +23,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from collector import store, sync
-from collector.exportguard import guard_csv, needs_guard
-from collector.forminfo import form_info
+from collector import store
+from collector.read.exportguard import guard_csv, needs_guard
+from collector.read.forminfo import form_info
+from collector.sync import submissions as sync
 from tests.api_fixtures import (
     FORMS,
     HOME_DISTRICT,

@@ -3,10 +3,11 @@ against a real SQLite file and the real PostgreSQL."""
 
 from __future__ import annotations
 
-from collector import models, store
-from collector.forminfo import Scope, form_info
-from collector.normalize import fields_from_spec
-from collector.xlsform import form_spec, read_xlsform
+from collector import store
+from collector.forms.xlsform import form_spec, read_xlsform
+from collector.read.forminfo import Scope, form_info
+from collector.store import models
+from collector.sync.normalize import fields_from_spec
 from tests.conftest import REPO
 
 NEW_PATH = "/visit/shelter_address"

@@ -4,7 +4,7 @@ Small-cell suppression hides the two home visits in the rare district inside one
 a viewer who asks for the whole scope and for every other district, and subtracts, would
 get them back if totals were computed apart from their cells. Below manager, a union of
 districts is refused and every total is the sum of the published lattice cells
-(``collector.indicators.disclosure``), so the difference is the withheld cell's published
+(``collector.read.indicators.disclosure``), so the difference is the withheld cell's published
 share: nothing. The same attack with the manager's exact numbers must succeed, so the test
 shows that the protection, and nothing else, is what defeats it.
 """
@@ -15,15 +15,15 @@ import pytest
 import sqlalchemy as sa
 
 from collector import store
-from collector.forminfo import Scope
-from collector.indicators import (
+from collector.read.forminfo import Scope
+from collector.read.indicators import (
     INDICATORS_BY_ID,
     ROUNDING_SECRET,
     cell_key_fraction,
     compute,
     rounded,
 )
-from collector.storage.caches import caches_for
+from collector.store.caches import caches_for
 from tests.api_fixtures import (
     RARE_DISTRICT,
     LiveApi,
@@ -64,7 +64,7 @@ def withheld_truth(api: LiveApi, indicator: str, by: tuple[str, ...]) -> Cells:
 def differences(live: LiveApi, key: str, indicator: str, by: tuple[str, ...]) -> Cells:
     """The attack: (the key's whole scope) - (every other district, one by one), cell by
     cell, where the cells are published. A union of districts in one question is refused
-    below manager (the lattice: ``collector.indicators.disclosure``)."""
+    below manager (the lattice: ``collector.read.indicators.disclosure``)."""
     choices = live.get("/v1/forms/household_visit", key).json()["choices"]["district"]
     others = [c["value"] for c in choices if c["value"] != RARE_DISTRICT]
     union = live.get(

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from api.app import create_app
 from api.ratelimit import RateLimiter, SharedRateLimiter
 from collector import store
-from collector.keys import InvalidKeyRequest, create_key, list_keys
 from collector.settings import Settings
+from collector.store.keys import InvalidKeyRequest, create_key, list_keys
 from emulator.control import free_port
 from tests.api_fixtures import serving
 from tests.conftest import REPO, stop_process

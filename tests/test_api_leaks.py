@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from collector import store
-from collector.indicators import INDICATORS_BY_ID
+from collector.read.indicators import INDICATORS_BY_ID
 from tests.api_fixtures import (
     FORMS,
     MARK_HOME,

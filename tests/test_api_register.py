@@ -20,10 +20,10 @@ import sqlalchemy as sa
 
 from api.app import create_app
 from collector.central import Central
-from collector.entityforms import PropertyKind
-from collector.entitysync import sync_entities
-from collector.keys import create_key
+from collector.forms.entities import PropertyKind
 from collector.store import create_schema, engine_for
+from collector.store.keys import create_key
+from collector.sync.entities import sync_entities
 from tests.api_fixtures import serving
 from tests.conftest import CentralTarget
 from tests.test_entities_central import (

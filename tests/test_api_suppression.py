@@ -1,8 +1,8 @@
-"""Small-cell suppression (collector.indicators.suppress): a pure function, tested alone."""
+"""Small-cell suppression (collector.read.indicators.suppress): a pure function, tested alone."""
 
 from __future__ import annotations
 
-from collector.indicators import INDICATORS, Cell, suppress
+from collector.read.indicators import INDICATORS, Cell, suppress
 
 
 def cells(*rows: tuple[str, str, int]) -> list[Cell]:

@@ -137,7 +137,7 @@ def test_params__out_of_range_is_422_naming_it_never_500(api):
         {"from": "0001-01-01", "period": "week"},
         {"from": "0001-01-01", "to": "9999-12-31"},
     ]
-    for params in viewer:  # the lattice's checks too (collector.indicators.disclosure)
+    for params in viewer:  # the lattice's checks too (collector.read.indicators.disclosure)
         r = api.get("/v1/indicators/home_visits", "viewer", **params)
         assert r.status_code == 200, (params, r.status_code, r.text[:300])
     for path, params, name in cases:

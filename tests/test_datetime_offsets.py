@@ -21,11 +21,12 @@ import requests
 import sqlalchemy as sa
 
 from api.app import create_app
-from collector import store, sync
-from collector.formpush import store_recorder
-from collector.keys import create_key
-from collector.storage.caches import caches_for
-from collector.xlsform import form_spec, read_xlsform
+from collector import store
+from collector.forms.push import store_recorder
+from collector.forms.xlsform import form_spec, read_xlsform
+from collector.store.caches import caches_for
+from collector.store.keys import create_key
+from collector.sync import submissions as sync
 from tests.api_fixtures import serving
 from tests.test_sync_support import new_project
 

@@ -22,7 +22,7 @@ import requests
 
 from collector import store
 from collector.demo import guide_paths
-from collector.keys import caller_for_token, create_key
+from collector.store.keys import caller_for_token, create_key
 
 REPO = Path(__file__).resolve().parent.parent
 DURATION = 15

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import openpyxl
 
-from collector.entitycheck import entity_findings
-from collector.entityforms import entity_use, push_order, sensitive_properties
-from collector.formcheck import check_form
-from collector.manifest import load_manifest
-from collector.xlsform import convert_xlsform, read_xlsform
+from collector.forms.check import check_form
+from collector.forms.entities import entity_use, push_order, sensitive_properties
+from collector.forms.entitycheck import entity_findings
+from collector.forms.manifest import load_manifest
+from collector.forms.xlsform import convert_xlsform, read_xlsform
 from emulator.entity_forms import declaration
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,7 +159,7 @@ def test_push_publishes_the_registration_first_so_the_follow_up_gets_the_list(
     list declares it too, so a real Central links its women.csv either way; the order is
     what a form that only reads a list needs.)"""
     from collector.central import Central
-    from collector.formpush import plan_forms, push_forms
+    from collector.forms.push import plan_forms, push_forms
     from tests.test_forms_push import settings_for
 
     forms = tmp_path / "forms"

@@ -19,11 +19,11 @@ import requests
 import sqlalchemy as sa
 
 from collector.central import Central
-from collector.entityforms import PropertyKind
-from collector.entitysync import sync_entities
+from collector.forms.entities import PropertyKind
 from collector.settings import Settings
-from collector.storage import entities as es
 from collector.store import engine_for
+from collector.store import entities as es
+from collector.sync.entities import sync_entities
 from tests.conftest import CentralTarget
 from tests.test_entities_central import (
     entity_version_is,

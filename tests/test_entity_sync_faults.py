@@ -15,11 +15,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from collector import entitysync
 from collector.central import Central, CentralError
-from collector.entitysync import sync_entities
-from collector.storage import entities as es
 from collector.store import engine_for
+from collector.store import entities as es
+from collector.sync import entities as entitysync
+from collector.sync.entities import sync_entities
 from emulator.control import EmulatorControl
 from tests.conftest import CentralTarget
 from tests.test_entities_central import http, new_project  # noqa: F401 - the fixture

@@ -33,11 +33,10 @@ import zxingcpp
 from typer.testing import CliRunner
 
 from api.app import create_app
-from collector import store, sync
-from collector.activity import enumerator_activity
+from collector import store
 from collector.central import Central, app_users
 from collector.cli import app as cli_app
-from collector.enumerators import (
+from collector.forms.enumerators import (
     EnumeratorError,
     add_enumerators,
     app_user_server_url,
@@ -45,8 +44,10 @@ from collector.enumerators import (
     collect_settings_payload,
     qr_png_bytes,
 )
-from collector.keys import create_key
+from collector.read.activity import enumerator_activity
 from collector.settings import Settings
+from collector.store.keys import create_key
+from collector.sync import submissions as sync
 from tests.api_fixtures import serving
 from tests.emulator_support import login
 

@@ -16,7 +16,7 @@ from collector.errors import CollectorError
 
 # Raised and caught inside one module, never reaching a caller: not part of the tree.
 INTERNAL = {
-    "collector.normalize.Misfit",  # a value that does not fit: becomes a data_issue row
+    "collector.sync.normalize.Misfit",  # a value that does not fit: becomes a data_issue row
     "scheduler.service.RunFailed",  # logged in one line by the scheduler itself
     "api.exportslots._Stalled",  # ends a stalled download inside its own response
 }

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from collector import central as api
 from collector.central import Central, CentralRejected
-from collector.formdiff import field_changes, xform_fields
-from collector.formpush import (
+from collector.forms.diff import field_changes, xform_fields
+from collector.forms.manifest import load_manifest
+from collector.forms.push import (
     Action,
     PushBlocked,
     PushFailed,
@@ -24,8 +25,7 @@ from collector.formpush import (
     plan_forms,
     push_forms,
 )
-from collector.manifest import load_manifest
-from collector.xlsform import convert_xlsform
+from collector.forms.xlsform import convert_xlsform
 from tests.conftest import CentralTarget
 from tests.test_forms_push import Wire, forms_copy, settings_for
 

@@ -22,11 +22,11 @@ from openpyxl.worksheet.worksheet import Worksheet
 from typer.testing import CliRunner
 
 from collector.cli import app
-from collector.formcheck import check_form, check_manifest_forms
-from collector.formexpr import malformed_expression
-from collector.formspec import LANGUAGES
-from collector.manifest import ManifestError, load_manifest
-from collector.xlsform import convert_xlsform, form_spec, read_xlsform
+from collector.forms.check import check_form, check_manifest_forms
+from collector.forms.expr import malformed_expression
+from collector.forms.manifest import ManifestError, load_manifest
+from collector.forms.spec import LANGUAGES
+from collector.forms.xlsform import convert_xlsform, form_spec, read_xlsform
 
 REPO = Path(__file__).resolve().parent.parent
 FORMS = REPO / "forms"

@@ -17,9 +17,9 @@ from pyxform.xls2xform import convert
 from typer.testing import CliRunner
 
 from collector.cli import app
-from collector.formcheck import PROGRAMME_RULES, check_form
-from collector.xlsform import read_xlsform, split_type
-from collector.xlsread import read_sheets
+from collector.forms.check import PROGRAMME_RULES, check_form
+from collector.forms.xlsform import read_xlsform, split_type
+from collector.forms.xlsread import read_sheets
 
 CORPUS = Path(__file__).parent / "fixtures" / "pyxform_corpus"
 WORKBOOKS = sorted(p for p in CORPUS.rglob("*") if p.suffix in {".xls", ".xlsx", ".xlsm"})

@@ -20,9 +20,10 @@ import requests
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from collector import store, sync
+from collector import store
 from collector.cli import app
 from collector.settings import Settings
+from collector.sync import submissions as sync
 from tests.emulator_support import login
 from tests.test_enumerators_setup import (
     OPENROSA,

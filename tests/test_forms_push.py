@@ -24,7 +24,8 @@ from collector import store
 from collector.central import Central, CentralGarbage
 from collector.central import forms as central_forms
 from collector.central import projects as central_projects
-from collector.formpush import (
+from collector.forms.manifest import load_manifest
+from collector.forms.push import (
     Action,
     FormsInvalid,
     PushBlocked,
@@ -33,7 +34,6 @@ from collector.formpush import (
     push_forms,
     store_recorder,
 )
-from collector.manifest import load_manifest
 from collector.settings import Settings
 from tests.conftest import CentralTarget
 from tests.test_forms_check import CORPUS, FORM_IDS, broken_copy

@@ -3,7 +3,7 @@ exact count anywhere. Over real HTTP, on data synced from Central, on both datab
 
 The attack of the security review: ask many differently composed questions whose
 difference is the rare district's withheld cell (two home visits), and average the
-differences. Before the lattice (``collector.indicators.disclosure``) each composition drew
+differences. Before the lattice (``collector.read.indicators.disclosure``) each composition drew
 fresh rounding noise and the average converged on the true count; now unions of districts
 are refused, every allowed answer is a sum of the same fixed published cells, and every
 difference is the withheld cell's published contribution: nothing.

@@ -2,7 +2,7 @@
 
 The truth is read from Central's OData feed with plain ``requests`` (never from our store),
 and each indicator is recounted here from its definition *as the programme states it*,
-written apart from ``collector/indicators`` (no import of the catalogue or the SQL): which
+written apart from ``collector/read/indicators`` (no import of the catalogue or the SQL): which
 form, which condition, which date, which number. The API, asked as a manager (exact
 numbers), must give the same cells for every indicator, every period, every breakdown, a
 district filter and a date range, on SQLite and PostgreSQL.
@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 
-from collector import sync
+from collector.sync import submissions as sync
 from tests.api_fixtures import (
     LiveApi,
     Synced,

@@ -1,4 +1,4 @@
-"""The store's fixed tables move by Alembic migrations (collector/migrations).
+"""The store's fixed tables move by Alembic migrations (collector/store/migrations).
 
 Stores made by release ab31688 (before migrations: tests/fixtures/store-ab31688.sqlite and
 the plain ``pg_dump --no-owner`` of a PostgreSQL one, each with rows in every fixed table,
@@ -22,11 +22,12 @@ from sqlalchemy import make_url
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
-from collector import migrations, models, store  # noqa: F401 - models fill the metadata
+from collector import store
 from collector.cli import app
 from collector.errors import StoreBehind
 from collector.settings import Settings
-from collector.storage import entities as entity_tables
+from collector.store import entities as entity_tables
+from collector.store import migrations
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
@@ -170,7 +171,7 @@ def test_migrations__head_makes_what_the_models_describe(database_url):
 
 def test_migrations__head_makes_the_entity_tables(database_url):
     """The register's fixed tables (kept beside the models, in their own metadata) come
-    from the migrations, as ``collector.storage.entities`` describes them: no first sync
+    from the migrations, as ``collector.store.entities`` describes them: no first sync
     needed, and an old store gets them by ``collector store upgrade``."""
     engine = store.engine_for(database_url)
     try:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.formspec import FieldSpec, FormSpec
-from collector.normalize import (
+from collector.forms.spec import FieldSpec, FormSpec
+from collector.sync.normalize import (
     MAX_IDENT,
     fields_from_spec,
     form_shape,

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from collector.pipeline import PageWriter, gc_paused, prefetched
+from collector.sync.pipeline import PageWriter, gc_paused, prefetched
 
 
 def _slow_store(stored: list[int], threads: set[str]):

@@ -17,9 +17,10 @@ import uuid
 import orjson
 import sqlalchemy as sa
 
-from collector import store, sync
+from collector import store
 from collector.central import Central
-from collector.normalize import rows_for_page
+from collector.sync import submissions as sync
+from collector.sync.normalize import rows_for_page
 from tests.test_sync_support import REPO, new_project, submit_many
 
 FORM_ID = "household_visit"

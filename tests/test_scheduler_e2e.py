@@ -28,7 +28,7 @@ import requests
 import sqlalchemy as sa
 
 from collector import store
-from collector.manifest import load_manifest
+from collector.forms.manifest import load_manifest
 from emulator.control import start_emulator
 from tests.conftest import stop_process
 from tests.test_sync_support import Project, assert_store_equals_truth

@@ -13,8 +13,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from collector.settings import Settings
-from collector.storage import entities as es
 from collector.store import engine_for
+from collector.store import entities as es
 from scheduler.wiring import sync_function
 from tests.conftest import CentralTarget
 from tests.emulator_support import login

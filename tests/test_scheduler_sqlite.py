@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from collector import store, sync
+from collector import store
 from collector.settings import Settings
+from collector.sync import submissions as sync
 from emulator.control import EmulatorControl, start_emulator
 from tests.conftest import stop_process
 from tests.test_scheduler_e2e import (

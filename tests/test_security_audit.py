@@ -1,7 +1,7 @@
 """Adversarial checks beyond ``test_api_leaks``: ways a key or a log learns what it may not.
 
 Each test plays an attacker (or an operator reading logs) against the real path: forms
-published to the emulator, submissions sent over OpenRosa, ``collector.sync`` into SQLite
+published to the emulator, submissions sent over OpenRosa, ``collector.sync.submissions`` into SQLite
 and PostgreSQL, the API in a real uvicorn server (``tests/api_fixtures.py``). Findings and
 their suggested fixes are written up in /work/notes/security-findings.md.
 """
@@ -25,9 +25,10 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from collector import store, sync
-from collector.forminfo import form_info
-from collector.keys import create_key, revoke_key
+from collector import store
+from collector.read.forminfo import form_info
+from collector.store.keys import create_key, revoke_key
+from collector.sync import submissions as sync
 from emulator.control import free_port
 from tests.api_fixtures import (
     HOME_DISTRICT,
@@ -79,7 +80,7 @@ def test_security__suppressed_cell_not_recovered_by_district_differencing(api):
 
     everyone = _one_value(api, "viewer")
     union = api.get(INDICATOR, "viewer", period="none", district=others)
-    # below manager a question names one district or none (collector.indicators.disclosure)
+    # below manager a question names one district or none (collector.read.indicators.disclosure)
     assert union.status_code == 422 and "district" in union.text, union.text
     all_but_rare = sum(
         c["value"] or 0 for c in viewer["cells"] if c["keys"]["district"] != RARE_DISTRICT
@@ -453,8 +454,8 @@ def test_security__question_derived_from_a_sensitive_answer_must_be_marked(tmp_p
     said yes to violence, gives that answer away to analysts (the copy, or the mere presence
     of a value). ``collector forms check`` must flag such a row unless it is marked
     sensitive (or the spec must mark it so), as it flags an unmarked name or phone."""
-    from collector.formcheck import check_form
-    from collector.xlsform import form_spec, read_xlsform
+    from collector.forms.check import check_form
+    from collector.forms.xlsform import form_spec, read_xlsform
 
     path = _with_rows(
         tmp_path,
@@ -522,7 +523,7 @@ def test_security__purged_values_do_not_survive_in_the_sqlite_file(central, tmp_
     WAL either (``strings collector.db`` after the purge). As in tests/test_purge.py, the
     purged submission is a synced row stored again under a new id (the emulator has no purge)."""
     from collector.central import Central
-    from collector.normalize import rows_for_page
+    from collector.sync.normalize import rows_for_page
     from tests.test_sync_support import new_project, submit_many
 
     project = new_project(central, tmp_path, fresh_name)

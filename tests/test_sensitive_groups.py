@@ -21,12 +21,13 @@ import requests
 
 from api.app import create_app
 from bench.api_bench import odata_row
-from collector import normalize, store
-from collector.formcheck import check_form
-from collector.forminfo import Scope, form_info
-from collector.keys import create_key
+from collector import store
+from collector.forms.check import check_form
+from collector.forms.xlsform import form_spec, read_xlsform
+from collector.read.forminfo import Scope, form_info
 from collector.settings import Settings
-from collector.xlsform import form_spec, read_xlsform
+from collector.store.keys import create_key
+from collector.sync import normalize
 from tests.api_fixtures import serving
 
 REPO = Path(__file__).resolve().parent.parent

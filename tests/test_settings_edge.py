@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 from collector import store
-from collector.storage.secrets import store_secret
+from collector.store.secrets import store_secret
 
 REPO = Path(__file__).parent.parent
 EDGE = ("collector/cli", "collector/demo", "collector/__main__", "collector/settings.py")

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from bench.api_bench import build_store
 from collector import store
 from collector.cli import app
-from collector.forminfo import form_info
-from collector.xlsform import form_spec, read_xlsform
+from collector.forms.xlsform import form_spec, read_xlsform
+from collector.read.forminfo import form_info
 
 FORMS = Path(__file__).resolve().parent.parent / "forms"
 PASSWORD = "Analyst-pw-2026"

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from collector import store
-from collector.formspec import ChoiceSpec, FieldSpec, FormSpec
-from collector.normalize import rows_for_page
+from collector.forms.spec import ChoiceSpec, FieldSpec, FormSpec
+from collector.sync.normalize import rows_for_page
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "central-golden"
 if not GOLDEN.exists():
@@ -48,7 +48,7 @@ def test_engine__sqlite_is_wal_with_foreign_keys(tmp_path):
 
 def test_background_checkpoints__copy_the_wal_back_and_leave_nothing_open(tmp_path):
     """While a sync stores pages, another thread checkpoints after each one
-    (storage/checkpoint.py); its connection ends with the block, so closing the engine
+    (store/checkpoint.py); its connection ends with the block, so closing the engine
     still checkpoints and removes the WAL, as SQLite does when the last connection goes."""
     db = tmp_path / "x.db"
     e = store.engine_for(f"sqlite:///{db}")

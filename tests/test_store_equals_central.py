@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from collector import store, sync
+from collector import store
+from collector.sync import submissions as sync
 from tests.test_sync_support import (
     REPO,
     assert_store_equals_truth,

@@ -13,10 +13,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from collector import queries, store, sync
+from collector import store
 from collector.central import Central
-from collector.forminfo import Scope, form_info
-from collector.normalize import form_shape
+from collector.read import queries
+from collector.read.forminfo import Scope, form_info
+from collector.sync import submissions as sync
+from collector.sync.normalize import form_shape
 from tests.test_sync_support import new_project
 
 XFORM = """<?xml version="1.0"?>

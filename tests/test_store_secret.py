@@ -53,8 +53,8 @@ def test_first_use_of_existing_tables_takes_no_schema_lock(postgres_url):
     """A replica starting while a form migration holds the schema lock (it may wait minutes
     behind a streaming export) must still serve: the lock is taken only to create a table."""
     from api.ratelimit import SharedRateLimiter
-    from collector.storage.caches import caches_for
-    from collector.storage.engine import _SCHEMA_LOCK
+    from collector.store.caches import caches_for
+    from collector.store.engine import _SCHEMA_LOCK
 
     engine = store.engine_for(postgres_url)
     try:

@@ -12,9 +12,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from collector import store, sync
+from collector import store
 from collector.central import Central
 from collector.settings import Settings
+from collector.sync import submissions as sync
 from emulator.control import EmulatorControl
 from tests.test_sync_support import (
     REPO,

@@ -8,9 +8,10 @@ import hashlib
 
 import sqlalchemy as sa
 
-from collector import store, sync
+from collector import store
 from collector.central import Central
-from collector.sync import attachment_file_name, attachment_name_refusal
+from collector.sync import submissions as sync
+from collector.sync.submissions import attachment_file_name, attachment_name_refusal
 from tests.test_sync_support import new_project
 
 NAMES = ("p_dot", "p_dotdot", "p_space", "p_under", "p_good")

@@ -16,11 +16,12 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from api.app import create_app
-from collector import store, sync
+from collector import store
 from collector.central import Central, CentralError
 from collector.cli import app
-from collector.keys import create_key
 from collector.settings import Settings
+from collector.store.keys import create_key
+from collector.sync import submissions as sync
 from scheduler.leader import LeaderLock
 from scheduler.service import RunFailed, SchedulerService
 from scheduler.triggers import FormSchedule

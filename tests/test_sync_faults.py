@@ -18,8 +18,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from collector import store, sync
+from collector import store
 from collector.central import Central
+from collector.sync import submissions as sync
 from tests.test_sync_support import (
     REPO,
     assert_store_equals_truth,

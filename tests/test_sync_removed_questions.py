@@ -15,8 +15,8 @@ import uuid
 import requests
 import sqlalchemy as sa
 
-from collector import sync
 from collector.central import Central
+from collector.sync import submissions as sync
 from tests.test_sync_support import new_project
 
 XFORM = """<?xml version="1.0"?>

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from collector.central import Central, CentralError, app_users
 from collector.cli import app as cli_app
-from collector.enumerators import EnumeratorError, add_enumerators
+from collector.forms.enumerators import EnumeratorError, add_enumerators
 from collector.settings import Settings
 from collector.store import engine_for
 from collector.transport import insecure_reason

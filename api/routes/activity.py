@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, ManagerDep, SettingsDep
-from collector.activity import enumerator_activity
+from collector.read.activity import enumerator_activity
 from collector.times import UtcTime
 
 router = APIRouter(tags=["activity"])

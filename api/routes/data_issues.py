@@ -10,9 +10,9 @@ from pydantic import BaseModel
 
 from api.audit import audit_reads
 from api.deps import AnalystDep, EngineDep, SettingsDep, form_or_404, scope_for
-from collector.cursors import INT64_MAX
-from collector.forminfo import InvalidValue
-from collector.queries import data_issues_page
+from collector.read.cursors import INT64_MAX
+from collector.read.forminfo import InvalidValue
+from collector.read.queries import data_issues_page
 from collector.times import UtcTime
 
 router = APIRouter(tags=["data issues"])

@@ -27,8 +27,8 @@ from api.deps import (
     split_list,
 )
 from api.exportslots import BoundedStreamingResponse, ExportSlots
-from collector.exportcols import Header, is_geoline
-from collector.exports import (
+from collector.read.exportcols import Header, is_geoline
+from collector.read.exports import (
     ExportSpec,
     Separator,
     csv_chunks,
@@ -37,10 +37,10 @@ from collector.exports import (
     geojson_chunks,
     xlsx_file,
 )
-from collector.forminfo import InvalidValue, UnknownName, Withheld
-from collector.keys import Caller
-from collector.queries import fields_read_by_filter, select_fields
+from collector.read.forminfo import InvalidValue, UnknownName, Withheld
+from collector.read.queries import fields_read_by_filter, select_fields
 from collector.settings import Settings
+from collector.store.keys import Caller
 
 router = APIRouter(tags=["exports"])
 

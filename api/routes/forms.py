@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, SettingsDep, ViewerDep, form_or_404, visible_submission_counts
-from collector.forminfo import FieldInfo, FormInfo, all_forms, form_versions
+from collector.read.forminfo import FieldInfo, FormInfo, all_forms, form_versions
 from collector.times import UtcTime
 
 router = APIRouter(tags=["forms"])

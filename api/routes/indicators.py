@@ -2,7 +2,7 @@
 answers are sums of protected lattice cells (one district or the key's whole scope, whole
 calendar units; small cells withheld, people counts rounded consistently), so that
 subtracting one answer from another cannot recover a withheld cell (see
-``collector.indicators.disclosure``)."""
+``collector.read.indicators.disclosure``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, Lang, SettingsDep, ViewerDep, parse_when, scope_for, split_list
-from collector.forminfo import FormInfo, UnknownName, form_info
-from collector.indicators import INDICATORS, INDICATORS_BY_ID, PERIODS, Indicator, compute
-from collector.keys import Role
+from collector.read.forminfo import FormInfo, UnknownName, form_info
+from collector.read.indicators import INDICATORS, INDICATORS_BY_ID, PERIODS, Indicator, compute
+from collector.store.keys import Role
 
 router = APIRouter(tags=["indicators"])
 

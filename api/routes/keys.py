@@ -8,8 +8,8 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from api.deps import AdminDep, EngineDep
-from collector import keys
-from collector.keys import Caller
+from collector.store import keys
+from collector.store.keys import Caller
 from collector.times import UtcTime
 
 router = APIRouter(tags=["keys"])

@@ -21,9 +21,8 @@ from fastapi.responses import JSONResponse, Response
 
 from api.audit import audit_reads
 from api.deps import EngineDep, SettingsDep, caller_for_request, form_or_404, scope_for
-from collector.forminfo import UnknownName, table_for
-from collector.keys import Caller, Role
-from collector.odata import (
+from collector.read.forminfo import UnknownName, table_for
+from collector.read.odata import (
     entity_sets,
     filterable,
     json_row,
@@ -32,6 +31,7 @@ from collector.odata import (
     read_page,
     sensitive_reads,
 )
+from collector.store.keys import Caller, Role
 
 # Not in the OpenAPI document: OData clients read $metadata, and Swagger cannot speak OData
 # (tests/test_api_odata.py sends the odd input schemathesis would).

@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 
 from api.audit import audit_reads
 from api.deps import AnalystDep, EngineDep, SettingsDep, parse_when, split_list
-from collector import register as reg
-from collector.forminfo import UnknownName
-from collector.keys import Caller, Role
+from collector.read import register as reg
+from collector.read.forminfo import UnknownName
+from collector.store.keys import Caller, Role
 
 router = APIRouter(tags=["register"])
 

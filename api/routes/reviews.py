@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 from api.audit import audit_reads
 from api.deps import EngineDep, ManagerDep, SettingsDep, form_or_404, scope_for
 from collector import central as central_mod
-from collector.forminfo import FormInfo, UnknownName
-from collector.queries import submission_one
+from collector.read.forminfo import FormInfo, UnknownName
+from collector.read.queries import submission_one
 from collector.settings import Settings
 
 router = APIRouter(tags=["reviews"])

@@ -23,11 +23,10 @@ from api.deps import (
     scope_for,
     split_list,
 )
-from collector.cursors import parse_sort
-from collector.exportcols import is_geoline, odk_geometry
-from collector.forminfo import FieldInfo, FormInfo, InvalidValue, UnknownName
-from collector.keys import Caller
-from collector.queries import (
+from collector.read.cursors import parse_sort
+from collector.read.exportcols import is_geoline, odk_geometry
+from collector.read.forminfo import FieldInfo, FormInfo, InvalidValue, UnknownName
+from collector.read.queries import (
     META_COLUMNS,
     fields_read_by_filter,
     offset_key,
@@ -38,6 +37,7 @@ from collector.queries import (
     value_key,
 )
 from collector.settings import Settings
+from collector.store.keys import Caller
 from collector.times import UtcTime, recorded, value_text
 
 router = APIRouter(tags=["submissions"])

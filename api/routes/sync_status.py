@@ -18,10 +18,10 @@ from api.deps import (
     visible_submission_counts,
 )
 from collector import store
-from collector.forminfo import UnknownName, all_forms
-from collector.keys import Caller, Role
-from collector.queries import last_ok_runs
-from collector.storage import sync_requests
+from collector.read.forminfo import UnknownName, all_forms
+from collector.read.queries import last_ok_runs
+from collector.store import sync_requests
+from collector.store.keys import Caller, Role
 from collector.times import UtcTime
 
 router = APIRouter(tags=["sync"])
@@ -63,7 +63,7 @@ def error_for(caller: Caller, error: str | None) -> str | None:
     """A run's error as this caller may read it: whole for managers and up; below, only
     its first clause (``database error CheckViolation (...)``, ``CentralUnavailable``).
 
-    Errors are now recorded without the values a database quotes (``collector.failures``),
+    Errors are now recorded without the values a database quotes (``collector.sync.failures``),
     but runs recorded before that may hold a refused row's answers after the first line
     or colon, and a store keeps its runs."""
     if error is None or caller.sees_sensitive:

@@ -24,9 +24,9 @@ from fastapi.templating import Jinja2Templates
 from api.deps import EngineDep, SettingsDep, caller_for_request
 from api.routes import data_issues, exports, indicators, sync_status
 from api.ui.text import LANGS, words
-from collector.forminfo import all_forms, form_info
-from collector.indicators import INDICATORS
-from collector.keys import Caller, Role, caller_for_token
+from collector.read.forminfo import all_forms, form_info
+from collector.read.indicators import INDICATORS
+from collector.store.keys import Caller, Role, caller_for_token
 
 HERE = Path(__file__).parent
 COOKIE = "collector_ui_key"

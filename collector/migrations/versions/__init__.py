@@ -1,1 +1,0 @@
-"""Revisions of the store schema, oldest first (see collector/migrations)."""

@@ -1,0 +1,1 @@
+"""Revisions of the store schema, oldest first (see collector/store/migrations)."""
