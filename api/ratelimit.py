@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from collector.store import ensure_rate_buckets, take_rate_token
+from collector.store import take_rate_token
 
 
 @dataclass
@@ -108,13 +108,9 @@ class SharedRateLimiter:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.interval = 60.0 / per_minute
         self.tolerance = (burst_for(per_minute, burst) - 1) * self.interval
-        self._ready = False
 
     def acquire(self, key_id: Hashable) -> float:
         """Take one token for ``key_id``; return 0 if allowed, else seconds to wait."""
-        if not self._ready:
-            ensure_rate_buckets(self.engine)
-            self._ready = True
         allowed, ahead = take_rate_token(
             self._autocommit, str(key_id), self.interval, self.tolerance
         )

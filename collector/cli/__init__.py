@@ -13,7 +13,6 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from collector.cli.errors import OneLineErrors
-from collector.settings import Settings
 
 app = typer.Typer(
     cls=OneLineErrors,  # every CollectorError: one line and its exit code, here only
@@ -24,11 +23,6 @@ app = typer.Typer(
 
 
 _debug = False  # set by --debug: let an error's traceback through (see main)
-
-
-def settings_from_env() -> Settings:
-    """Build the one Settings object at the edge."""
-    return Settings()
 
 
 def collector_version() -> str:
@@ -83,7 +77,7 @@ cli_keys.register(app)
 
 from collector.cli import sync as cli_sync  # noqa: E402 - `sync` and `status`
 
-cli_sync.register(app, settings_from_env)
+cli_sync.register(app)
 
 from collector.cli.store import app as store_app  # noqa: E402
 
@@ -91,7 +85,7 @@ app.add_typer(store_app, name="store")
 
 from collector.cli import entities as cli_entities  # noqa: E402 - `entities sync`
 
-cli_entities.register(app, settings_from_env)
+cli_entities.register(app)
 
 
 def main() -> None:

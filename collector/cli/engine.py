@@ -6,11 +6,11 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from collector import store
+from collector.cli.settings import settings_from_env
 
 
 def store_engine() -> Engine:
     """The engine of the configured store, its tables created if missing."""
-    from collector.cli import settings_from_env  # the one edge where Settings is built
 
     engine = store.engine_for(settings_from_env())
     store.create_schema(engine)

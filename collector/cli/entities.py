@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 
 from collector.central import Central, CentralError
+from collector.cli.settings import settings_from_env
 
 out = Console()
 err = Console(stderr=True)
 
 
-def register(app: typer.Typer, settings_from_env) -> None:
+def register(app: typer.Typer) -> None:
     entities_app = typer.Typer(help="The register: ODK entity lists in the store.")
 
     @entities_app.command("sync")

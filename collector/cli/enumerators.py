@@ -16,12 +16,12 @@ from rich.table import Table
 
 from collector import store
 from collector.central import Central
+from collector.cli.settings import settings_from_env
 from collector.forms.enumerators import (
     add_enumerators,
     list_enumerators,
     revoke_enumerator,
 )
-from collector.settings import Settings
 
 app = typer.Typer(
     help="Enumerators: one Central app user each, set up in ODK Collect with one QR code.",
@@ -60,7 +60,7 @@ def add(
     ),
 ) -> None:
     """Create (or reuse) an app user per name, give it the forms, write its QR code."""
-    settings = Settings()
+    settings = settings_from_env()
     target = out_dir or settings.data_dir / "enumerators"
     with Central(settings) as central:
         engine = store.engine_for(settings)
@@ -97,7 +97,7 @@ def list_(
     all_: bool = typer.Option(False, "--all", help="Show revoked enumerators too."),
 ) -> None:
     """Enumerators of the project: app user, district, forms, active or revoked."""
-    settings = Settings()
+    settings = settings_from_env()
     with Central(settings) as central:
         rows = list_enumerators(central, store.engine_for(settings))
     table = Table(title=f"Enumerators of project {settings.central_project_id}")
@@ -120,7 +120,7 @@ def list_(
 @app.command("revoke")
 def revoke(name: str = typer.Argument(..., help="The enumerator's name, as added.")) -> None:
     """Cut a (lost) tablet off: Central refuses the enumerator's code from now on."""
-    settings = Settings()
+    settings = settings_from_env()
     with Central(settings) as central:
         ids = revoke_enumerator(central, store.engine_for(settings), name)
     out.print(

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from collector import store
 from collector.central import Central
+from collector.cli.settings import settings_from_env
 from collector.forms.check import CheckResult, check_form, check_manifest_forms
 from collector.forms.manifest import Manifest, ManifestError, load_manifest
 from collector.forms.push import (
@@ -34,7 +35,6 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _settings() -> Settings:
-    from collector.cli import settings_from_env  # the one edge where Settings is built
 
     return settings_from_env()
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from collector import store
 from collector.cli.engine import store_engine
+from collector.cli.settings import settings_from_env
 from collector.store.keys import Role, create_key, list_keys, revoke_key
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -79,7 +80,6 @@ def serve_api(
     from api.accesslog import log_config
     from api.app import create_app
     from api.serving import uvicorn_config
-    from collector.cli import settings_from_env
 
     settings = settings_from_env()
     store.create_schema(store.engine_for(settings))

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from collector.settings import Settings
+from collector.cli.settings import settings_from_env
 
 err = Console(stderr=True, soft_wrap=True)  # an error line stays one line, paths whole
 
@@ -88,7 +88,7 @@ def scheduler(
         update["scheduler_every_seconds"] = every
     if lead_poll is not None:
         update["scheduler_lead_poll_seconds"] = lead_poll
-    settings = Settings().model_copy(update=update)
+    settings = settings_from_env().model_copy(update=update)
     service = build_service(settings, forms=form, workers=workers)
     stop = threading.Event()
     install_stop_signals(stop)
@@ -122,7 +122,7 @@ def demo(
     """
     from collector.demo import DemoOptions, run_demo
 
-    settings = Settings()
+    settings = settings_from_env()
     options = DemoOptions(
         data_dir=Path(settings.data_dir) / "demo",
         duration=duration,

@@ -11,8 +11,8 @@ from rich.console import Console
 from sqlalchemy import make_url
 
 from collector import store
+from collector.cli.settings import settings_from_env
 from collector.private import private_file
-from collector.settings import Settings
 from collector.store import migrations
 
 app = typer.Typer(help="The store itself: its schema version and upgrades.", no_args_is_help=True)
@@ -36,7 +36,7 @@ def upgrade(
     ),
 ) -> None:
     """Apply the schema migrations the store lacks (run once per release, before the rest)."""
-    settings = Settings()
+    settings = settings_from_env()
     engine = store.engine_for(settings)
     try:
         url = make_url(settings.resolved_database_url)
@@ -62,7 +62,7 @@ def upgrade(
 @app.command("version")
 def version() -> None:
     """The store's schema revision and the one this release needs."""
-    settings = Settings()
+    settings = settings_from_env()
     engine = store.engine_for(settings)
     try:
         with engine.connect() as conn:

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from collector import store
+from collector.cli.settings import settings_from_env
 from collector.settings import Settings
 
 out = Console()
@@ -34,7 +35,7 @@ def _ago(t: datetime | None) -> str:
     return f"{seconds / 86400:.0f} days ago"
 
 
-def register(app: typer.Typer, settings_from_env) -> None:
+def register(app: typer.Typer) -> None:
     @app.command("sync")
     def sync_command(
         forms: list[str] = typer.Argument(

@@ -65,7 +65,7 @@ from collector.store.pages import (
     store_page,
     stored_instance_ids,
 )
-from collector.store.ratebuckets import RATE_BUCKETS, ensure_rate_buckets, take_rate_token
+from collector.store.ratebuckets import RATE_BUCKETS, take_rate_token
 from collector.store.runs import (
     FormStatus,
     finish_run,
@@ -232,7 +232,6 @@ __all__ = [  # the facade: every public name of collector/store, and the ones be
     "create_schema",
     "engine_for",
     "ensure_form_tables",
-    "ensure_rate_buckets",
     "fetched_attachment_names",
     "finish_run",
     "form_id_for",

@@ -8,24 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from collector.store.engine import lock_schema
-
 RATE_BUCKETS = "api_rate_bucket"
-
-
-def ensure_rate_buckets(engine: Engine) -> None:
-    """Create the buckets' table if missing (under the schema lock: replicas start together).
-
-    UNLOGGED: no WAL, so a request costs no disk write and its commit waits for no flush;
-    a server crash empties it, which only loosens the limit for a minute."""
-    with engine.begin() as conn:
-        if conn.exec_driver_sql(f"SELECT to_regclass('{RATE_BUCKETS}')").scalar() is not None:
-            return  # no schema lock, which a long form migration may hold for minutes
-        lock_schema(conn)
-        conn.exec_driver_sql(
-            f"CREATE UNLOGGED TABLE IF NOT EXISTS {RATE_BUCKETS} (bucket text PRIMARY KEY, "
-            "tat double precision NOT NULL, allowed boolean NOT NULL)"
-        )
+"""Made by the migrations (revision 0006_rate_buckets, UNLOGGED), on PostgreSQL only."""
 
 
 def take_rate_token(

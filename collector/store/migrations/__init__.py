@@ -56,11 +56,12 @@ def is_empty(connection: Connection) -> bool:
     return not sa.inspect(connection).has_table(FIXED_TABLE)
 
 
-def upgrade(connection: Connection) -> tuple[str | None, str]:
-    """Apply every revision the store lacks; returns (revision before, revision now)."""
+def upgrade(connection: Connection, to: str = "head") -> tuple[str | None, str]:
+    """Apply every revision the store lacks up to ``to`` (tests stop earlier to make an
+    old store); returns (revision before, revision now)."""
     before = current(connection)
-    command.upgrade(_config(connection), "head")
-    return before, head()
+    command.upgrade(_config(connection), to)
+    return before, head() if to == "head" else to
 
 
 def check_current(engine: Engine) -> None:
