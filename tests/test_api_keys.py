@@ -283,6 +283,7 @@ def test_rate_limit__one_limit_for_a_key_across_replicas_on_postgres(postgres_ur
 def test_shared_rate_limiter__refills_at_the_configured_rate(postgres_url):
     engine = store.engine_for(postgres_url)
     try:
+        store.create_schema(engine)  # the buckets' table comes with the store (revision 0006)
         limiter = SharedRateLimiter(engine, per_minute=120, burst=2)  # a token each 0.5 s
         assert limiter.acquire(1) == 0 and limiter.acquire(1) == 0
         wait = limiter.acquire(1)
